@@ -1,0 +1,222 @@
+-- The engine's rules that live in the database itself: state checks, the partial indexes that keep
+-- claim and release independent of history, immutability triggers, and the two functions through
+-- which every task enters and leaves the FCFS queues (cairn_enqueue, cairn_settle_cascade).
+-- DESIGN.md walks through why each statement is correct under concurrency.
+
+ALTER TABLE tasks ADD CONSTRAINT tasks_state_check
+  CHECK (state IN ('blocked', 'ready', 'running', 'succeeded', 'failed', 'canceled'));--> statement-breakpoint
+ALTER TABLE tasks ADD CONSTRAINT tasks_attempts_check CHECK (max_attempts >= 1 AND attempts >= 0);--> statement-breakpoint
+ALTER TABLE tasks ADD CONSTRAINT tasks_counters_check CHECK (pending_inputs >= 0 AND blocked_keys >= 0);--> statement-breakpoint
+ALTER TABLE tasks ADD CONSTRAINT tasks_running_has_worker CHECK (state <> 'running' OR worker_id IS NOT NULL);--> statement-breakpoint
+ALTER TABLE futures ADD CONSTRAINT futures_state_check
+  CHECK (state IN ('pending', 'resolved', 'failed', 'canceled'));--> statement-breakpoint
+ALTER TABLE futures ADD CONSTRAINT futures_settled_shape CHECK (
+  (state = 'pending' AND settled_at IS NULL AND error IS NULL AND value IS NULL)
+  OR (state = 'resolved' AND settled_at IS NOT NULL AND error IS NULL)
+  OR (state IN ('failed', 'canceled') AND settled_at IS NOT NULL AND error IS NOT NULL AND value IS NULL));--> statement-breakpoint
+
+-- Claim reads only ready rows; the workers' own running tasks; per-graph and per-state listings.
+CREATE INDEX tasks_ready ON tasks (seq) WHERE state = 'ready';--> statement-breakpoint
+CREATE INDEX tasks_running_worker ON tasks (worker_id) WHERE state = 'running';--> statement-breakpoint
+CREATE INDEX tasks_graph_seq ON tasks (graph_id, seq);--> statement-breakpoint
+CREATE INDEX tasks_state_id ON tasks (state, id);--> statement-breakpoint
+CREATE INDEX futures_producer ON futures (producer_task);--> statement-breakpoint
+-- FCFS queue heads: the first exclusive holder of a key, and the shared rows still waiting.
+CREATE INDEX task_keys_exclusive ON task_keys (key, seq) WHERE exclusive;--> statement-breakpoint
+CREATE INDEX task_keys_waiting_shared ON task_keys (key, seq) WHERE NOT free AND NOT exclusive;--> statement-breakpoint
+CREATE UNIQUE INDEX workers_lock_key ON workers (lock_key);--> statement-breakpoint
+
+-- Immutability. A future changes once, from pending to settled; a settled task never changes;
+-- neither is ever deleted. Payload tables of the content store attach cairn_refuse_update().
+CREATE FUNCTION cairn_future_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    RAISE EXCEPTION 'future % cannot be deleted: futures are immutable', OLD.id USING ERRCODE = 'CA001';
+  END IF;
+  IF OLD.state <> 'pending' THEN
+    RAISE EXCEPTION 'future % is already %: a settled future is immutable', OLD.id, OLD.state USING ERRCODE = 'CA001';
+  END IF;
+  IF NEW.state = 'pending' THEN
+    RAISE EXCEPTION 'future % is pending: it may change only by settling', OLD.id USING ERRCODE = 'CA001';
+  END IF;
+  IF NEW.id <> OLD.id OR NEW.kind <> OLD.kind OR NEW.producer_task <> OLD.producer_task
+     OR NEW.output <> OLD.output OR NEW.created_at <> OLD.created_at THEN
+    RAISE EXCEPTION 'future %: only its settlement may be written', OLD.id USING ERRCODE = 'CA001';
+  END IF;
+  NEW.settled_at := coalesce(NEW.settled_at, now());
+  RETURN NEW;
+END $$;--> statement-breakpoint
+CREATE TRIGGER futures_immutable BEFORE UPDATE OR DELETE ON futures
+  FOR EACH ROW EXECUTE FUNCTION cairn_future_guard();--> statement-breakpoint
+
+CREATE FUNCTION cairn_task_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    RAISE EXCEPTION 'task % cannot be deleted', OLD.id USING ERRCODE = 'CA001';
+  END IF;
+  IF OLD.state IN ('succeeded', 'failed', 'canceled') THEN
+    RAISE EXCEPTION 'task % is already %: a settled task is immutable', OLD.id, OLD.state USING ERRCODE = 'CA001';
+  END IF;
+  IF NEW.id <> OLD.id OR NEW.graph_id <> OLD.graph_id OR NEW.node <> OLD.node OR NEW.kind <> OLD.kind
+     OR NEW.seq <> OLD.seq OR NEW.params <> OLD.params THEN
+    RAISE EXCEPTION 'task %: its identity and params are immutable', OLD.id USING ERRCODE = 'CA001';
+  END IF;
+  RETURN NEW;
+END $$;--> statement-breakpoint
+CREATE TRIGGER tasks_immutable BEFORE UPDATE OR DELETE ON tasks
+  FOR EACH ROW EXECUTE FUNCTION cairn_task_guard();--> statement-breakpoint
+
+CREATE FUNCTION cairn_refuse_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION '% rows are immutable', TG_TABLE_NAME USING ERRCODE = 'CA001';
+END $$;--> statement-breakpoint
+
+-- Per-key serialization. Submission and settlement of tasks that share a resource key take the
+-- key's transaction-scoped advisory lock (in hash order, so two transactions never wait on each
+-- other in a cycle). That makes seq order equal commit order per key, and makes "release a key"
+-- and "enqueue behind a key" see each other. Unrelated keys never wait on each other.
+CREATE FUNCTION cairn_lock_keys(p_keys text[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_advisory_xact_lock(1, h)
+  FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest(p_keys) AS k ORDER BY 1) AS s;
+END $$;--> statement-breakpoint
+
+-- Make tasks that reached zero counters ready. Returns how many.
+CREATE FUNCTION cairn_make_ready(p_tasks text[]) RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE v integer;
+BEGIN
+  UPDATE tasks SET state = 'ready', ready_at = now()
+  WHERE id = ANY(p_tasks) AND state = 'blocked' AND pending_inputs = 0 AND blocked_keys = 0;
+  GET DIAGNOSTICS v = ROW_COUNT;
+  RETURN v;
+END $$;--> statement-breakpoint
+
+-- A submission has inserted p_tasks (state blocked, pending_inputs counted, blocked_keys = number of
+-- keys) and their task_keys rows (free = false), holding the keys' locks. Mark every key row that
+-- has no earlier unsettled conflicting row as free, and make tasks with nothing left ready.
+CREATE FUNCTION cairn_enqueue(p_tasks text[]) RETURNS integer LANGUAGE plpgsql AS $$
+BEGIN
+  WITH f AS (
+    UPDATE task_keys tk SET free = true
+    WHERE tk.task_id = ANY(p_tasks) AND NOT tk.free
+      AND NOT EXISTS (SELECT 1 FROM task_keys o WHERE o.key = tk.key AND o.seq < tk.seq AND o.exclusive)
+      AND NOT (tk.exclusive AND EXISTS (SELECT 1 FROM task_keys o WHERE o.key = tk.key AND o.seq < tk.seq))
+    RETURNING tk.task_id
+  ), c AS (SELECT task_id, count(*)::int AS n FROM f GROUP BY task_id)
+  UPDATE tasks t SET blocked_keys = t.blocked_keys - c.n FROM c WHERE t.id = c.task_id;
+  RETURN cairn_make_ready(p_tasks);
+END $$;--> statement-breakpoint
+
+-- p_tasks have just reached a terminal state in this transaction, and every future they produce is
+-- settled. p_failed_inputs are already-settled failed/canceled futures that newly submitted tasks
+-- consume (a graph that references an earlier failure settles at once). Settle what that implies and return it as
+--   { "ready": <tasks that became ready>, "tasks": [settled task ids], "futures": [settled future ids] }.
+--
+-- 1. Propagation, level by level: a blocked task with a failed/canceled input settles failed/canceled
+--    (upstream_failed/upstream_canceled; cause_future = that input, cause_task = where the failure
+--    began), its outputs likewise. Each level's futures are updated (row-locked) *before* the next
+--    statement looks for their consumers, so a submission that references one of them concurrently
+--    (it holds FOR SHARE on it) is either seen here or sees the future settled: no lost consumer.
+-- 2. FCFS release: the task_keys rows of every settled task are deleted under the keys' locks; the
+--    new queue heads (the first exclusive row, the shared rows before the first exclusive row) are
+--    marked free and their tasks' blocked_keys decremented.
+-- 3. Data release: consumers of resolved futures get pending_inputs decremented.
+-- 4. Tasks whose counters reached zero become ready.
+CREATE FUNCTION cairn_settle_cascade(p_tasks text[], p_failed_inputs text[] DEFAULT '{}') RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  v_settled text[] := p_tasks;
+  v_futures text[];
+  v_frontier text[];
+  v_resolved text[];
+  v_level text[];
+  v_keys text[];
+  v_candidates text[] := '{}';
+  v_more text[];
+BEGIN
+  SELECT coalesce(array_agg(id), '{}'),
+         coalesce(array_agg(id) FILTER (WHERE state <> 'resolved'), '{}'),
+         coalesce(array_agg(id) FILTER (WHERE state = 'resolved'), '{}')
+    INTO v_futures, v_frontier, v_resolved
+  FROM futures WHERE producer_task = ANY(p_tasks);
+  v_frontier := v_frontier || p_failed_inputs;
+
+  WHILE cardinality(v_frontier) > 0 LOOP
+    WITH hit AS (
+      SELECT DISTINCT ON (ti.task_id)
+             ti.task_id, f.id AS cause_future, f.state AS how,
+             coalesce(f.error->>'cause_task', f.producer_task) AS cause_task,
+             coalesce(f.error->>'message', '') AS root_message
+      FROM futures f
+      JOIN task_inputs ti ON ti.future_id = f.id
+      WHERE f.id = ANY(v_frontier)
+      ORDER BY ti.task_id, (f.state = 'failed') DESC, f.id
+    ), upd AS (
+      UPDATE tasks t
+      SET state = hit.how, finished_at = now(),
+          error = jsonb_build_object(
+            'code', CASE hit.how WHEN 'failed' THEN 'upstream_failed' ELSE 'upstream_canceled' END,
+            'message', format('input %s was %s upstream: %s', hit.cause_future, hit.how, hit.root_message),
+            'cause_task', hit.cause_task,
+            'cause_future', hit.cause_future)
+      FROM hit
+      WHERE t.id = hit.task_id AND t.state = 'blocked'
+      RETURNING t.id, t.state, t.error
+    ), fut AS (
+      UPDATE futures f SET state = upd.state, settled_at = now(), error = upd.error
+      FROM upd
+      WHERE f.producer_task = upd.id AND f.state = 'pending'
+      RETURNING f.id
+    )
+    SELECT (SELECT coalesce(array_agg(id), '{}') FROM upd), (SELECT coalesce(array_agg(id), '{}') FROM fut)
+      INTO v_level, v_frontier;
+    v_settled := v_settled || v_level;
+    v_futures := v_futures || v_frontier;
+  END LOOP;
+
+  -- FCFS release.
+  PERFORM cairn_lock_keys(array(SELECT key FROM task_keys WHERE task_id = ANY(v_settled)));
+  WITH gone AS (DELETE FROM task_keys WHERE task_id = ANY(v_settled) RETURNING key)
+  SELECT coalesce(array_agg(DISTINCT key), '{}') INTO v_keys FROM gone;
+
+  IF cardinality(v_keys) > 0 THEN
+    -- The first unsettled row of a key, if exclusive, now holds the key alone.
+    WITH heads AS (
+      SELECT k AS key, (SELECT tk.seq FROM task_keys tk WHERE tk.key = k ORDER BY tk.seq LIMIT 1) AS first_any
+      FROM unnest(v_keys) AS k
+    ), freed AS (
+      UPDATE task_keys tk SET free = true FROM heads h
+      WHERE tk.key = h.key AND tk.seq = h.first_any AND tk.exclusive AND NOT tk.free
+      RETURNING tk.task_id
+    ), c AS (SELECT task_id, count(*)::int AS n FROM freed GROUP BY task_id),
+    dec AS (UPDATE tasks t SET blocked_keys = t.blocked_keys - c.n FROM c WHERE t.id = c.task_id RETURNING t.id)
+    SELECT coalesce(array_agg(id), '{}') INTO v_more FROM dec;
+    v_candidates := v_candidates || v_more;
+
+    -- Shared rows before the first unsettled exclusive row share the key.
+    WITH heads AS (
+      SELECT k AS key, (SELECT tk.seq FROM task_keys tk WHERE tk.key = k AND tk.exclusive ORDER BY tk.seq LIMIT 1) AS first_x
+      FROM unnest(v_keys) AS k
+    ), freed AS (
+      UPDATE task_keys tk SET free = true FROM heads h
+      WHERE tk.key = h.key AND NOT tk.free AND NOT tk.exclusive AND (h.first_x IS NULL OR tk.seq < h.first_x)
+      RETURNING tk.task_id
+    ), c AS (SELECT task_id, count(*)::int AS n FROM freed GROUP BY task_id),
+    dec AS (UPDATE tasks t SET blocked_keys = t.blocked_keys - c.n FROM c WHERE t.id = c.task_id RETURNING t.id)
+    SELECT coalesce(array_agg(id), '{}') INTO v_more FROM dec;
+    v_candidates := v_candidates || v_more;
+  END IF;
+
+  -- Data release.
+  IF cardinality(v_resolved) > 0 THEN
+    WITH c AS (
+      SELECT ti.task_id, count(*)::int AS n FROM task_inputs ti WHERE ti.future_id = ANY(v_resolved) GROUP BY ti.task_id
+    ), dec AS (
+      UPDATE tasks t SET pending_inputs = t.pending_inputs - c.n FROM c
+      WHERE t.id = c.task_id AND t.state = 'blocked' RETURNING t.id
+    )
+    SELECT coalesce(array_agg(id), '{}') INTO v_more FROM dec;
+    v_candidates := v_candidates || v_more;
+  END IF;
+
+  RETURN jsonb_build_object('ready', cairn_make_ready(v_candidates), 'tasks', to_jsonb(v_settled), 'futures', to_jsonb(v_futures));
+END $$;

@@ -1,0 +1,69 @@
+/**
+ * One typed configuration for every cairn process, read from environment variables through
+ * Effect's `Config`. An invalid value fails start-up with a message naming the variable.
+ */
+import { Config, Context, Duration, Effect, Layer, Option, Redacted } from "effect"
+
+export interface CairnConfigShape {
+  /** `DATABASE_URL`; `None` means "start or join the embedded PostgreSQL of `dataDir`". */
+  readonly databaseUrl: Option.Option<Redacted.Redacted<string>>
+  readonly dataDir: string
+  readonly host: string
+  readonly port: number
+  /** Worker slots in this process (tasks it runs at once). */
+  readonly workers: number
+  /** How long running tasks may finish after SIGTERM before they are released for retry. */
+  readonly shutdownGrace: Duration.Duration
+  readonly heartbeatInterval: Duration.Duration
+  /** A worker whose heartbeat is older than this is declared dead even if its session lingers. */
+  readonly heartbeatTimeout: Duration.Duration
+  /** How often each worker checks for dead workers (cheap: one indexed try-lock per worker row). */
+  readonly reapInterval: Duration.Duration
+  /** The safety-net poll: LISTEN/NOTIFY wakes workers; this only covers a lost notification. */
+  readonly pollInterval: Duration.Duration
+  readonly apiTokens: ReadonlyArray<Redacted.Redacted<string>>
+  readonly poolSize: number
+  readonly logLevel: string
+}
+
+export class CairnConfig extends Context.Tag("cairn/CairnConfig")<CairnConfig, CairnConfigShape>() {}
+
+const positiveInt = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.withDefault(fallback),
+    Config.validate({ message: `${name} must be a whole number >= 0`, validation: (n) => n >= 0 })
+  )
+
+const millis = (name: string, fallback: number) =>
+  positiveInt(name, fallback).pipe(Config.map(Duration.millis))
+
+export const cairnConfig: Config.Config<CairnConfigShape> = Config.all({
+  databaseUrl: Config.option(Config.redacted("DATABASE_URL")),
+  dataDir: Config.string("CAIRN_DATA_DIR").pipe(Config.withDefault("./.cairn")),
+  host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1")),
+  port: Config.port("PORT").pipe(Config.withDefault(8080)),
+  workers: positiveInt("CAIRN_WORKERS", 2),
+  shutdownGrace: millis("CAIRN_SHUTDOWN_GRACE_MS", 30_000),
+  heartbeatInterval: millis("CAIRN_HEARTBEAT_MS", 2_000),
+  heartbeatTimeout: millis("CAIRN_HEARTBEAT_TIMEOUT_MS", 15_000),
+  reapInterval: millis("CAIRN_REAP_INTERVAL_MS", 1_000),
+  pollInterval: millis("CAIRN_POLL_INTERVAL_MS", 10_000),
+  apiTokens: Config.string("CAIRN_API_TOKENS").pipe(
+    Config.withDefault(""),
+    Config.map((s) =>
+      s.split(",").map((t) => t.trim()).filter((t) => t.length > 0).map((t) => Redacted.make(t))
+    )
+  ),
+  poolSize: positiveInt("CAIRN_DB_POOL_SIZE", 10).pipe(
+    Config.validate({ message: "CAIRN_DB_POOL_SIZE must be at least 2", validation: (n) => n >= 2 })
+  ),
+  logLevel: Config.literal("trace", "debug", "info", "warning", "error", "none")("CAIRN_LOG_LEVEL").pipe(
+    Config.withDefault("info" as const)
+  )
+})
+
+export const CairnConfigLive = Layer.effect(CairnConfig, cairnConfig)
+
+/** For tests and scripts that build a config by hand. */
+export const CairnConfigFrom = (overrides: Partial<CairnConfigShape>) =>
+  Layer.effect(CairnConfig, Effect.map(cairnConfig, (c) => ({ ...c, ...overrides })))

@@ -1,0 +1,36 @@
+/**
+ * `DatabaseLive`: decides where the database is (DATABASE_URL, or the embedded server of
+ * CAIRN_DATA_DIR, started or joined), applies migrations, and provides `Db`.
+ * Finalizers run in reverse: the pool closes before an embedded server we own is stopped.
+ */
+import { Effect, Layer, Option, Redacted } from "effect"
+import { CairnConfig } from "../config/config.js"
+import { Db, DbError, makeDb } from "./client.js"
+import { startEmbedded } from "./embedded.js"
+import { runMigrations } from "./migrate.js"
+
+export const resolveDatabaseUrl = Effect.gen(function*() {
+  const config = yield* CairnConfig
+  if (Option.isSome(config.databaseUrl)) return config.databaseUrl.value
+  const server = yield* Effect.acquireRelease(
+    Effect.tryPromise({
+      try: () => startEmbedded(config.dataDir, { log: (line) => console.error(`[cairn] ${line}`) }),
+      catch: (cause) => new DbError({ message: `could not start the embedded PostgreSQL: ${(cause as Error).message}`, cause })
+    }),
+    (s) => Effect.promise(() => s.stop())
+  )
+  yield* Effect.logInfo(server.owned ? "started the embedded PostgreSQL" : "joined the embedded PostgreSQL").pipe(
+    Effect.annotateLogs({ dataDir: server.dataDir })
+  )
+  return Redacted.make(server.url)
+})
+
+export const DatabaseLive = Layer.scoped(
+  Db,
+  Effect.gen(function*() {
+    const config = yield* CairnConfig
+    const url = yield* resolveDatabaseUrl
+    yield* runMigrations(Redacted.value(url))
+    return yield* makeDb(url, config.poolSize)
+  })
+)

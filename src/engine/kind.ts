@@ -1,0 +1,80 @@
+/**
+ * What a task kind is, and the registry of kinds known to this process.
+ *
+ * A kind is registered in code: its params Schema, its output futures and their kinds, the resource
+ * keys a params value needs, and its handler. Params reference futures with `{ "$ref": ... }`; by
+ * the time the params Schema sees them, the submitter has resolved every ref to
+ * `{ "$ref": "<future id>", "kind": "<future kind>" }`, so `FutureRef("repository_version")` checks
+ * the kind of what a param points at, and a mismatch is an ordinary Schema error at that path.
+ */
+import { Context, Effect, Layer, Schema } from "effect"
+import type { TaskFailure } from "./errors.js"
+
+/** The kind of a plain JSON result. Content kinds (repository_version, publication, ...) add more. */
+export const VALUE = "value"
+
+export const FutureRef = (kind?: string) =>
+  Schema.Struct({
+    $ref: Schema.String,
+    kind: kind === undefined ? Schema.String : Schema.Literal(kind).annotations({
+      message: (issue) => ({ message: `expected a reference to a ${kind} future, got ${JSON.stringify(issue.actual)}`, override: true })
+    })
+  }).annotations({ identifier: kind === undefined ? "FutureRef" : `FutureRef<${kind}>` })
+export type FutureRef = Schema.Schema.Type<ReturnType<typeof FutureRef>>
+
+export interface Progress {
+  readonly done: number
+  readonly total?: number | undefined
+  readonly unit?: string | undefined
+}
+
+export interface ResolvedInput {
+  readonly kind: string
+  readonly value: unknown
+}
+
+/** What a running handler gets besides its params. */
+export interface TaskContext {
+  readonly taskId: string
+  readonly graphId: string
+  readonly attempt: number
+  /** Input futures by id, all resolved. */
+  readonly inputs: ReadonlyMap<string, ResolvedInput>
+  /** Report progress; throttled by the worker, so call it as often as convenient. */
+  readonly progress: (p: Progress) => Effect.Effect<void>
+}
+
+export interface ResourceKeys {
+  readonly exclusive: ReadonlyArray<string>
+  readonly shared: ReadonlyArray<string>
+}
+
+export interface TaskKind<P = any> {
+  readonly name: string
+  readonly params: Schema.Schema<P, any, never>
+  /** Output name -> future kind. */
+  readonly outputs: Readonly<Record<string, string>>
+  readonly resources: (params: P) => ResourceKeys
+  /** Resolves to the value of each output (JSON). */
+  readonly handler: (params: P, ctx: TaskContext) => Effect.Effect<Readonly<Record<string, unknown>>, TaskFailure>
+}
+
+export const defineKind = <P, I>(kind: TaskKind<P> & { readonly params: Schema.Schema<P, I, never> }): TaskKind<P> => kind
+
+export const noResources = (): ResourceKeys => ({ exclusive: [], shared: [] })
+
+export class TaskKinds extends Context.Tag("cairn/TaskKinds")<TaskKinds, ReadonlyMap<string, TaskKind>>() {
+  static layer = (kinds: ReadonlyArray<TaskKind>) =>
+    Layer.succeed(TaskKinds, new Map(kinds.map((k) => [k.name, k] as const)))
+}
+
+/** Replace every resolved ref `{ $ref, kind }` in a value by the referenced future's value. */
+export const substituteRefs = (value: unknown, inputs: ReadonlyMap<string, ResolvedInput>): unknown => {
+  if (Array.isArray(value)) return value.map((v) => substituteRefs(v, inputs))
+  if (value !== null && typeof value === "object") {
+    const ref = (value as { $ref?: unknown }).$ref
+    if (typeof ref === "string" && inputs.has(ref)) return inputs.get(ref)!.value
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substituteRefs(v, inputs)]))
+  }
+  return value
+}

@@ -1,0 +1,68 @@
+/**
+ * Wake-ups. Every engine transaction that makes work ready, settles futures or asks for a cancel
+ * sends exactly one NOTIFY on the `cairn` channel, summarising all of it (NOTIFY serializes
+ * committing transactions database-wide, so one per transaction, never one per row).
+ *
+ * The payload is small JSON: `r` = tasks made ready, `f` = settled future ids (or "*" when too many
+ * to list: listeners then re-check everything they wait for), `c` = task ids whose cancel was
+ * requested (or "*").
+ */
+import { sql } from "drizzle-orm"
+import { Effect } from "effect"
+import { type Tx, txRows } from "../db/client.js"
+
+export const CHANNEL = "cairn"
+const MAX_LISTED = 60
+
+/** What a cascade function (cairn_settle_cascade and friends) reports. */
+export interface Changes {
+  readonly ready: number
+  readonly tasks: ReadonlyArray<string>
+  readonly futures: ReadonlyArray<string>
+  readonly cancel?: ReadonlyArray<string> | undefined
+}
+
+export const noChanges: Changes = { ready: 0, tasks: [], futures: [] }
+
+export const mergeChanges = (a: Changes, b: Changes): Changes => ({
+  ready: a.ready + b.ready,
+  tasks: [...a.tasks, ...b.tasks],
+  futures: [...a.futures, ...b.futures],
+  cancel: [...(a.cancel ?? []), ...(b.cancel ?? [])]
+})
+
+export interface Wakeup {
+  readonly ready: number
+  readonly futures: ReadonlyArray<string> | "*"
+  readonly cancel: ReadonlyArray<string> | "*"
+}
+
+const list = (ids: ReadonlyArray<string>) => (ids.length > MAX_LISTED ? "*" : ids)
+
+export const encodeWakeup = (c: Changes): string | undefined => {
+  const cancel = c.cancel ?? []
+  if (c.ready === 0 && c.futures.length === 0 && cancel.length === 0) return undefined
+  return JSON.stringify({ r: c.ready, f: list(c.futures), c: list(cancel) })
+}
+
+export const decodeWakeup = (payload: string | undefined): Wakeup => {
+  try {
+    const o = JSON.parse(payload ?? "{}") as { r?: number; f?: string[] | "*"; c?: string[] | "*" }
+    return { ready: o.r ?? 0, futures: o.f ?? [], cancel: o.c ?? [] }
+  } catch {
+    // An unreadable payload still means "something changed": re-check everything.
+    return { ready: 1, futures: "*", cancel: "*" }
+  }
+}
+
+/** Send the transaction's one NOTIFY (delivered at commit), if anything changed. */
+export const notifyChanges = (tx: Tx, c: Changes) => {
+  const payload = encodeWakeup(c)
+  return payload === undefined ? Effect.void : Effect.asVoid(txRows(tx, sql`SELECT pg_notify(${CHANNEL}, ${payload})`))
+}
+
+/** Read the jsonb a cascade function returned. */
+export const toChanges = (j: unknown): Changes => {
+  const o = (j ?? {}) as { ready?: number; tasks?: string[]; futures?: string[]; cancel?: string[] }
+  return { ready: o.ready ?? 0, tasks: o.tasks ?? [], futures: o.futures ?? [], cancel: o.cancel ?? [] }
+}

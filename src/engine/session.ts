@@ -1,0 +1,96 @@
+/**
+ * The process's one dedicated (unpooled) PostgreSQL session. It LISTENs on the `cairn` channel and
+ * is the session a worker's liveness lock lives on, so "the session is gone" means both "we may have
+ * missed notifications" and "our workers are presumed dead by everyone else".
+ *
+ * It reconnects forever with capped exponential backoff. Each connection is published on `current`
+ * (with a generation number) so that the worker runtime can register on it, and a synthetic
+ * "re-check everything" wakeup follows every (re)connect because notifications sent while we were
+ * away are lost.
+ */
+import { Context, Deferred, Duration, Effect, Exit, Layer, Option, PubSub, Redacted, Schedule, Stream, SubscriptionRef } from "effect"
+import pg from "pg"
+import { Db, DbError } from "../db/client.js"
+import { CHANNEL, decodeWakeup, type Wakeup } from "./notify.js"
+
+export interface Connected {
+  readonly client: pg.Client
+  readonly generation: number
+}
+
+export interface SessionShape {
+  readonly wakeups: PubSub.PubSub<Wakeup>
+  readonly current: SubscriptionRef.SubscriptionRef<Option.Option<Connected>>
+  /** Resolves with the live connection, waiting for one if we are between connections. */
+  readonly connected: Effect.Effect<Connected>
+}
+
+export class Session extends Context.Tag("cairn/Session")<Session, SessionShape>() {}
+
+export const everything: Wakeup = { ready: 1, futures: "*", cancel: "*" }
+
+const connectOnce = (url: string) =>
+  Effect.tryPromise({
+    try: async () => {
+      const client = new pg.Client({ connectionString: url, keepAlive: true, connectionTimeoutMillis: 5000 })
+      client.on("error", () => undefined)
+      await client.connect()
+      // Let the server notice a vanished peer (machine gone, cable cut) within seconds too.
+      await client.query("SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3")
+      await client.query(`LISTEN ${CHANNEL}`)
+      return client
+    },
+    catch: (cause) => new DbError({ message: `session connect failed: ${(cause as Error).message}`, cause })
+  })
+
+export const SessionLive = Layer.scoped(
+  Session,
+  Effect.gen(function*() {
+    const db = yield* Db
+    const url = Redacted.value(db.url)
+    const wakeups = yield* PubSub.sliding<Wakeup>(4096)
+    const current = yield* SubscriptionRef.make<Option.Option<Connected>>(Option.none())
+    let generation = 0
+
+    const oneConnection = Effect.gen(function*() {
+      const client = yield* connectOnce(url)
+      generation += 1
+      yield* Effect.logDebug("session connected").pipe(Effect.annotateLogs({ generation }))
+      const lost = yield* Deferred.make<void>()
+      client.on("notification", (msg) => {
+        if (msg.channel === CHANNEL) wakeups.unsafeOffer(decodeWakeup(msg.payload))
+      })
+      client.once("end", () => Deferred.unsafeDone(lost, Exit.void))
+      client.once("error", () => Deferred.unsafeDone(lost, Exit.void))
+      yield* SubscriptionRef.set(current, Option.some({ client, generation }))
+      yield* PubSub.publish(wakeups, everything)
+      yield* Deferred.await(lost).pipe(
+        Effect.ensuring(
+          SubscriptionRef.set(current, Option.none()).pipe(
+            Effect.zipRight(Effect.promise(() => client.end().catch(() => undefined)))
+          )
+        )
+      )
+      yield* Effect.logWarning("database session lost; reconnecting")
+    })
+
+    yield* oneConnection.pipe(
+      Effect.tapError((e) => Effect.logWarning(`database session: ${e.message}`)),
+      Effect.either,
+      Effect.repeat(
+        Schedule.exponential(Duration.millis(100), 2).pipe(
+          Schedule.union(Schedule.spaced(Duration.seconds(5))),
+          Schedule.jittered
+        )
+      ),
+      Effect.forkScoped
+    )
+
+    const connected = current.changes.pipe(
+      Stream.filterMap((x) => x),
+      Stream.runHead,
+      Effect.map(Option.getOrThrow)
+    )
+    return { wakeups, current, connected }
+  })
+)

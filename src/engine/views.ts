@@ -1,0 +1,233 @@
+/**
+ * Read models: tasks, graphs and futures as the HTTP contract shows them. Built in bulk (a graph of
+ * 10,000 nodes is four queries, not 40,000), and used by the API, the CLI and scripts/dag.ts.
+ */
+import { type SQL, sql } from "drizzle-orm"
+import { Effect } from "effect"
+import { Db } from "../db/client.js"
+
+export type TaskState = "blocked" | "ready" | "running" | "succeeded" | "failed" | "canceled"
+export type FutureState = "pending" | "resolved" | "failed" | "canceled"
+export type GraphState = "pending" | "running" | "succeeded" | "failed" | "canceled"
+
+export interface ErrorView {
+  readonly code: string
+  readonly message: string
+  readonly cause_task?: string
+  readonly cause_future?: string
+  readonly retrying?: boolean
+}
+
+export interface WaitingOn {
+  readonly task: string
+  readonly reason: "input" | "resource"
+  readonly key?: string
+  readonly future?: string
+}
+
+export interface TaskView {
+  readonly id: string
+  readonly graph: string
+  readonly node: string
+  readonly task: string
+  readonly state: TaskState
+  readonly params: unknown
+  readonly outputs: Record<string, string>
+  readonly resources: { readonly exclusive: ReadonlyArray<string>; readonly shared: ReadonlyArray<string> }
+  readonly waiting_on: ReadonlyArray<WaitingOn>
+  readonly worker?: string
+  readonly attempts: number
+  readonly max_attempts: number
+  readonly created_at: string
+  readonly ready_at?: string
+  readonly started_at?: string
+  readonly finished_at?: string
+  readonly error?: ErrorView
+  readonly progress?: { readonly done: number; readonly total?: number; readonly unit?: string }
+}
+
+export interface FutureView {
+  readonly id: string
+  readonly kind: string
+  readonly state: FutureState
+  readonly producer: string
+  readonly created_at: string
+  readonly settled_at?: string
+  readonly value?: unknown
+  readonly error?: ErrorView
+}
+
+export interface GraphView {
+  readonly id: string
+  readonly label?: string
+  readonly state: GraphState
+  readonly created_at: string
+  readonly finished_at?: string
+  readonly nodes: Record<string, TaskView>
+}
+
+const iso = (d: Date | string | null | undefined) => (d == null ? undefined : new Date(d).toISOString())
+
+/** Drop undefined fields so that the JSON has no `"x": null` where the contract says `x?`. */
+const compact = <T extends object>(o: T): T =>
+  Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined && v !== null)) as T
+
+interface TaskRow {
+  id: string
+  graph_id: string
+  node: string
+  kind: string
+  state: TaskState
+  params: unknown
+  exclusive: Array<string>
+  shared: Array<string>
+  worker: string | null
+  attempts: number
+  max_attempts: number
+  created_at: Date
+  ready_at: Date | null
+  started_at: Date | null
+  finished_at: Date | null
+  error: ErrorView | null
+  progress: TaskView["progress"] | null
+  seq: string
+}
+
+/** Task views for the tasks a WHERE clause selects, in the order given. */
+export const taskViews = (where: SQL, order: SQL = sql`t.seq`, limit?: number) =>
+  Effect.gen(function*() {
+    const db = yield* Db
+    const rows = yield* db.rows<TaskRow>(sql`
+      SELECT t.id, t.graph_id, t.node, t.kind, t.state, t.params, t.exclusive, t.shared,
+             coalesce(w.name, t.worker_id) AS worker, t.attempts, t.max_attempts, t.created_at, t.ready_at,
+             t.started_at, t.finished_at, t.error, t.progress, t.seq
+      FROM tasks t LEFT JOIN workers w ON w.id = t.worker_id
+      WHERE ${where} ORDER BY ${order} ${limit === undefined ? sql`` : sql`LIMIT ${limit}`}`)
+    if (rows.length === 0) return []
+    const ids = sql.param(rows.map((r) => r.id))
+    const blockedIds = sql.param(rows.filter((r) => r.state === "blocked").map((r) => r.id))
+    const [outputs, inputs, keys] = yield* Effect.all([
+      db.rows<{ producer_task: string; output: string; id: string }>(
+        sql`SELECT producer_task, output, id FROM futures WHERE producer_task = ANY(${ids}::text[])`
+      ),
+      db.rows<{ task_id: string; future: string; producer: string }>(sql`
+        SELECT ti.task_id, f.id AS future, f.producer_task AS producer
+        FROM task_inputs ti JOIN futures f ON f.id = ti.future_id
+        WHERE ti.task_id = ANY(${blockedIds}::text[]) AND f.state = 'pending' ORDER BY f.id`),
+      // For each key a blocked task waits on: the nearest earlier unsettled task it conflicts with.
+      db.rows<{ task_id: string; key: string; blocker: string | null }>(sql`
+        SELECT tk.task_id, tk.key,
+               (SELECT o.task_id FROM task_keys o
+                WHERE o.key = tk.key AND o.seq < tk.seq AND (o.exclusive OR tk.exclusive)
+                ORDER BY o.seq DESC LIMIT 1) AS blocker
+        FROM task_keys tk WHERE tk.task_id = ANY(${blockedIds}::text[]) AND NOT tk.free ORDER BY tk.key`)
+    ], { concurrency: 3 })
+    const outs = new Map<string, Record<string, string>>()
+    for (const o of outputs) (outs.get(o.producer_task) ?? outs.set(o.producer_task, {}).get(o.producer_task)!)[o.output] = o.id
+    const waits = new Map<string, Array<WaitingOn>>()
+    const wait = (t: string, w: WaitingOn) => (waits.get(t) ?? waits.set(t, []).get(t)!).push(w)
+    for (const i of inputs) wait(i.task_id, { task: i.producer, reason: "input", future: i.future })
+    for (const k of keys) if (k.blocker) wait(k.task_id, { task: k.blocker, reason: "resource", key: k.key })
+    return rows.map((r): TaskView =>
+      compact({
+        id: r.id,
+        graph: r.graph_id,
+        node: r.node,
+        task: r.kind,
+        state: r.state,
+        params: r.params,
+        outputs: outs.get(r.id) ?? {},
+        resources: { exclusive: r.exclusive, shared: r.shared },
+        waiting_on: waits.get(r.id) ?? [],
+        worker: r.worker ?? undefined,
+        attempts: r.attempts,
+        max_attempts: r.max_attempts,
+        created_at: iso(r.created_at)!,
+        ready_at: iso(r.ready_at),
+        started_at: iso(r.started_at),
+        finished_at: iso(r.finished_at),
+        error: r.error ?? undefined,
+        progress: r.progress ?? undefined
+      })
+    )
+  })
+
+export const getTask = (id: string) =>
+  Effect.map(taskViews(sql`t.id = ${id}`), (v) => v[0])
+
+export interface TaskFilter {
+  readonly graph?: string | undefined
+  readonly state?: TaskState | undefined
+  readonly task?: string | undefined
+  readonly cursor?: string | undefined
+  readonly limit: number
+}
+
+/** Newest first (ids are ULIDs: time-ordered); the cursor is the last id of the previous page. */
+export const listTasks = (f: TaskFilter) =>
+  Effect.gen(function*() {
+    const conds: Array<SQL> = [sql`true`]
+    if (f.graph) conds.push(sql`t.graph_id = ${f.graph}`)
+    if (f.state) conds.push(sql`t.state = ${f.state}`)
+    if (f.task) conds.push(sql`t.kind = ${f.task}`)
+    if (f.cursor) conds.push(sql`t.id < ${f.cursor}`)
+    const items = yield* taskViews(sql.join(conds, sql` AND `), sql`t.id DESC`, f.limit + 1)
+    const page = items.slice(0, f.limit)
+    return { items: page, next_cursor: items.length > f.limit ? page[page.length - 1]!.id : undefined }
+  })
+
+export const graphState = (states: ReadonlyArray<TaskState>): GraphState => {
+  const unsettled = states.filter((s) => s === "blocked" || s === "ready" || s === "running").length
+  if (unsettled > 0) return states.every((s) => s === "blocked" || s === "ready") ? "pending" : "running"
+  if (states.includes("failed")) return "failed"
+  if (states.includes("canceled")) return "canceled"
+  return "succeeded"
+}
+
+export const getGraph = (id: string) =>
+  Effect.gen(function*() {
+    const db = yield* Db
+    const [g] = yield* db.rows<{ id: string; label: string | null; created_at: Date }>(
+      sql`SELECT id, label, created_at FROM graphs WHERE id = ${id}`
+    )
+    if (!g) return undefined
+    const tasks = yield* taskViews(sql`t.graph_id = ${id}`)
+    const state = graphState(tasks.map((t) => t.state))
+    const done = state === "succeeded" || state === "failed" || state === "canceled"
+    const finished = tasks.map((t) => t.finished_at ?? "").sort().pop()
+    return compact({
+      id: g.id,
+      label: g.label ?? undefined,
+      state,
+      created_at: iso(g.created_at)!,
+      finished_at: done ? finished : undefined,
+      nodes: Object.fromEntries(tasks.map((t) => [t.node, t]))
+    }) as GraphView
+  })
+
+export const getFuture = (id: string) =>
+  Effect.gen(function*() {
+    const db = yield* Db
+    const [f] = yield* db.rows<{
+      id: string
+      kind: string
+      state: FutureState
+      producer_task: string
+      created_at: Date
+      settled_at: Date | null
+      value: unknown
+      error: ErrorView | null
+    }>(sql`SELECT id, kind, state, producer_task, created_at, settled_at, value, error FROM futures WHERE id = ${id}`)
+    if (!f) return undefined
+    const view: FutureView = compact({
+      id: f.id,
+      kind: f.kind,
+      state: f.state,
+      producer: f.producer_task,
+      created_at: iso(f.created_at)!,
+      settled_at: iso(f.settled_at),
+      error: f.error ?? undefined
+    })
+    // A resolved future always shows its value, null included.
+    return f.state === "resolved" ? { ...view, value: f.value ?? null } : view
+  })

@@ -1,0 +1,318 @@
+/**
+ * The worker runtime: `slots` tasks at a time in this process, no dispatcher anywhere.
+ *
+ * Life of a worker (one "generation" per database session):
+ *   register  a `workers` row and take the session advisory lock (2, lock_key) on the Session's
+ *             connection, in one transaction: from then on "lock free" means "this worker is dead".
+ *   claim     when woken (NOTIFY with ready work, a slot freed, or the slow safety-net poll), claim
+ *             up to the number of free slots with one SKIP LOCKED statement (claim.ts).
+ *   run       each task's handler in its own fiber; cancel = Fiber.interrupt, triggered by a NOTIFY
+ *             (or found by the heartbeat, if the notification was lost).
+ *   settle    one function call per outcome (cairn_resolve / cairn_fail / cairn_release), each
+ *             naming worker and attempt, so a worker that lost its task changes nothing.
+ *   heartbeat every CAIRN_HEARTBEAT_MS; a worker that cannot heartbeat for 60% of the timeout fences
+ *             itself (stops its tasks) before anyone else may declare it dead and retry them.
+ *   reap      every worker checks, about once a second, for dead workers (cairn_reap).
+ *
+ * If the session drops, every running task is abandoned (interrupted, not settled: the others will
+ * retry or fail it as worker_lost) and the worker registers anew when the session is back.
+ * On shutdown it stops claiming, lets running tasks finish within the grace period, then hands the
+ * rest back (cairn_release) and unregisters.
+ */
+import { sql } from "drizzle-orm"
+import { Cause, Duration, Effect, Exit, Fiber, Option, Queue, Schedule, Schema, Stream } from "effect"
+import * as os from "node:os"
+import { monotonicFactory } from "ulid"
+import { CairnConfig } from "../config/config.js"
+import { Db, DbError, txRows } from "../db/client.js"
+import { claimTasks, type ClaimedTask } from "./claim.js"
+import { TaskFailure } from "./errors.js"
+import { type Progress, type ResolvedInput, TaskKinds } from "./kind.js"
+import { type Changes, notifyChanges, toChanges } from "./notify.js"
+import { Session } from "./session.js"
+import * as Metrics from "./metrics.js"
+
+type StopReason = "cancel" | "shutdown" | "lost"
+
+interface Running {
+  readonly task: ClaimedTask
+  readonly workerId: string
+  reason: StopReason | undefined
+  fiber: Fiber.RuntimeFiber<Readonly<Record<string, unknown>>, TaskFailure> | undefined
+  done: Promise<void>
+}
+
+class Fenced extends Schema.TaggedError<Fenced>()("Fenced", { reason: Schema.String }) {}
+
+const newId = monotonicFactory()
+
+export const runWorker = (opts?: { readonly slots?: number; readonly name?: string }) =>
+  Effect.gen(function*() {
+    const config = yield* CairnConfig
+    const db = yield* Db
+    const session = yield* Session
+    const kinds = yield* TaskKinds
+    const slots = opts?.slots ?? config.workers
+    const running = new Map<string, Running>()
+    const kick = yield* Queue.sliding<void>(1)
+    let stopping = false
+    let currentId: string | undefined
+
+    const apply = (tx: Parameters<Parameters<typeof db.transaction>[0]>[0], q: ReturnType<typeof sql>) =>
+      Effect.gen(function*() {
+        const [row] = yield* txRows<{ c: unknown }>(tx, q)
+        if (row?.c == null) return undefined
+        const changes = toChanges(row.c)
+        yield* notifyChanges(tx, changes)
+        return changes
+      })
+
+    /** One engine function call in its own transaction, with its NOTIFY. */
+    const call = (q: ReturnType<typeof sql>): Effect.Effect<Changes | undefined, DbError> =>
+      db.transaction((tx) => apply(tx, q))
+
+    // ---- registration ---------------------------------------------------------------------------
+    const register = (client: import("pg").Client) =>
+      Effect.tryPromise({
+        try: async () => {
+          const id = newId()
+          const name = opts?.name ?? `${os.hostname()}-${process.pid}-${id.slice(-4).toLowerCase()}`
+          await client.query("BEGIN")
+          try {
+            const r = await client.query<{ lock_key: string }>(
+              `INSERT INTO workers (id, name, host, pid, slots, backend_pid) VALUES ($1, $2, $3, $4, $5, pg_backend_pid()) RETURNING lock_key`,
+              [id, name, os.hostname(), process.pid, slots]
+            )
+            await client.query("SELECT pg_advisory_lock(2, $1::integer)", [r.rows[0]!.lock_key])
+            await client.query("COMMIT")
+          } catch (e) {
+            await client.query("ROLLBACK").catch(() => undefined)
+            throw e
+          }
+          return { id, name }
+        },
+        catch: (cause) => new DbError({ message: `worker registration failed: ${(cause as Error).message}`, cause })
+      })
+
+    // ---- running one task -------------------------------------------------------------------------
+    const settle = (r: Running, exit: Exit.Exit<Readonly<Record<string, unknown>>, TaskFailure>) => {
+      const { id, attempts } = r.task
+      const me = r.workerId
+      if (Exit.isSuccess(exit)) {
+        return call(sql`SELECT cairn_resolve(${id}, ${me}, ${attempts}, ${JSON.stringify(exit.value)}::jsonb) AS c`)
+      }
+      if (Cause.isInterruptedOnly(exit.cause)) {
+        if (r.reason === "lost") return Effect.succeed(undefined)
+        if (r.reason === "shutdown") return call(sql`SELECT cairn_release(${id}, ${me}, ${attempts}) AS c`)
+        return call(sql`SELECT cairn_fail(${id}, ${me}, ${attempts}, 'canceled', 'canceled', 'canceled by request') AS c`)
+      }
+      const failure = Cause.failureOption(exit.cause)
+      const [code, message] = Option.isSome(failure)
+        ? [failure.value.code, failure.value.message]
+        : ["task_crashed", Cause.pretty(exit.cause).split("\n")[0] ?? "the handler crashed"]
+      return call(sql`SELECT cairn_fail(${id}, ${me}, ${attempts}, 'failed', ${code}, ${message}) AS c`)
+    }
+
+    const progressWriter = (task: ClaimedTask, me: string) => {
+      let latest: Progress | undefined
+      let scheduled = false
+      return (p: Progress) =>
+        Effect.suspend(() => {
+          latest = p
+          if (scheduled) return Effect.void
+          scheduled = true
+          // Throttle: at most one write per 250 ms per task; the last value always lands.
+          return Effect.sleep(Duration.millis(250)).pipe(
+            Effect.zipRight(Effect.suspend(() => {
+              scheduled = false
+              return db.rows(sql`UPDATE tasks SET progress = ${JSON.stringify(latest)}::jsonb
+                                 WHERE id = ${task.id} AND state = 'running' AND worker_id = ${me}`)
+            })),
+            Effect.ignore,
+            Effect.forkDaemon,
+            Effect.asVoid
+          )
+        })
+    }
+
+    const start = (task: ClaimedTask, me: string) => {
+      let resolveDone!: () => void
+      const r: Running = { task, workerId: me, reason: undefined, fiber: undefined, done: new Promise((res) => (resolveDone = res)) }
+      running.set(task.id, r)
+      Metrics.claimToStart(task.claimLatencyMs)
+      const kind = kinds.get(task.kind)
+      const handler = kind
+        ? Schema.decodeUnknown(kind.params)(task.params).pipe(
+          Effect.mapError((e) => new TaskFailure({ code: "bad_params", message: e.message })),
+          Effect.flatMap((params) =>
+            kind.handler(params, {
+              taskId: task.id,
+              graphId: task.graphId,
+              attempt: task.attempts,
+              inputs: new Map(Object.entries(task.inputs) as Array<[string, ResolvedInput]>),
+              progress: progressWriter(task, me)
+            })
+          )
+        )
+        : Effect.fail(new TaskFailure({ code: "unknown_task_kind", message: `this worker does not know task kind ${task.kind}` }))
+      const began = Date.now()
+      return Effect.gen(function*() {
+        const fiber = yield* Effect.forkDaemon(
+          handler.pipe(
+            Effect.withSpan("cairn.run", { attributes: { task: task.id, graph: task.graphId, kind: task.kind } }),
+            Effect.annotateLogs({ task: task.id, graph: task.graphId })
+          )
+        )
+        r.fiber = fiber
+        if (r.reason !== undefined) yield* Fiber.interruptFork(fiber)
+        const exit = yield* Fiber.await(fiber)
+        Metrics.taskFinished(task.kind, Date.now() - began, exit)
+        yield* settle(r, exit).pipe(
+          Effect.retry({ while: (e) => e instanceof DbError, schedule: Schedule.exponential(Duration.millis(50)).pipe(Schedule.upTo(config.heartbeatTimeout)) }),
+          Effect.tapError((e) => Effect.logWarning(`could not settle task ${task.id}: ${e.message}; the reaper will retry it`)),
+          Effect.ignore,
+          Effect.uninterruptible
+        )
+      }).pipe(
+        Effect.ensuring(Effect.sync(() => {
+          running.delete(task.id)
+          resolveDone()
+        })),
+        Effect.zipRight(Queue.offer(kick, undefined)),
+        Effect.forkDaemon
+      )
+    }
+
+    const stop = (r: Running, reason: StopReason) => {
+      r.reason ??= reason
+      return r.fiber ? Fiber.interruptFork(r.fiber) : Effect.void
+    }
+
+    // ---- the loops of one generation -------------------------------------------------------------
+    const claimer = (me: string) =>
+      Effect.gen(function*() {
+        for (;;) {
+          const free = slots - running.size
+          if (!stopping && free > 0) {
+            const claimed = yield* claimTasks(me, free).pipe(
+              Effect.tapError((e) => Effect.logWarning(`claim failed: ${e.message}`)),
+              Effect.orElseSucceed(() => [] as ReadonlyArray<ClaimedTask>)
+            )
+            for (const t of claimed) yield* start(t, me)
+            if (claimed.length === free) continue
+          }
+          yield* Queue.take(kick).pipe(Effect.timeout(config.pollInterval), Effect.ignore)
+        }
+      })
+
+    const heartbeat = (me: string) =>
+      Effect.gen(function*() {
+        let lastOk = Date.now()
+        const fenceAfter = Duration.toMillis(config.heartbeatTimeout) * 0.6
+        for (;;) {
+          yield* Effect.sleep(config.heartbeatInterval)
+          const beat = yield* db.rows<{ cancels: Array<string> }>(
+            sql`UPDATE workers SET last_heartbeat = now() WHERE id = ${me}
+                RETURNING (SELECT coalesce(array_agg(id), '{}') FROM tasks
+                           WHERE state = 'running' AND worker_id = ${me} AND cancel_requested) AS cancels`
+          ).pipe(Effect.either)
+          if (beat._tag === "Right") {
+            if (beat.right.length === 0) return yield* new Fenced({ reason: "this worker was declared dead by another worker" })
+            lastOk = Date.now()
+            for (const id of beat.right[0]!.cancels) {
+              const r = running.get(id)
+              if (r) yield* stop(r, "cancel")
+            }
+          } else if (Date.now() - lastOk > fenceAfter) {
+            return yield* new Fenced({ reason: `no heartbeat for ${Date.now() - lastOk} ms` })
+          }
+        }
+      })
+
+    const reaper = (me: string) =>
+      Effect.gen(function*() {
+        for (;;) {
+          const jitter = 0.75 + Math.random() * 0.5
+          yield* Effect.sleep(Duration.times(config.reapInterval, jitter))
+          const reaped = yield* call(
+            sql`SELECT cairn_reap(${me}, ${`${Duration.toMillis(config.heartbeatTimeout)} milliseconds`}::interval) AS c`
+          ).pipe(Effect.either)
+          if (reaped._tag === "Right" && reaped.right) {
+            yield* Effect.logWarning("reaped dead workers").pipe(Effect.annotateLogs({ reaped: JSON.stringify(reaped.right) }))
+          }
+        }
+      })
+
+    /** Forwards wakeups: ready work kicks the claimer; cancel requests interrupt our fibers. */
+    const listen = (me: string) =>
+      Stream.fromPubSub(session.wakeups).pipe(
+        Stream.runForEach((w) =>
+          Effect.gen(function*() {
+            if (w.ready > 0) yield* Queue.offer(kick, undefined)
+            if (w.cancel === "*") {
+              const rows = yield* db.rows<{ id: string }>(
+                sql`SELECT id FROM tasks WHERE state = 'running' AND worker_id = ${me} AND cancel_requested`
+              ).pipe(Effect.orElseSucceed(() => []))
+              for (const { id } of rows) {
+                const r = running.get(id)
+                if (r) yield* stop(r, "cancel")
+              }
+            } else {
+              for (const id of w.cancel) {
+                const r = running.get(id)
+                if (r) yield* stop(r, "cancel")
+              }
+            }
+          })
+        )
+      )
+
+    const generation = Effect.gen(function*() {
+      if (stopping) return yield* Effect.never
+      const conn = yield* session.connected
+      const me = yield* register(conn.client).pipe(
+        Effect.tapError((e) => Effect.logWarning(e.message)),
+        Effect.retry(Schedule.spaced(Duration.seconds(1)))
+      )
+      currentId = me.id
+      yield* Effect.logInfo(`worker ${me.name} registered with ${slots} slot(s)`).pipe(Effect.annotateLogs({ worker: me.id }))
+      const sessionLost = session.current.changes.pipe(
+        Stream.filter((c) => Option.isNone(c) || c.value.generation !== conn.generation),
+        Stream.runHead
+      )
+      const outcome = yield* Effect.raceFirst(
+        Effect.map(sessionLost, () => "the database session was lost"),
+        Effect.all([claimer(me.id), heartbeat(me.id), reaper(me.id), listen(me.id)], { concurrency: "unbounded" }).pipe(
+          Effect.map(() => "stopped"),
+          Effect.catchTag("Fenced", (f) => Effect.succeed(f.reason))
+        )
+      )
+      currentId = undefined
+      // Whatever is still running is no longer ours to settle.
+      for (const r of running.values()) if (r.workerId === me.id) yield* stop(r, "lost")
+      yield* Effect.logWarning(`worker ${me.name} stopped: ${outcome}; registering again`)
+    })
+
+    const drain = Effect.gen(function*() {
+      stopping = true
+      const deadline = Date.now() + Duration.toMillis(config.shutdownGrace)
+      if (running.size > 0) {
+        yield* Effect.logInfo(`shutting down: waiting up to ${Duration.format(config.shutdownGrace)} for ${running.size} running task(s)`)
+      }
+      while (running.size > 0 && Date.now() < deadline) {
+        yield* Effect.promise(() => Promise.race([...[...running.values()].map((r) => r.done), new Promise((r) => setTimeout(r, 100))]))
+      }
+      const left = [...running.values()]
+      for (const r of left) yield* stop(r, "shutdown")
+      yield* Effect.promise(() => Promise.race([Promise.all(left.map((r) => r.done)), new Promise((r) => setTimeout(r, 10_000))]))
+      if (currentId) {
+        const id = currentId
+        yield* db.rows(sql`DELETE FROM workers WHERE id = ${id}`).pipe(Effect.ignore)
+      }
+    })
+
+    yield* Effect.forever(generation).pipe(Effect.forkScoped)
+    // Added last, so it runs first when the scope closes: the generation (heartbeat, session) stays
+    // alive while running tasks finish.
+    yield* Effect.addFinalizer(() => drain)
+  })
