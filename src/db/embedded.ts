@@ -64,6 +64,24 @@ const postgresUser = async (): Promise<{ uid: number; gid: number } | undefined>
   }
 }
 
+/**
+ * As root, the server runs as `postgres`, which must be able to reach the binaries and the data
+ * directory. A checkout under a private directory (a 0700 home or mktemp dir) hides them: we add
+ * the traverse bit (o+x, never read) to each ancestor that lacks it, and say so.
+ */
+const ensureTraversable = async (target: string, log: (line: string) => void) => {
+  const fixed: Array<string> = []
+  for (let dir = path.dirname(target); ; dir = path.dirname(dir)) {
+    const st = await fs.stat(dir)
+    if ((st.mode & 0o001) === 0) {
+      await fs.chmod(dir, st.mode | 0o001)
+      fixed.push(dir)
+    }
+    if (dir === path.dirname(dir)) break
+  }
+  if (fixed.length > 0) log(`made ${fixed.join(", ")} traversable (o+x) for the postgres OS user`)
+}
+
 const freePort = () =>
   new Promise<number>((resolve, reject) => {
     const srv = net.createServer()
@@ -168,6 +186,8 @@ export const startEmbedded = async (dataDirIn: string, opts: EmbeddedOptions = {
     if (user) {
       // The server runs as `postgres` and must be able to write beside its data directory.
       await fs.chmod(dataDir, 0o777)
+      await ensureTraversable(pgData, log)
+      await ensureTraversable(bin.postgres, log)
     }
 
     let info = again
