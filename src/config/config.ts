@@ -41,7 +41,10 @@ export const cairnConfig: Config.Config<CairnConfigShape> = Config.all({
   databaseUrl: Config.option(Config.redacted("DATABASE_URL")),
   dataDir: Config.string("CAIRN_DATA_DIR").pipe(Config.withDefault("./.cairn")),
   host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1")),
-  port: Config.port("PORT").pipe(Config.withDefault(8080)),
+  port: Config.integer("PORT").pipe(
+    Config.withDefault(8080),
+    Config.validate({ message: "PORT must be a whole number from 0 (pick a free port) to 65535", validation: (n) => n >= 0 && n <= 65535 })
+  ),
   workers: positiveInt("CAIRN_WORKERS", 2),
   shutdownGrace: millis("CAIRN_SHUTDOWN_GRACE_MS", 30_000),
   heartbeatInterval: millis("CAIRN_HEARTBEAT_MS", 2_000),

@@ -24,16 +24,29 @@ import { InvalidRequest } from "./errors.js"
 import { type TaskKind, TaskKinds } from "./kind.js"
 import { notifyChanges, toChanges } from "./notify.js"
 
-export interface NodeSpec {
-  readonly task: string
-  readonly params?: unknown
-  readonly resources?: { readonly exclusive?: ReadonlyArray<string>; readonly shared?: ReadonlyArray<string> } | undefined
-  readonly max_attempts?: number | undefined
-}
+/** Reject unknown fields and report every problem, not just the first. */
+const strict = { parseOptions: { onExcessProperty: "error", errors: "all" } } as const
+
+/** One node of a submitted graph. Checked here, node by node, so that one 400 names every bad node. */
+export const NodeSpec = Schema.Struct({
+  task: Schema.String.annotations({ description: "task kind, e.g. file.sync" }),
+  params: Schema.optional(Schema.Unknown).annotations({
+    description: "the kind's params; {\"$ref\": \"<node>.<output>\"} or {\"$ref\": \"<future id>\"} refers to a future"
+  }),
+  resources: Schema.optional(
+    Schema.Struct({
+      exclusive: Schema.optional(Schema.Array(Schema.String)),
+      shared: Schema.optional(Schema.Array(Schema.String))
+    }).annotations(strict)
+  ),
+  max_attempts: Schema.optional(Schema.Int.pipe(Schema.between(1, 100)))
+}).annotations({ ...strict, identifier: "NodeSpec" })
+export type NodeSpec = Schema.Schema.Type<typeof NodeSpec>
 
 export interface GraphSpec {
   readonly label?: string | undefined
-  readonly nodes: Readonly<Record<string, NodeSpec>>
+  /** Node name -> node; each value is checked against NodeSpec here. */
+  readonly nodes: Readonly<Record<string, unknown>>
 }
 
 export interface SubmittedGraph {
@@ -78,10 +91,11 @@ const rewriteRefs = (value: unknown, resolve: (ref: string) => { id: string; kin
   return value
 }
 
-const formatParseError = (e: ParseResult.ParseError): Array<string> =>
-  ParseResult.ArrayFormatter.formatErrorSync(e).map((i) =>
-    i.path.length === 0 ? `params: ${i.message}` : `params.${i.path.join(".")}: ${i.message}`
-  )
+const formatParseError = (e: ParseResult.ParseError, prefix: string): Array<string> =>
+  ParseResult.ArrayFormatter.formatErrorSync(e).map((i) => {
+    const at = [...(prefix ? [prefix] : []), ...i.path.map(String)].join(".")
+    return at ? `${at}: ${i.message}` : i.message
+  })
 
 interface PlannedNode {
   readonly name: string
@@ -141,9 +155,14 @@ export const submitGraph = (spec: GraphSpec) =>
     // 1. Each node on its own: name, kind, resources, refs.
     const planned: Array<PlannedNode> = []
     const rawRefs = new Map<string, Array<{ path: string; ref: unknown; extra: boolean }>>()
-    names.forEach((name, index) => {
-      const node = spec.nodes[name]!
+    names.forEach((name) => {
       if (!NODE_NAME.test(name)) problem(name, `node name must match ${NODE_NAME.source}`)
+      const shape = Schema.decodeUnknownEither(NodeSpec)(spec.nodes[name])
+      if (shape._tag === "Left") {
+        for (const m of formatParseError(shape.left, "")) problem(name, m)
+        return
+      }
+      const node = shape.right
       const kind = kinds.get(node.task)
       if (!kind) {
         problem(name, `unknown task kind ${JSON.stringify(node.task)}; known kinds: ${[...kinds.keys()].sort().join(", ")}`)
@@ -217,7 +236,7 @@ export const submitGraph = (spec: GraphSpec) =>
       })
       const decoded = Schema.decodeUnknownEither(p.kind.params)(p.params)
       if (decoded._tag === "Left") {
-        for (const m of formatParseError(decoded.left)) problem(p.name, m)
+        for (const m of formatParseError(decoded.left, "params")) problem(p.name, m)
         continue
       }
       const own = p.kind.resources(decoded.right)

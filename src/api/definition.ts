@@ -1,0 +1,69 @@
+/**
+ * The v1 HTTP API as an `HttpApi` definition: the single description from which the server is
+ * built, the OpenAPI document is generated, and the typed client (HttpApiClient) is derived.
+ */
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSecurity, OpenApi } from "@effect/platform"
+import { Schema } from "effect"
+import * as E from "./errors.js"
+import * as S from "./schemas.js"
+
+/**
+ * Bearer tokens from CAIRN_API_TOKENS; with none configured the API is open. Attached to each group
+ * (not the whole API, which would also guard /healthz, /metrics and the OpenAPI document).
+ */
+export class Authorization extends HttpApiMiddleware.Tag<Authorization>()("Authorization", {
+  failure: E.UnauthorizedSchema,
+  security: { bearer: HttpApiSecurity.bearer }
+}) {}
+
+export const GraphsGroup = HttpApiGroup.make("graphs")
+  .add(
+    HttpApiEndpoint.post("submit", "/graphs")
+      .setPayload(S.GraphSubmission)
+      .addSuccess(S.SubmittedGraph, { status: 201 })
+      .annotate(OpenApi.Summary, "Submit a graph of tasks; every output future exists when this answers")
+  )
+  .add(HttpApiEndpoint.get("get", "/graphs/:id").setPath(S.IdPath).addSuccess(S.GraphView))
+  .add(
+    HttpApiEndpoint.post("cancel", "/graphs/:id/cancel")
+      .setPath(S.IdPath)
+      .addSuccess(S.GraphView, { status: 202 })
+      .annotate(OpenApi.Summary, "Cancel every unsettled task of the graph")
+  )
+  .middleware(Authorization)
+
+export const TasksGroup = HttpApiGroup.make("tasks")
+  .add(HttpApiEndpoint.get("list", "/tasks").setUrlParams(S.TaskQuery).addSuccess(S.TaskPage))
+  .add(HttpApiEndpoint.get("get", "/tasks/:id").setPath(S.IdPath).addSuccess(S.TaskView))
+  .add(HttpApiEndpoint.post("cancel", "/tasks/:id/cancel").setPath(S.IdPath).addSuccess(S.TaskView, { status: 202 }))
+  .middleware(Authorization)
+
+export const FuturesGroup = HttpApiGroup.make("futures")
+  .add(
+    HttpApiEndpoint.get("get", "/futures/:id")
+      .setPath(S.IdPath)
+      .setUrlParams(S.FutureQuery)
+      .addSuccess(S.FutureView)
+      .annotate(OpenApi.Description, "`wait` long-polls until the future settles; `if-none-match` with the etag answers 304 while nothing changed")
+  )
+  .middleware(Authorization)
+
+export const WorkersGroup = HttpApiGroup.make("workers")
+  .add(HttpApiEndpoint.get("list", "/workers").addSuccess(Schema.Array(S.WorkerView)))
+  .middleware(Authorization)
+
+export class CairnApi extends HttpApi.make("cairn")
+  .add(GraphsGroup)
+  .add(TasksGroup)
+  .add(FuturesGroup)
+  .add(WorkersGroup)
+  .addError(E.BadRequestSchema)
+  .addError(E.NotFoundSchema)
+  .addError(E.ConflictSchema)
+  .addError(E.PreconditionFailedSchema)
+  .addError(E.PayloadTooLargeSchema)
+  .addError(E.ServiceUnavailableSchema)
+  .prefix("/api/v1")
+  .annotate(OpenApi.Title, "cairn")
+  .annotate(OpenApi.Version, "1")
+  .annotate(OpenApi.Description, "An immutable-resource content store with futures") {}

@@ -1,0 +1,27 @@
+/**
+ * From the engine's typed errors to the contract's HTTP errors. A database that cannot be reached
+ * is a 503 (the client may retry); any other database error is a bug and surfaces as a 500.
+ */
+import { Effect } from "effect"
+import type { DbError } from "../db/client.js"
+import type { Conflict, InvalidRequest, NotFound, PreconditionFailed } from "../engine/errors.js"
+import { BadRequest, ConflictError, NotFoundError, PreconditionFailedError, ServiceUnavailable } from "./errors.js"
+
+/** SQLSTATE classes 08 (connection) and 57P (shutdown), or no SQLSTATE at all (socket errors). */
+export const isUnavailable = (e: DbError) => e.code === undefined || e.code.startsWith("08") || e.code.startsWith("57P")
+
+export const toApi = <A, R>(
+  eff: Effect.Effect<A, InvalidRequest | NotFound | Conflict | PreconditionFailed | DbError, R>
+) =>
+  eff.pipe(
+    Effect.catchTags({
+      InvalidRequest: (e) => Effect.fail(new BadRequest({ message: e.message, details: e.details })),
+      NotFound: (e) => Effect.fail(new NotFoundError({ message: e.message })),
+      Conflict: (e) => Effect.fail(new ConflictError({ message: e.message, details: e.details })),
+      PreconditionFailed: (e) => Effect.fail(new PreconditionFailedError({ message: e.message })),
+      DbError: (e) =>
+        isUnavailable(e)
+          ? Effect.fail(new ServiceUnavailable({ message: "the database is unavailable; retry shortly" }))
+          : Effect.die(e)
+    })
+  )

@@ -1,0 +1,152 @@
+/**
+ * The HTTP server: the v1 API (HttpApi), its OpenAPI document, /healthz and /metrics, on one Node
+ * HTTP listener. Everything here is a Layer; `ServerLive` needs Db, Session, TaskKinds, CairnConfig.
+ */
+import { HttpApiBuilder, HttpApiError, HttpServer, HttpServerError, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { sql } from "drizzle-orm"
+import { Cause, Duration, Effect, Layer, Redacted } from "effect"
+import { createServer } from "node:http"
+import { timingSafeEqual, createHash } from "node:crypto"
+import { CairnConfig } from "../config/config.js"
+import { Db } from "../db/client.js"
+import { Authorization, CairnApi } from "./definition.js"
+import { BadRequest, NotFoundError, Unauthorized } from "./errors.js"
+import { FuturesLive } from "./handlers/futures.js"
+import { GraphsLive } from "./handlers/graphs.js"
+import { TasksLive } from "./handlers/tasks.js"
+import { WorkersLive } from "./handlers/workers.js"
+import { renderPrometheus } from "./prometheus.js"
+import { FutureWaiters, FutureWaitersLive } from "./waiters.js"
+
+/**
+ * Tokens are compared as SHA-256 digests with timingSafeEqual: constant time whatever the length
+ * of the presented token, and every configured token is compared (no early exit on a match).
+ */
+export const AuthorizationLive = Layer.effect(
+  Authorization,
+  Effect.gen(function*() {
+    const config = yield* CairnConfig
+    const digest = (s: string) => createHash("sha256").update(s).digest()
+    const tokens = config.apiTokens.map((t) => digest(Redacted.value(t)))
+    if (tokens.length === 0) yield* Effect.logWarning("no CAIRN_API_TOKENS configured: the API is open to anyone who can reach it")
+    return {
+      bearer: (presented: Redacted.Redacted<string>) => {
+        if (tokens.length === 0) return Effect.void
+        const p = digest(Redacted.value(presented))
+        let ok = false
+        for (const t of tokens) ok = timingSafeEqual(p, t) || ok
+        return ok ? Effect.void : Effect.fail(new Unauthorized({ message: "a valid bearer token is required (authorization: Bearer <token>)" }))
+      }
+    }
+  })
+)
+
+/**
+ * Decode failures, unreadable bodies and unknown routes get the contract's error body instead of
+ * the platform's defaults. (The router's static error type is `never`; these arrive at run time.)
+ */
+const toContractError = (e: unknown): Effect.Effect<never, unknown> => {
+  if (e instanceof HttpApiError.HttpApiDecodeError) {
+    const issues = e.issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message }))
+    const nodes: Record<string, Array<string>> = {}
+    for (const i of e.issues) {
+      if (i.path[0] === "nodes" && i.path.length > 1) {
+        ;(nodes[String(i.path[1])] ??= []).push(`${i.path.slice(2).map(String).join(".") || "node"}: ${i.message}`)
+      }
+    }
+    const first = issues[0]
+    return Effect.fail(new BadRequest({
+      message: first ? `invalid request: ${first.path ? `${first.path}: ` : ""}${first.message}` : e.message,
+      details: Object.keys(nodes).length > 0 ? { issues, nodes } : { issues }
+    }))
+  }
+  if (HttpServerError.isServerError(e) && e._tag === "RequestError") {
+    return Effect.fail(new BadRequest({ message: `the request body could not be read as JSON${e.description ? `: ${e.description}` : ""}` }))
+  }
+  if (HttpServerError.isServerError(e) && e._tag === "RouteNotFound") {
+    return Effect.fail(new NotFoundError({ message: `no route for ${e.request.method} ${e.request.url}` }))
+  }
+  return Effect.fail(e)
+}
+
+const ContractErrors = HttpApiBuilder.middleware(CairnApi, (app) =>
+  Effect.catchAllCause(
+    app as Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, unknown>,
+    // Some of these arrive as defects (an unreadable body), so look at the whole cause.
+    (cause) => Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : toContractError(Cause.squash(cause))
+  ) as unknown as typeof app)
+
+const OperationsRoutes = HttpApiBuilder.Router.use((router) =>
+  Effect.gen(function*() {
+    const db = yield* Db
+    const waiters = yield* FutureWaiters
+    const ping = db.rows(sql`SELECT 1`).pipe(Effect.timeout(Duration.seconds(2)), Effect.either)
+    yield* router.get(
+      "/healthz",
+      Effect.flatMap(ping, (r) =>
+        r._tag === "Right"
+          ? HttpServerResponse.json({ ok: true, db: "ok" })
+          : HttpServerResponse.json({ ok: false, db: "unreachable" }, { status: 503 }))
+    )
+    yield* router.get(
+      "/metrics",
+      Effect.gen(function*() {
+        const states = yield* db.rows<{ state: string; n: number }>(
+          sql`SELECT state, count(*)::int AS n FROM tasks GROUP BY state`
+        ).pipe(Effect.orElseSucceed(() => []))
+        const [alive] = yield* db.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM workers`).pipe(
+          Effect.orElseSucceed(() => [{ n: 0 }])
+        )
+        const pool = db.pool
+        return HttpServerResponse.text(
+          renderPrometheus([
+            { name: "cairn_tasks", help: "Tasks by state", samples: states.map((s) => ({ labels: { state: s.state }, value: s.n })) },
+            { name: "cairn_workers_alive", help: "Registered live workers", samples: [{ value: alive?.n ?? 0 }] },
+            { name: "cairn_long_polls", help: "Long-polls waiting in this process", samples: [{ value: yield* waiters.size }] },
+            {
+              name: "cairn_db_pool_connections",
+              help: "This process's database pool",
+              samples: [
+                { labels: { state: "total" }, value: pool.totalCount },
+                { labels: { state: "idle" }, value: pool.idleCount },
+                { labels: { state: "waiting" }, value: pool.waitingCount }
+              ]
+            }
+          ]),
+          { contentType: "text/plain; version=0.0.4" }
+        )
+      })
+    )
+  })
+)
+
+export const ApiLive = HttpApiBuilder.api(CairnApi).pipe(
+  Layer.provide([GraphsLive, TasksLive, FuturesLive, WorkersLive]),
+  Layer.provide(AuthorizationLive)
+)
+
+/** Logs the contract's start-up line once the listener is bound (PORT=0 logs the chosen port). */
+const AnnounceLive = Layer.effectDiscard(
+  Effect.gen(function*() {
+    const server = yield* HttpServer.HttpServer
+    const addr = server.address
+    if (addr._tag === "TcpAddress") {
+      yield* Effect.sync(() => console.log(`cairn listening on http://${addr.hostname}:${addr.port}`))
+    }
+  })
+)
+
+export const ServerLive = Layer.unwrapEffect(
+  Effect.map(CairnConfig, (config) =>
+    HttpApiBuilder.serve().pipe(
+      Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/v1/openapi.json" })),
+      Layer.provide(OperationsRoutes),
+      Layer.provide(ContractErrors),
+      Layer.provide(ApiLive),
+      Layer.provide(FutureWaitersLive),
+      Layer.provideMerge(AnnounceLive),
+      Layer.provideMerge(NodeHttpServer.layer(() => createServer(), { port: config.port, host: config.host }))
+    )
+  )
+)

@@ -1,0 +1,72 @@
+/**
+ * Long-poll support: wait for a future to settle without holding a database connection.
+ *
+ * Waiters are kept in memory by future id. The Session's wakeups (one NOTIFY per settling
+ * transaction) name the settled futures, or say "*" when there were too many to list, in which case
+ * one query checks every future waited on. A thousand idle long-polls cost nothing but memory.
+ */
+import { sql } from "drizzle-orm"
+import { Context, Deferred, Duration, Effect, Layer, Stream } from "effect"
+import { Db } from "../db/client.js"
+import { Session } from "../engine/session.js"
+
+export interface FutureWaitersShape {
+  /** Completes when `id` may have settled, or after `timeout`. Register before reading the row. */
+  readonly register: (id: string) => Effect.Effect<Deferred.Deferred<void>>
+  readonly unregister: (id: string, d: Deferred.Deferred<void>) => Effect.Effect<void>
+  readonly size: Effect.Effect<number>
+}
+
+export class FutureWaiters extends Context.Tag("cairn/FutureWaiters")<FutureWaiters, FutureWaitersShape>() {}
+
+export const FutureWaitersLive = Layer.scoped(
+  FutureWaiters,
+  Effect.gen(function*() {
+    const db = yield* Db
+    const session = yield* Session
+    const waiting = new Map<string, Set<Deferred.Deferred<void>>>()
+
+    const wake = (id: string) => {
+      const set = waiting.get(id)
+      if (!set) return Effect.void
+      waiting.delete(id)
+      return Effect.forEach(set, (d) => Deferred.succeed(d, undefined), { discard: true })
+    }
+
+    yield* Stream.fromPubSub(session.wakeups).pipe(
+      Stream.runForEach((w) =>
+        Effect.gen(function*() {
+          if (waiting.size === 0) return
+          if (w.futures !== "*") return yield* Effect.forEach(w.futures, wake, { discard: true })
+          const ids = [...waiting.keys()]
+          const settled = yield* db.rows<{ id: string }>(
+            sql`SELECT id FROM futures WHERE id = ANY(${sql.param(ids)}::text[]) AND state <> 'pending'`
+          ).pipe(Effect.orElseSucceed(() => []))
+          yield* Effect.forEach(settled, (r) => wake(r.id), { discard: true })
+        })
+      ),
+      Effect.forkScoped
+    )
+
+    return {
+      register: (id) =>
+        Effect.gen(function*() {
+          const d = yield* Deferred.make<void>()
+          const set = waiting.get(id) ?? new Set()
+          set.add(d)
+          waiting.set(id, set)
+          return d
+        }),
+      unregister: (id, d) =>
+        Effect.sync(() => {
+          const set = waiting.get(id)
+          set?.delete(d)
+          if (set && set.size === 0) waiting.delete(id)
+        }),
+      size: Effect.sync(() => [...waiting.values()].reduce((n, s) => n + s.size, 0))
+    }
+  })
+)
+
+export const awaitOrTimeout = (d: Deferred.Deferred<void>, seconds: number) =>
+  Deferred.await(d).pipe(Effect.timeout(Duration.seconds(seconds)), Effect.ignore)

@@ -1,0 +1,236 @@
+/**
+ * The graph/task/future API through real HTTP against a real `serve` process.
+ */
+import pg from "pg"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { createTestDatabase } from "./support/db.js"
+import { api, type Server, startServer, until } from "./support/processes.js"
+
+let server: Server
+let dbUrl: string
+let c: ReturnType<typeof api>
+
+const rowCounts = async () => {
+  const client = new pg.Client({ connectionString: dbUrl })
+  await client.connect()
+  const r = await client.query(
+    `SELECT (SELECT count(*) FROM graphs)::int AS graphs, (SELECT count(*) FROM tasks)::int AS tasks,
+            (SELECT count(*) FROM futures)::int AS futures, (SELECT count(*) FROM task_keys)::int AS keys`
+  )
+  await client.end()
+  return r.rows[0]
+}
+
+beforeAll(async () => {
+  dbUrl = await createTestDatabase()
+  server = await startServer(dbUrl)
+  c = api(server.url)
+})
+afterAll(async () => {
+  await server?.stop()
+})
+
+const sleep = (params: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => ({ task: "debug.sleep", params, ...extra })
+
+describe("graph submission", () => {
+  it("answers 201 with every task and future id, all futures pending", async () => {
+    const r = await c.post("/api/v1/graphs", {
+      label: "first",
+      nodes: { a: sleep({ ms: 300 }), b: sleep({ inputs: [{ $ref: "a.result" }] }) }
+    })
+    expect(r.status).toBe(201)
+    expect(Object.keys(r.body.nodes)).toEqual(["a", "b"])
+    const fb = await c.get(`/api/v1/futures/${r.body.nodes.b.outputs.result}`)
+    expect(fb.body).toMatchObject({ state: "pending", kind: "value", producer: r.body.nodes.b.task })
+    const g = await c.get(`/api/v1/graphs/${r.body.id}`)
+    expect(g.body.label).toBe("first")
+    expect(g.body.nodes.b.waiting_on).toEqual([{ task: r.body.nodes.a.task, reason: "input", future: r.body.nodes.a.outputs.result }])
+    await c.settled(r.body.nodes.b.outputs.result)
+    const done = await c.get(`/api/v1/graphs/${r.body.id}`)
+    expect(done.body.state).toBe("succeeded")
+    expect(done.body.finished_at).toBeDefined()
+  })
+
+  it("rejects every kind of invalid graph with 400, naming every offending node, and writes nothing", async () => {
+    const before = await rowCounts()
+    const earlier = await c.post("/api/v1/graphs", { nodes: { x: sleep() } })
+    const afterEarlier = await rowCounts()
+    const cases: Array<[string, unknown, Array<string>]> = [
+      ["unknown kind", { nodes: { a: { task: "no.such" } } }, ["a"]],
+      ["params do not fit", { nodes: { a: sleep({ ms: "slow" }), b: sleep({ bogus: 1 }) } }, ["a", "b"]],
+      ["ref to a missing node", { nodes: { a: sleep({ inputs: [{ $ref: "zz.result" }] }) } }, ["a"]],
+      ["ref to a missing output", { nodes: { a: sleep(), b: sleep({ inputs: [{ $ref: "a.nope" }] }) } }, ["b"]],
+      ["ref to a missing future", { nodes: { a: sleep({ inputs: [{ $ref: "01ARZ3NDEKTSV4RRFFQ69G5FAV" }] }) } }, ["a"]],
+      ["malformed ref", { nodes: { a: sleep({ inputs: [{ $ref: 5 }] }), b: sleep({ inputs: [{ $ref: "x", y: 1 }] }) } }, ["a", "b"]],
+      ["a cycle", { nodes: { a: sleep({ inputs: [{ $ref: "b.result" }] }), b: sleep({ inputs: [{ $ref: "a.result" }] }), c: sleep() } }, ["a", "b"]],
+      ["bad node name", { nodes: { "Bad Name": sleep() } }, ["Bad Name"]],
+      ["unknown node field", { nodes: { a: { task: "debug.sleep", whatever: 1 }, b: { task: "no.such" } } }, ["a", "b"]],
+      ["bad max_attempts", { nodes: { a: sleep({}, { max_attempts: 0 }) } }, ["a"]]
+    ]
+    for (const [what, body, offending] of cases) {
+      const r = await c.post("/api/v1/graphs", body)
+      expect(r.status, what).toBe(400)
+      expect(r.body.error.code, what).toBe("bad_request")
+      expect(typeof r.body.error.message, what).toBe("string")
+      expect(Object.keys(r.body.error.details.nodes).sort(), what).toEqual([...offending].sort())
+    }
+    for (const [what, body] of [
+      ["no nodes", { nodes: {} }],
+      ["unknown top-level field", { nodes: { a: sleep() }, extra: true }],
+      ["not JSON", "{nope"],
+      ["too many nodes", { nodes: Object.fromEntries(Array.from({ length: 10_001 }, (_, i) => [`n${i}`, sleep()])) }]
+    ] as Array<[string, unknown]>) {
+      const r = await c.post("/api/v1/graphs", body)
+      expect(r.status, what).toBe(400)
+      expect(r.body.error.code, what).toBe("bad_request")
+    }
+    expect(earlier.status).toBe(201)
+    const after = await rowCounts()
+    // Only the one valid graph wrote anything.
+    expect(after).toEqual(afterEarlier)
+    expect(afterEarlier.graphs).toBe(before.graphs + 1)
+  })
+
+  it("settles a graph that references an already failed future at once, with the root cause", async () => {
+    const first = await c.post("/api/v1/graphs", { nodes: { boom: sleep({ fail: "it broke" }) } })
+    const failed = await c.settled(first.body.nodes.boom.outputs.result)
+    expect(failed.error).toMatchObject({ code: "task_failed", message: "it broke", cause_task: first.body.nodes.boom.task })
+    const second = await c.post("/api/v1/graphs", {
+      nodes: { a: sleep({ inputs: [{ $ref: first.body.nodes.boom.outputs.result }] }), b: sleep({ value: { $ref: "a.result" } }) }
+    })
+    expect(second.status).toBe(201)
+    const fb = await c.get(`/api/v1/futures/${second.body.nodes.b.outputs.result}`)
+    expect(fb.body.state).toBe("failed")
+    expect(fb.body.error).toMatchObject({
+      code: "upstream_failed",
+      cause_task: first.body.nodes.boom.task,
+      cause_future: second.body.nodes.a.outputs.result
+    })
+    const task = await c.get(`/api/v1/tasks/${second.body.nodes.a.task}`)
+    expect(task.body.state).toBe("failed")
+    expect(task.body.error).toMatchObject({ code: "upstream_failed", cause_future: first.body.nodes.boom.outputs.result })
+  })
+})
+
+describe("futures long-poll", () => {
+  it("answers as soon as the future settles, with an etag; if-none-match answers 304", async () => {
+    const g = await c.post("/api/v1/graphs", { nodes: { a: sleep({ ms: 400, value: "v" }) } })
+    const id = g.body.nodes.a.outputs.result
+    const started = Date.now()
+    const r = await c.get(`/api/v1/futures/${id}?wait=20`)
+    expect(r.status).toBe(200)
+    expect(r.body).toMatchObject({ state: "resolved", value: "v" })
+    // It came back because the future settled, not because the wait ran out.
+    expect(Date.now() - started).toBeLessThan(15_000)
+    const etag = r.headers.get("etag")!
+    expect(etag).toBe("\"resolved\"")
+    const again = await c.get(`/api/v1/futures/${id}`, { "if-none-match": etag })
+    expect(again.status).toBe(304)
+  })
+
+  it("returns the pending future after `wait` when nothing settles, and 404s unknown ids", async () => {
+    const g = await c.post("/api/v1/graphs", { nodes: { a: sleep({ ms: 60_000 }) } })
+    const r = await c.get(`/api/v1/futures/${g.body.nodes.a.outputs.result}?wait=1`)
+    expect(r.status).toBe(200)
+    expect(r.body.state).toBe("pending")
+    await c.post(`/api/v1/graphs/${g.body.id}/cancel`)
+    expect((await c.get(`/api/v1/futures/01ARZ3NDEKTSV4RRFFQ69G5FAV`)).status).toBe(404)
+    expect((await c.get(`/api/v1/futures/not-an-id`)).status).toBe(400)
+    expect((await c.get(`/api/v1/futures/${g.body.nodes.a.outputs.result}?wait=61`)).status).toBe(400)
+  })
+})
+
+describe("cancellation (Pulp's scenarios)", () => {
+  it("cancels a blocked task, a running task; a finished task is 409; a missing one is 404", async () => {
+    const g = await c.post("/api/v1/graphs", {
+      nodes: {
+        running: sleep({ ms: 60_000 }, { resources: { exclusive: ["cancel-key"] } }),
+        blocked: sleep({}, { resources: { exclusive: ["cancel-key"] } }),
+        after: sleep({ inputs: [{ $ref: "blocked.result" }] })
+      }
+    })
+    const ids = g.body.nodes
+    await until("the first task to run", async () => (await c.get(`/api/v1/tasks/${ids.running.task}`)).body.state === "running")
+    const blockedView = await c.get(`/api/v1/tasks/${ids.blocked.task}`)
+    expect(blockedView.body.state).toBe("blocked")
+    expect(blockedView.body.waiting_on).toEqual([{ task: ids.running.task, reason: "resource", key: "cancel-key" }])
+
+    const cb = await c.post(`/api/v1/tasks/${ids.blocked.task}/cancel`)
+    expect(cb.status).toBe(202)
+    expect(cb.body.state).toBe("canceled")
+    const after = await c.settled(ids.after.outputs.result)
+    expect(after).toMatchObject({ state: "canceled", error: { code: "upstream_canceled", cause_task: ids.blocked.task } })
+
+    const cr = await c.post(`/api/v1/tasks/${ids.running.task}/cancel`)
+    expect(cr.status).toBe(202)
+    const fr = await c.settled(ids.running.outputs.result)
+    expect(fr.state).toBe("canceled")
+    const tr = await c.get(`/api/v1/tasks/${ids.running.task}`)
+    expect(tr.body.state).toBe("canceled")
+    expect(tr.body.error.code).toBe("canceled")
+
+    const again = await c.post(`/api/v1/tasks/${ids.running.task}/cancel`)
+    expect(again.status).toBe(409)
+    expect(again.body.error.code).toBe("conflict")
+    expect((await c.post(`/api/v1/tasks/01ARZ3NDEKTSV4RRFFQ69G5FAV/cancel`)).status).toBe(404)
+
+    const graph = await c.get(`/api/v1/graphs/${g.body.id}`)
+    expect(graph.body.state).toBe("canceled")
+  })
+
+  it("cancels a whole graph", async () => {
+    const g = await c.post("/api/v1/graphs", {
+      nodes: { a: sleep({ ms: 60_000 }), b: sleep({ inputs: [{ $ref: "a.result" }] }), c: sleep({ ms: 60_000 }) }
+    })
+    await until("a to run", async () => (await c.get(`/api/v1/tasks/${g.body.nodes.a.task}`)).body.state === "running")
+    const r = await c.post(`/api/v1/graphs/${g.body.id}/cancel`)
+    expect(r.status).toBe(202)
+    const done = await until("the graph to settle", async () => {
+      const v = await c.get(`/api/v1/graphs/${g.body.id}`)
+      return v.body.state === "canceled" ? v.body : undefined
+    })
+    for (const n of ["a", "b", "c"]) expect(done.nodes[n].state).toBe("canceled")
+  })
+
+  it("keeps a failing task's error message", async () => {
+    const g = await c.post("/api/v1/graphs", { nodes: { a: sleep({ fail: "disk on fire" }) } })
+    await c.settled(g.body.nodes.a.outputs.result)
+    const t = await c.get(`/api/v1/tasks/${g.body.nodes.a.task}`)
+    expect(t.body).toMatchObject({ state: "failed", error: { code: "task_failed", message: "disk on fire" }, attempts: 1 })
+  })
+})
+
+describe("task listing", () => {
+  it("lists newest first with filters and a cursor", async () => {
+    const g = await c.post("/api/v1/graphs", { nodes: { a: sleep(), b: sleep(), c: sleep() } })
+    const page1 = await c.get(`/api/v1/tasks?graph=${g.body.id}&limit=2`)
+    expect(page1.status).toBe(200)
+    expect(page1.body.items.map((t: { node: string }) => t.node)).toEqual(["c", "b"])
+    const page2 = await c.get(`/api/v1/tasks?graph=${g.body.id}&limit=2&cursor=${page1.body.next_cursor}`)
+    expect(page2.body.items.map((t: { node: string }) => t.node)).toEqual(["a"])
+    expect(page2.body.next_cursor).toBeUndefined()
+    expect((await c.get(`/api/v1/tasks?state=bogus`)).status).toBe(400)
+    expect((await c.get(`/api/v1/tasks?limit=0`)).status).toBe(400)
+  })
+})
+
+describe("auth", () => {
+  it("with tokens configured, every /api/v1 route but the OpenAPI document needs one", async () => {
+    const secured = await startServer(dbUrl, { CAIRN_API_TOKENS: "s3cret,other", CAIRN_WORKERS: "0" })
+    try {
+      const anon = api(secured.url)
+      const wrong = api(secured.url, "nope")
+      const good = api(secured.url, "other")
+      expect((await anon.get("/api/v1/workers")).status).toBe(401)
+      expect((await anon.get("/api/v1/workers")).body.error.code).toBe("unauthorized")
+      expect((await wrong.post("/api/v1/graphs", { nodes: { a: sleep() } })).status).toBe(401)
+      expect((await good.get("/api/v1/workers")).status).toBe(200)
+      expect((await anon.get("/api/v1/openapi.json")).status).toBe(200)
+      expect((await anon.get("/healthz")).status).toBe(200)
+      expect((await anon.get("/metrics")).status).toBe(200)
+      expect(secured.output()).not.toContain("s3cret")
+    } finally {
+      await secured.stop()
+    }
+  })
+})
