@@ -6,7 +6,6 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
-const tsx = fileURLToPath(new URL("../../node_modules/.bin/tsx", import.meta.url))
 
 export interface Proc {
   readonly child: ChildProcess
@@ -27,7 +26,9 @@ const fastTimings: Record<string, string> = {
 }
 
 export const spawnCairn = (entry: "serve" | "worker", env: Record<string, string>): Proc => {
-  const child = spawn(tsx, [`src/main/${entry}.ts`], {
+  // node itself with tsx's loader (not the tsx wrapper): the child's pid is the worker's pid, and
+  // a SIGKILL really kills the worker.
+  const child = spawn(process.execPath, ["--import", "tsx", `src/main/${entry}.ts`], {
     cwd: root,
     env: { ...process.env, ...fastTimings, ...env },
     stdio: ["ignore", "pipe", "pipe"]
