@@ -112,11 +112,12 @@ END $$;--> statement-breakpoint
 -- consume (a graph that references an earlier failure settles at once). Settle what that implies and return it as
 --   { "ready": <tasks that became ready>, "tasks": [settled task ids], "futures": [settled future ids] }.
 --
--- 1. Propagation, level by level: a blocked task with a failed/canceled input settles failed/canceled
---    (upstream_failed/upstream_canceled; cause_future = that input, cause_task = where the failure
---    began), its outputs likewise. Each level's futures are updated (row-locked) *before* the next
---    statement looks for their consumers, so a submission that references one of them concurrently
---    (it holds FOR SHARE on it) is either seen here or sees the future settled: no lost consumer.
+-- 1. Propagation: every blocked task reachable downstream of a failed/canceled future settles
+--    failed/canceled (upstream_failed/upstream_canceled; cause_future = its own input that settled
+--    that way, preferring a failed one; cause_task = the task where the failure began), its outputs
+--    likewise -- the whole cone in one recursive statement. A submission that referenced one of
+--    these futures concurrently holds FOR SHARE on it, so our UPDATE of that future waits for its
+--    commit; the next statement then finds its task ("late joiners") and we go round again.
 -- 2. FCFS release: the task_keys rows of every settled task are deleted under the keys' locks; the
 --    new queue heads (the first exclusive row, the shared rows before the first exclusive row) are
 --    marked free and their tasks' blocked_keys decremented.
@@ -129,6 +130,7 @@ DECLARE
   v_frontier text[];
   v_resolved text[];
   v_level text[];
+  v_failed_all text[];
   v_keys text[];
   v_candidates text[] := '{}';
   v_more text[];
@@ -140,26 +142,34 @@ BEGIN
   FROM futures WHERE producer_task = ANY(p_tasks);
   v_frontier := v_frontier || p_failed_inputs;
 
+  v_failed_all := v_frontier;
   WHILE cardinality(v_frontier) > 0 LOOP
-    WITH hit AS (
-      SELECT DISTINCT ON (ti.task_id)
-             ti.task_id, f.id AS cause_future, f.state AS how,
-             coalesce(f.error->>'cause_task', f.producer_task) AS cause_task,
-             coalesce(f.error->>'message', '') AS root_message
+    WITH RECURSIVE cone(task_id, cause_future, how, cause_task, root_message) AS (
+      SELECT ti.task_id, f.id, f.state,
+             coalesce(f.error->>'cause_task', f.producer_task), coalesce(f.error->>'message', '')
       FROM futures f
       JOIN task_inputs ti ON ti.future_id = f.id
-      WHERE f.id = ANY(v_frontier)
-      ORDER BY ti.task_id, (f.state = 'failed') DESC, f.id
+      JOIN tasks t ON t.id = ti.task_id
+      WHERE f.id = ANY(v_frontier) AND t.state = 'blocked'
+      UNION
+      SELECT ti.task_id, f.id, c.how, c.cause_task, c.root_message
+      FROM cone c
+      JOIN futures f ON f.producer_task = c.task_id
+      JOIN task_inputs ti ON ti.future_id = f.id
+      JOIN tasks t ON t.id = ti.task_id
+      WHERE t.state = 'blocked'
+    ), pick AS (
+      SELECT DISTINCT ON (task_id) * FROM cone ORDER BY task_id, (how = 'failed') DESC, cause_future
     ), upd AS (
       UPDATE tasks t
-      SET state = hit.how, finished_at = now(),
+      SET state = pick.how, finished_at = now(),
           error = jsonb_build_object(
-            'code', CASE hit.how WHEN 'failed' THEN 'upstream_failed' ELSE 'upstream_canceled' END,
-            'message', format('input %s was %s upstream: %s', hit.cause_future, hit.how, hit.root_message),
-            'cause_task', hit.cause_task,
-            'cause_future', hit.cause_future)
-      FROM hit
-      WHERE t.id = hit.task_id AND t.state = 'blocked'
+            'code', CASE pick.how WHEN 'failed' THEN 'upstream_failed' ELSE 'upstream_canceled' END,
+            'message', format('input %s was %s upstream: %s', pick.cause_future, pick.how, pick.root_message),
+            'cause_task', pick.cause_task,
+            'cause_future', pick.cause_future)
+      FROM pick
+      WHERE t.id = pick.task_id AND t.state = 'blocked'
       RETURNING t.id, t.state, t.error
     ), fut AS (
       UPDATE futures f SET state = upd.state, settled_at = now(), error = upd.error
@@ -168,9 +178,14 @@ BEGIN
       RETURNING f.id
     )
     SELECT (SELECT coalesce(array_agg(id), '{}') FROM upd), (SELECT coalesce(array_agg(id), '{}') FROM fut)
-      INTO v_level, v_frontier;
+      INTO v_level, v_more;
     v_settled := v_settled || v_level;
-    v_futures := v_futures || v_frontier;
+    v_futures := v_futures || v_more;
+    v_failed_all := v_failed_all || v_more;
+    -- Late joiners: consumers committed while we waited for their FOR SHARE locks.
+    SELECT coalesce(array_agg(DISTINCT ti.future_id), '{}') INTO v_frontier
+    FROM task_inputs ti JOIN tasks t ON t.id = ti.task_id
+    WHERE ti.future_id = ANY(v_failed_all) AND t.state = 'blocked';
   END LOOP;
 
   -- FCFS release.

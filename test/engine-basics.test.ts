@@ -66,6 +66,44 @@ describe("engine basics", () => {
     })
   })
 
+  it("settles the whole downstream cone of a failure in a 10,000-node graph in one transaction", async () => {
+    const out = await run(Effect.gen(function*() {
+      yield* runWorker({ slots: 2 })
+      // A random DAG: every node takes input from one or two earlier nodes; node 0 fails.
+      let seed = 42
+      const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2147483648) % n)
+      const nodes: Record<string, unknown> = { n0: { task: "debug.sleep", params: { ms: 200, fail: "root cause" } } }
+      for (let i = 1; i < 10_000; i++) {
+        const deps = [...new Set([rand(i), rand(i)])].map((d) => ({ $ref: `n${d}.result` }))
+        nodes[`n${i}`] = { task: "debug.sleep", params: { inputs: deps } }
+      }
+      const g = yield* submitGraph({ nodes })
+      const db = yield* Db
+      const deadline = Date.now() + 60_000
+      for (;;) {
+        const [r] = yield* db.rows<{ open: number }>(
+          sql`SELECT count(*)::int AS open FROM tasks WHERE graph_id = ${g.id} AND state IN ('blocked', 'ready', 'running')`
+        )
+        if (r!.open === 0) break
+        if (Date.now() > deadline) throw new Error(`${r!.open} tasks still open`)
+        yield* Effect.sleep(Duration.millis(50))
+      }
+      const rows = yield* db.rows<{ node: string; state: string; code: string; cause_task: string; finished_at: string }>(
+        sql`SELECT node, state, error->>'code' AS code, error->>'cause_task' AS cause_task, finished_at FROM tasks WHERE graph_id = ${g.id}`
+      )
+      return { g, rows }
+    }))
+    const root = out.rows.find((r) => r.node === "n0")!
+    const cone = out.rows.filter((r) => r.node !== "n0")
+    expect(root).toMatchObject({ state: "failed", code: "task_failed" })
+    // Every other node descends from n0 (node i depends on a node < i), so all of them failed...
+    expect(cone.every((r) => r.state === "failed" && r.code === "upstream_failed")).toBe(true)
+    expect(new Set(cone.map((r) => r.cause_task))).toEqual(new Set([out.g.nodes.n0!.task]))
+    // ...in the root's settle transaction (now() is the transaction's timestamp).
+    expect(new Set(cone.map((r) => r.finished_at)).size).toBe(1)
+    expect(cone[0]!.finished_at).toBe(root.finished_at)
+  })
+
   it("refuses to change a settled future (trigger)", async () => {
     const err = await run(Effect.gen(function*() {
       yield* runWorker({ slots: 1 })
