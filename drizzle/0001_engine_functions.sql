@@ -165,7 +165,8 @@ BEGIN
       SET state = pick.how, finished_at = now(),
           error = jsonb_build_object(
             'code', CASE pick.how WHEN 'failed' THEN 'upstream_failed' ELSE 'upstream_canceled' END,
-            'message', format('input %s was %s upstream: %s', pick.cause_future, pick.how, pick.root_message),
+            'message', format('input %s %s upstream: %s', pick.cause_future,
+                              CASE pick.how WHEN 'failed' THEN 'failed' ELSE 'was canceled' END, pick.root_message),
             'cause_task', pick.cause_task,
             'cause_future', pick.cause_future)
       FROM pick

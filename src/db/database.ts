@@ -3,7 +3,7 @@
  * CAIRN_DATA_DIR, started or joined), applies migrations, and provides `Db`.
  * Finalizers run in reverse: the pool closes before an embedded server we own is stopped.
  */
-import { Effect, Layer, Option, Redacted } from "effect"
+import { Effect, Layer, Option, Redacted, Runtime } from "effect"
 import { CairnConfig } from "../config/config.js"
 import { Db, DbError, makeDb } from "./client.js"
 import { startEmbedded } from "./embedded.js"
@@ -12,9 +12,12 @@ import { runMigrations } from "./migrate.js"
 export const resolveDatabaseUrl = Effect.gen(function*() {
   const config = yield* CairnConfig
   if (Option.isSome(config.databaseUrl)) return config.databaseUrl.value
+  // The embedded server's progress lines go through our logger, like everything else.
+  const runtime = yield* Effect.runtime<never>()
+  const log = (line: string) => Runtime.runSync(runtime)(Effect.logInfo(line))
   const server = yield* Effect.acquireRelease(
     Effect.tryPromise({
-      try: () => startEmbedded(config.dataDir, { log: (line) => console.error(`[cairn] ${line}`) }),
+      try: () => startEmbedded(config.dataDir, { log }),
       catch: (cause) => new DbError({ message: `could not start the embedded PostgreSQL: ${(cause as Error).message}`, cause })
     }),
     (s) => Effect.promise(() => s.stop())

@@ -2,6 +2,7 @@
  * What every cairn process is made of: configuration, logging, the database (embedded or not),
  * the session connection, and the task kinds this build knows.
  */
+import { NodeRuntime } from "@effect/platform-node"
 import { Config, Effect, Layer, Logger, LogLevel } from "effect"
 import { CairnConfig, CairnConfigLive } from "../config/config.js"
 import { DatabaseLive } from "../db/database.js"
@@ -24,7 +25,8 @@ export const LoggingLive = Layer.unwrapEffect(
     const config = yield* CairnConfig
     const format = yield* Config.literal("text", "json")("CAIRN_LOG_FORMAT").pipe(Config.withDefault("text" as const))
     return Layer.merge(
-      format === "json" ? Logger.replace(Logger.defaultLogger, Logger.jsonLogger) : Logger.replace(Logger.defaultLogger, Logger.logfmtLogger),
+      // Logs go to stderr; stdout carries only the start-up line ("cairn listening on ...").
+      Logger.replace(Logger.defaultLogger, Logger.withConsoleError(format === "json" ? Logger.jsonLogger : Logger.logfmtLogger)),
       Logger.minimumLogLevel(levels[config.logLevel] ?? LogLevel.Info)
     )
   })
@@ -32,9 +34,18 @@ export const LoggingLive = Layer.unwrapEffect(
 
 export const kindsLive = TaskKinds.layer(builtinKinds)
 
-/** Config + Db + Session + TaskKinds, with logging configured. */
+/** Config + Db + Session + TaskKinds. */
 export const ProcessLive = Layer.mergeAll(SessionLive, kindsLive).pipe(
   Layer.provideMerge(DatabaseLive),
-  Layer.provideMerge(LoggingLive),
   Layer.provideMerge(CairnConfigLive)
 )
+
+/**
+ * Run a process's main layer until SIGINT/SIGTERM, with our logger in charge of every fiber
+ * (including those that build the layers).
+ */
+export const launch = <E>(main: Layer.Layer<never, E, never>) =>
+  NodeRuntime.runMain(
+    Layer.launch(main).pipe(Effect.provide(LoggingLive.pipe(Layer.provide(CairnConfigLive)))),
+    { disablePrettyLogger: true }
+  )

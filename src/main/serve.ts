@@ -3,12 +3,11 @@
  * worker slots, in one process. SIGINT/SIGTERM interrupt the main fiber: the listener closes, the
  * workers drain within the grace period, the pools close, and an embedded database we started stops.
  */
-import { NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { ServerLive } from "../api/server.js"
 import { CairnConfig } from "../config/config.js"
 import { runWorker } from "../engine/worker.js"
-import { ProcessLive } from "./runtime.js"
+import { launch, ProcessLive } from "./runtime.js"
 
 const WorkersLive = Layer.scopedDiscard(
   Effect.gen(function*() {
@@ -19,4 +18,4 @@ const WorkersLive = Layer.scopedDiscard(
 
 const MainLive = Layer.mergeAll(ServerLive, WorkersLive).pipe(Layer.provide(ProcessLive))
 
-NodeRuntime.runMain(Layer.launch(MainLive), { disableErrorReporting: false })
+launch(MainLive)

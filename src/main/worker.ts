@@ -2,11 +2,10 @@
  * `npm run worker`: a worker process with CAIRN_WORKERS slots and no HTTP listener. Run as many as
  * you like, on as many machines as you like, against one PostgreSQL.
  */
-import { NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { CairnConfig } from "../config/config.js"
 import { runWorker } from "../engine/worker.js"
-import { ProcessLive } from "./runtime.js"
+import { launch, ProcessLive } from "./runtime.js"
 
 const WorkerLive = Layer.scopedDiscard(
   Effect.gen(function*() {
@@ -15,4 +14,4 @@ const WorkerLive = Layer.scopedDiscard(
   })
 )
 
-NodeRuntime.runMain(Layer.launch(WorkerLive.pipe(Layer.provide(ProcessLive))))
+launch(WorkerLive.pipe(Layer.provide(ProcessLive)))
