@@ -140,6 +140,34 @@ describe("futures long-poll", () => {
   })
 })
 
+describe("long-polls at scale", () => {
+  it("holds 1,000 concurrent long-polls with a pool of 3 connections and wakes them all on settlement", async () => {
+    const small = await startServer(dbUrl, { CAIRN_DB_POOL_SIZE: "3", CAIRN_WORKERS: "0" })
+    try {
+      const s = api(small.url)
+      const nodes: Record<string, unknown> = { gate: sleep({ ms: 600_000 }) }
+      for (let i = 0; i < 200; i++) nodes[`n${i}`] = sleep({ inputs: [{ $ref: "gate.result" }] })
+      const g = await s.post("/api/v1/graphs", { nodes })
+      const ids = Array.from({ length: 200 }, (_, i) => g.body.nodes[`n${i}`].outputs.result as string)
+      const polls = Array.from({ length: 1000 }, (_, i) => s.get(`/api/v1/futures/${ids[i % 200]}?wait=60`))
+      const metric = async (name: string) => {
+        const text = (await s.call("GET", "/metrics")).body as string
+        return text.split("\n").filter((l) => l.startsWith(name)).map((l) => Number(l.split(" ").pop()))
+      }
+      await until("1,000 long-polls to be waiting", async () => (await metric("cairn_long_polls"))[0] === 1000, 30_000)
+      const [total] = await metric("cairn_db_pool_connections{state=\"total\"}")
+      expect(total).toBeLessThanOrEqual(3)
+      // One cascade settles all 200 futures; the NOTIFY says "*" (too many to list) and one query wakes them.
+      const cancel = await s.post(`/api/v1/graphs/${g.body.id}/cancel`)
+      expect(cancel.status).toBe(202)
+      const answers = await Promise.all(polls)
+      expect(answers.every((a) => a.status === 200 && a.body.state === "canceled")).toBe(true)
+    } finally {
+      await small.stop()
+    }
+  })
+})
+
 describe("cancellation (Pulp's scenarios)", () => {
   it("cancels a blocked task, a running task; a finished task is 409; a missing one is 404", async () => {
     const g = await c.post("/api/v1/graphs", {
