@@ -6,7 +6,7 @@ import { HttpApiBuilder, HttpApiError, HttpServer, HttpServerError, HttpServerRe
 import { NodeHttpServer } from "@effect/platform-node"
 import { sql } from "drizzle-orm"
 import { Cause, Duration, Effect, Layer, Redacted } from "effect"
-import { createServer } from "node:http"
+import { createServer, type Server } from "node:http"
 import { timingSafeEqual, createHash } from "node:crypto"
 import { CairnConfig } from "../config/config.js"
 import { Db } from "../db/client.js"
@@ -126,27 +126,42 @@ export const ApiLive = HttpApiBuilder.api(CairnApi).pipe(
   Layer.provide(AuthorizationLive)
 )
 
-/** Logs the contract's start-up line once the listener is bound (PORT=0 logs the chosen port). */
-const AnnounceLive = Layer.effectDiscard(
-  Effect.gen(function*() {
-    const server = yield* HttpServer.HttpServer
-    const addr = server.address
-    if (addr._tag === "TcpAddress") {
-      yield* Effect.sync(() => console.log(`cairn listening on http://${addr.hostname}:${addr.port}`))
-    }
-  })
-)
+/**
+ * The listener's life: logs the contract's start-up line once bound (PORT=0 logs the chosen port);
+ * at shutdown, before the listener closes (finalizers run in reverse), answers every waiting
+ * long-poll with its current state and closes idle keep-alive connections, so that closing does not
+ * wait for them.
+ */
+const lifecycle = (nodeServer: () => Server | undefined) =>
+  Layer.scopedDiscard(
+    Effect.gen(function*() {
+      const server = yield* HttpServer.HttpServer
+      const waiters = yield* FutureWaiters
+      const addr = server.address
+      if (addr._tag === "TcpAddress") {
+        yield* Effect.sync(() => console.log(`cairn listening on http://${addr.hostname}:${addr.port}`))
+      }
+      yield* Effect.addFinalizer(() =>
+        waiters.wakeAll.pipe(
+          Effect.zipRight(Effect.sleep(Duration.millis(50))),
+          Effect.zipRight(Effect.sync(() => nodeServer()?.closeIdleConnections()))
+        )
+      )
+    })
+  )
 
 export const ServerLive = Layer.unwrapEffect(
-  Effect.map(CairnConfig, (config) =>
-    HttpApiBuilder.serve().pipe(
+  Effect.map(CairnConfig, (config) => {
+    let nodeServer: Server | undefined
+    const create = () => (nodeServer = createServer())
+    return HttpApiBuilder.serve().pipe(
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/v1/openapi.json" })),
       Layer.provide(OperationsRoutes),
       Layer.provide(ContractErrors),
       Layer.provide(ApiLive),
-      Layer.provide(FutureWaitersLive),
-      Layer.provideMerge(AnnounceLive),
-      Layer.provideMerge(NodeHttpServer.layer(() => createServer(), { port: config.port, host: config.host }))
+      Layer.provideMerge(lifecycle(() => nodeServer)),
+      Layer.provideMerge(FutureWaitersLive),
+      Layer.provideMerge(NodeHttpServer.layer(create, { port: config.port, host: config.host }))
     )
-  )
+  })
 )

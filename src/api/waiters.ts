@@ -15,6 +15,8 @@ export interface FutureWaitersShape {
   readonly register: (id: string) => Effect.Effect<Deferred.Deferred<void>>
   readonly unregister: (id: string, d: Deferred.Deferred<void>) => Effect.Effect<void>
   readonly size: Effect.Effect<number>
+  /** Wake every waiter (shutdown: each long-poll answers with the state it has now). */
+  readonly wakeAll: Effect.Effect<void>
 }
 
 export class FutureWaiters extends Context.Tag("cairn/FutureWaiters")<FutureWaiters, FutureWaitersShape>() {}
@@ -63,7 +65,8 @@ export const FutureWaitersLive = Layer.scoped(
           set?.delete(d)
           if (set && set.size === 0) waiting.delete(id)
         }),
-      size: Effect.sync(() => [...waiting.values()].reduce((n, s) => n + s.size, 0))
+      size: Effect.sync(() => [...waiting.values()].reduce((n, s) => n + s.size, 0)),
+      wakeAll: Effect.suspend(() => Effect.forEach([...waiting.keys()], wake, { discard: true }))
     }
   })
 )
