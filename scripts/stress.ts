@@ -1,0 +1,216 @@
+/**
+ * The concurrency driver that Pulp's story #898 asks for: random work on many worker processes
+ * against one database, then every invariant checked from the recorded rows.
+ *
+ *   npm run stress -- --duration 60 --processes 6 [--slots 2] [--submitters 3] [--kill-every 5] [--seed 1]
+ *
+ * Submitters (concurrent fibers in this process) submit random graphs: up to 12 nodes, data
+ * dependencies within the graph and on futures of earlier graphs, resource keys from a small pool
+ * (exclusive or shared), random failures, and now and then a cancel of a recent task. Worker
+ * processes run them. With --kill-every, a random worker is killed with SIGKILL that often and a new
+ * one started. At the end it waits for everything to settle, stops the workers, checks the
+ * invariants (scripts/lib/invariants.ts), prints a summary and exits non-zero on any violation.
+ *
+ * With DATABASE_URL unset it starts its own embedded PostgreSQL in a temporary directory.
+ */
+import { sql } from "drizzle-orm"
+import { Duration, Effect, Layer, Option, Redacted } from "effect"
+import { type ChildProcess, spawn } from "node:child_process"
+import * as fs from "node:fs/promises"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { parseArgs } from "node:util"
+import { CairnConfigFrom } from "../src/config/config.js"
+import { Db, DbLive } from "../src/db/client.js"
+import { startEmbedded } from "../src/db/embedded.js"
+import { runMigrations } from "../src/db/migrate.js"
+import { cancelTask } from "../src/engine/cancel.js"
+import { TaskKinds } from "../src/engine/kind.js"
+import { builtinKinds } from "../src/engine/kinds/index.js"
+import { submitGraph } from "../src/engine/submit.js"
+import { checkInvariants } from "./lib/invariants.js"
+
+const { values: args } = parseArgs({
+  options: {
+    duration: { type: "string", default: "30" },
+    processes: { type: "string", default: "4" },
+    slots: { type: "string", default: "2" },
+    submitters: { type: "string", default: "3" },
+    "kill-every": { type: "string", default: "0" },
+    seed: { type: "string", default: String(Date.now() % 100_000) }
+  }
+})
+const num = (name: keyof typeof args, min: number) => {
+  const n = Number(args[name])
+  if (!Number.isFinite(n) || n < min) {
+    console.error(`--${name} must be a number >= ${min}, got ${JSON.stringify(args[name])}`)
+    process.exit(2)
+  }
+  return n
+}
+const durationS = num("duration", 1)
+const processes = num("processes", 1)
+const slots = num("slots", 1)
+const submitters = num("submitters", 1)
+const killEveryS = num("kill-every", 0)
+let seed = num("seed", 0)
+
+// A small deterministic PRNG so that a seed reproduces the same submissions.
+const rand = () => {
+  seed = (seed * 1103515245 + 12345) % 2147483648
+  return seed / 2147483648
+}
+const pick = <A>(xs: ReadonlyArray<A>): A => xs[Math.floor(rand() * xs.length)]!
+
+const root = fileURLToPath(new URL("..", import.meta.url))
+const runId = `stress-${Date.now().toString(36)}`
+const KEYS = ["k0", "k1", "k2", "k3", "k4", "k5"]
+
+interface Worker {
+  readonly child: ChildProcess
+  readonly exited: Promise<void>
+}
+
+const startWorker = (url: string): Worker => {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/main/worker.ts"], {
+    cwd: root,
+    env: {
+      ...process.env,
+      DATABASE_URL: url,
+      CAIRN_WORKERS: String(slots),
+      CAIRN_HEARTBEAT_MS: "250",
+      CAIRN_HEARTBEAT_TIMEOUT_MS: "4000",
+      CAIRN_REAP_INTERVAL_MS: "300",
+      CAIRN_POLL_INTERVAL_MS: "2000",
+      CAIRN_SHUTDOWN_GRACE_MS: "3000",
+      CAIRN_LOG_LEVEL: "warning"
+    },
+    stdio: ["ignore", "ignore", "inherit"]
+  })
+  return { child, exited: new Promise((r) => child.once("exit", () => r())) }
+}
+
+const randomGraph = (earlier: ReadonlyArray<string>) => {
+  const n = 1 + Math.floor(rand() * 12)
+  const nodes: Record<string, unknown> = {}
+  for (let i = 0; i < n; i++) {
+    const inputs: Array<{ $ref: string }> = []
+    if (i > 0 && rand() < 0.6) inputs.push({ $ref: `n${Math.floor(rand() * i)}.result` })
+    if (earlier.length > 0 && rand() < 0.2) inputs.push({ $ref: pick(earlier) })
+    const exclusive = rand() < 0.5 ? [pick(KEYS)] : []
+    const shared = rand() < 0.3 ? [pick(KEYS)].filter((k) => !exclusive.includes(k)) : []
+    nodes[`n${i}`] = {
+      task: "debug.sleep",
+      params: { ms: Math.floor(rand() * 20), inputs, ...(rand() < 0.08 ? { fail: `random failure ${i}` } : {}) },
+      resources: { exclusive, shared },
+      max_attempts: rand() < 0.3 ? 3 : 1
+    }
+  }
+  return { label: runId, nodes }
+}
+
+const main = Effect.gen(function*() {
+  const db = yield* Db
+  const deadline = Date.now() + durationS * 1000
+  const recentFutures: Array<string> = []
+  const recentTasks: Array<string> = []
+  let graphs = 0
+  let cancels = 0
+  const submitter = Effect.gen(function*() {
+    while (Date.now() < deadline) {
+      const g = yield* submitGraph(randomGraph(recentFutures))
+      graphs++
+      for (const node of Object.values(g.nodes)) {
+        recentTasks.push(node.task)
+        recentFutures.push(...Object.values(node.outputs))
+      }
+      if (recentFutures.length > 200) recentFutures.splice(0, recentFutures.length - 200)
+      if (recentTasks.length > 200) recentTasks.splice(0, recentTasks.length - 200)
+      if (rand() < 0.15) {
+        const r = yield* Effect.either(cancelTask(pick(recentTasks)))
+        if (r._tag === "Right") cancels++
+      }
+      yield* Effect.sleep(Duration.millis(Math.floor(rand() * 30)))
+    }
+  })
+  yield* Effect.all(Array.from({ length: submitters }, () => submitter), { concurrency: "unbounded" })
+  return { graphs, cancels, db }
+})
+
+const run = async () => {
+  let url = process.env.DATABASE_URL
+  let cleanup = async () => {}
+  if (!url) {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "cairn-stress-"))
+    await fs.chmod(dir, 0o777)
+    const server = await startEmbedded(path.join(dir, "data"), { settings: { fsync: "off", synchronous_commit: "off" } })
+    url = server.url
+    cleanup = async () => {
+      await server.stop()
+      await fs.rm(dir, { recursive: true, force: true })
+    }
+  }
+  await Effect.runPromise(runMigrations(url))
+  const layer = Layer.mergeAll(
+    DbLive(Redacted.make(url), 8),
+    TaskKinds.layer(builtinKinds),
+    CairnConfigFrom({ databaseUrl: Option.some(Redacted.make(url)) })
+  )
+  const workers: Array<Worker> = Array.from({ length: processes }, () => startWorker(url!))
+  let kills = 0
+  const chaos = killEveryS > 0
+    ? setInterval(() => {
+      const i = Math.floor(rand() * workers.length)
+      workers[i]!.child.kill("SIGKILL")
+      workers[i] = startWorker(url!)
+      kills++
+    }, killEveryS * 1000)
+    : undefined
+  const started = Date.now()
+  console.log(`${runId}: ${durationS}s, ${processes} worker processes x ${slots} slots, ${submitters} submitters, seed ${args.seed}`)
+  try {
+    const summary = await Effect.runPromise(
+      Effect.gen(function*() {
+        const { graphs, cancels } = yield* main
+        if (chaos) clearInterval(chaos)
+        const db = yield* Db
+        // Everything submitted must settle (bounded): workers keep running until it has.
+        const settleDeadline = Date.now() + 120_000
+        for (;;) {
+          const [r] = yield* db.rows<{ open: number }>(sql`
+            SELECT count(*)::int AS open FROM tasks t JOIN graphs g ON g.id = t.graph_id
+            WHERE g.label = ${runId} AND t.state IN ('blocked', 'ready', 'running')`)
+          if (r!.open === 0) break
+          if (Date.now() > settleDeadline) {
+            console.error(`${r!.open} tasks still unsettled two minutes after the last submission`)
+            break
+          }
+          yield* Effect.sleep(Duration.millis(200))
+        }
+        const report = yield* checkInvariants(sql`g.label = ${runId}`)
+        return { graphs, cancels, report }
+      }).pipe(Effect.scoped, Effect.provide(layer))
+    )
+    const seconds = (Date.now() - started) / 1000
+    const { report } = summary
+    console.log(`graphs ${summary.graphs}, tasks ${report.tasks} (${(report.tasks / seconds).toFixed(0)}/s), cancels ${summary.cancels}, worker kills ${kills}`)
+    console.log(`final states: ${Object.entries(report.byState).map(([k, n]) => `${k} ${n}`).join(", ")}`)
+    if (report.violations.length === 0) console.log("invariants: all hold")
+    else {
+      console.log(`invariants: ${report.violations.length} violation(s)`)
+      for (const m of report.violations) console.log(`  - ${m}`)
+    }
+    process.exitCode = report.violations.length === 0 ? 0 : 1
+  } finally {
+    if (chaos) clearInterval(chaos)
+    for (const w of workers) w.child.kill("SIGTERM")
+    await Promise.all(workers.map((w) => w.exited))
+    await cleanup()
+  }
+}
+
+run().catch((e) => {
+  console.error(`stress: ${e instanceof Error ? e.message : String(e)}`)
+  process.exitCode = 1
+})
