@@ -8,7 +8,7 @@ import { CairnConfigFrom } from "../../src/config/config.js"
 import { DbLive } from "../../src/db/client.js"
 import { runMigrations } from "../../src/db/migrate.js"
 import { builtinKinds } from "../../src/engine/kinds/index.js"
-import { TaskKinds } from "../../src/engine/kind.js"
+import { type TaskKind, TaskKinds } from "../../src/engine/kind.js"
 import { SessionLive } from "../../src/engine/session.js"
 
 let counter = 0
@@ -38,9 +38,13 @@ export const testConfig = (url: string, overrides: Parameters<typeof CairnConfig
     ...overrides
   })
 
-export const engineLayer = (url: string, overrides: Parameters<typeof CairnConfigFrom>[0] = {}) => {
+export const engineLayer = (
+  url: string,
+  overrides: Parameters<typeof CairnConfigFrom>[0] = {},
+  kinds: ReadonlyArray<TaskKind> = builtinKinds
+) => {
   const config = testConfig(url, overrides)
   const db = DbLive(Redacted.make(url), 10)
   const session = SessionLive.pipe(Layer.provide(db))
-  return Layer.mergeAll(config, db, session, TaskKinds.layer(builtinKinds))
+  return Layer.mergeAll(config, db, session, TaskKinds.layer(kinds))
 }
