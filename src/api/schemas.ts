@@ -58,6 +58,7 @@ export const TaskView = Schema.Struct({
   state: TaskState,
   params: Schema.Unknown,
   outputs: Schema.Record({ key: Schema.String, value: Schema.String }),
+  inputs: Schema.Array(Schema.String).annotations({ description: "every input future id (an addition to the contract)" }),
   resources: Schema.Struct({ exclusive: Schema.Array(Schema.String), shared: Schema.Array(Schema.String) }),
   waiting_on: Schema.Array(Schema.Struct({
     task: Schema.String,

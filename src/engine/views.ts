@@ -33,6 +33,8 @@ export interface TaskView {
   readonly state: TaskState
   readonly params: unknown
   readonly outputs: Record<string, string>
+  /** Every input future (settled or not); an addition to the contract. */
+  readonly inputs: ReadonlyArray<string>
   readonly resources: { readonly exclusive: ReadonlyArray<string>; readonly shared: ReadonlyArray<string> }
   readonly waiting_on: ReadonlyArray<WaitingOn>
   readonly worker?: string
@@ -72,6 +74,19 @@ const iso = (d: Date | string | null | undefined) => (d == null ? undefined : ne
 const compact = <T extends object>(o: T): T =>
   Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined && v !== null)) as T
 
+/**
+ * Params as a client can submit them again: stored refs carry the referenced future's kind for the
+ * kinds' Schemas (`{ $ref, kind }`); shown, they are plain `{ "$ref": "<future id>" }`.
+ */
+const submittedForm = (value: unknown): unknown => {
+  if (Array.isArray(value)) return value.map(submittedForm)
+  if (value !== null && typeof value === "object") {
+    if (Object.prototype.hasOwnProperty.call(value, "$ref")) return { $ref: (value as { $ref: unknown }).$ref }
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, submittedForm(v)]))
+  }
+  return value
+}
+
 interface TaskRow {
   id: string
   graph_id: string
@@ -110,10 +125,10 @@ export const taskViews = (where: SQL, order: SQL = sql`t.seq`, limit?: number) =
       db.rows<{ producer_task: string; output: string; id: string }>(
         sql`SELECT producer_task, output, id FROM futures WHERE producer_task = ANY(${ids}::text[])`
       ),
-      db.rows<{ task_id: string; future: string; producer: string }>(sql`
-        SELECT ti.task_id, f.id AS future, f.producer_task AS producer
+      db.rows<{ task_id: string; future: string; producer: string; state: string }>(sql`
+        SELECT ti.task_id, f.id AS future, f.producer_task AS producer, f.state
         FROM task_inputs ti JOIN futures f ON f.id = ti.future_id
-        WHERE ti.task_id = ANY(${blockedIds}::text[]) AND f.state = 'pending' ORDER BY f.id`),
+        WHERE ti.task_id = ANY(${ids}::text[]) ORDER BY f.id`),
       // For each key a blocked task waits on: the nearest earlier unsettled task it conflicts with.
       db.rows<{ task_id: string; key: string; blocker: string | null }>(sql`
         SELECT tk.task_id, tk.key,
@@ -126,7 +141,11 @@ export const taskViews = (where: SQL, order: SQL = sql`t.seq`, limit?: number) =
     for (const o of outputs) (outs.get(o.producer_task) ?? outs.set(o.producer_task, {}).get(o.producer_task)!)[o.output] = o.id
     const waits = new Map<string, Array<WaitingOn>>()
     const wait = (t: string, w: WaitingOn) => (waits.get(t) ?? waits.set(t, []).get(t)!).push(w)
-    for (const i of inputs) wait(i.task_id, { task: i.producer, reason: "input", future: i.future })
+    const inputsOf = new Map<string, Array<string>>()
+    for (const i of inputs) {
+      ;(inputsOf.get(i.task_id) ?? inputsOf.set(i.task_id, []).get(i.task_id)!).push(i.future)
+      if (i.state === "pending") wait(i.task_id, { task: i.producer, reason: "input", future: i.future })
+    }
     for (const k of keys) if (k.blocker) wait(k.task_id, { task: k.blocker, reason: "resource", key: k.key })
     return rows.map((r): TaskView =>
       compact({
@@ -135,8 +154,9 @@ export const taskViews = (where: SQL, order: SQL = sql`t.seq`, limit?: number) =
         node: r.node,
         task: r.kind,
         state: r.state,
-        params: r.params,
+        params: submittedForm(r.params),
         outputs: outs.get(r.id) ?? {},
+        inputs: inputsOf.get(r.id) ?? [],
         resources: { exclusive: r.exclusive, shared: r.shared },
         waiting_on: waits.get(r.id) ?? [],
         worker: r.worker ?? undefined,
