@@ -4,6 +4,6 @@ import { defineConfig } from "drizzle-kit"
 // indexes drizzle cannot express) lives in `--custom` migrations beside them.
 export default defineConfig({
   dialect: "postgresql",
-  schema: "./src/db/schema.ts",
+  schema: ["./src/db/schema.ts", "./src/db/content-schema.ts"],
   out: "./drizzle"
 })

@@ -107,6 +107,12 @@ BEGIN
   RETURN cairn_make_ready(p_tasks);
 END $$;--> statement-breakpoint
 
+-- Called with every task a cascade settled: the place where things a task owns are released.
+-- The engine owns nothing itself; the content store replaces it (task-owned artifacts, slot locks).
+CREATE FUNCTION cairn_on_settled(p_tasks text[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+END $$;--> statement-breakpoint
+
 -- p_tasks have just reached a terminal state in this transaction, and every future they produce is
 -- settled. p_failed_inputs are already-settled failed/canceled futures that newly submitted tasks
 -- consume (a graph that references an earlier failure settles at once). Settle what that implies and return it as
@@ -234,5 +240,6 @@ BEGIN
     v_candidates := v_candidates || v_more;
   END IF;
 
+  PERFORM cairn_on_settled(v_settled);
   RETURN jsonb_build_object('ready', cairn_make_ready(v_candidates), 'tasks', to_jsonb(v_settled), 'futures', to_jsonb(v_futures));
 END $$;

@@ -8,6 +8,7 @@
  * the kind of what a param points at, and a mismatch is an ordinary Schema error at that path.
  */
 import { Context, Effect, Layer, Schema } from "effect"
+import type { Db, DbError, Tx } from "../db/client.js"
 import type { TaskFailure } from "./errors.js"
 
 /** The kind of a plain JSON result. Content kinds (repository_version, publication, ...) add more. */
@@ -49,23 +50,59 @@ export interface ResourceKeys {
   readonly shared: ReadonlyArray<string>
 }
 
-export interface TaskKind<P = any> {
+export type OutputValues = Readonly<Record<string, unknown>>
+
+/**
+ * A handler result whose payload rows must be written in the same transaction that resolves the
+ * task's futures (a repository version, a publication): `run` writes them and returns the output
+ * values. If the worker no longer owns the task, the transaction rolls back and nothing is written.
+ */
+export class Commit {
+  constructor(readonly run: (tx: Tx) => Effect.Effect<OutputValues, TaskFailure | DbError>) {}
+}
+
+export type HandlerResult = OutputValues | Commit
+
+/** Sentences about what is wrong with a node's params, reported in the 400 for that node. */
+export type ParamProblems = ReadonlyArray<string>
+
+export interface TaskKind<P = any, R = any> {
   readonly name: string
   readonly params: Schema.Schema<P, any, never>
   /** Output name -> future kind. */
   readonly outputs: Readonly<Record<string, string>>
   readonly resources: (params: P) => ResourceKeys
-  /** Resolves to the value of each output (JSON). */
-  readonly handler: (params: P, ctx: TaskContext) => Effect.Effect<Readonly<Record<string, unknown>>, TaskFailure>
+  /**
+   * At submission, before `params` decodes them: turn params as a client wrote them into their
+   * stored form, e.g. a repository name into its current revision id (copy-on-write: queued work
+   * keeps the revision it was submitted with).
+   */
+  readonly prepare?: (raw: unknown) => Effect.Effect<unknown, ParamProblems | DbError, Db>
+  /** Resolves to the value of each output (JSON), or a Commit that also writes payload rows. */
+  readonly handler: (params: P, ctx: TaskContext) => Effect.Effect<HandlerResult, TaskFailure, R>
 }
 
-export const defineKind = <P, I>(kind: TaskKind<P> & { readonly params: Schema.Schema<P, I, never> }): TaskKind<P> => kind
+export const defineKind = <P, I, R = never>(
+  kind: TaskKind<P, R> & { readonly params: Schema.Schema<P, I, never> }
+): TaskKind<P, R> => kind
 
 export const noResources = (): ResourceKeys => ({ exclusive: [], shared: [] })
 
-export class TaskKinds extends Context.Tag("cairn/TaskKinds")<TaskKinds, ReadonlyMap<string, TaskKind>>() {
-  static layer = (kinds: ReadonlyArray<TaskKind>) =>
-    Layer.succeed(TaskKinds, new Map(kinds.map((k) => [k.name, k] as const)))
+export interface TaskKindsShape {
+  readonly kinds: ReadonlyMap<string, TaskKind>
+  /** The services handlers need (storage, HTTP, ...), captured when the registry is built. */
+  readonly context: Context.Context<never>
+}
+
+export class TaskKinds extends Context.Tag("cairn/TaskKinds")<TaskKinds, TaskKindsShape>() {
+  static layer = <R>(kinds: ReadonlyArray<TaskKind<any, R>>) =>
+    Layer.effect(
+      TaskKinds,
+      Effect.map(Effect.context<R>(), (context) => ({
+        kinds: new Map(kinds.map((k) => [k.name, k as TaskKind] as const)),
+        context: context as Context.Context<never>
+      }))
+    )
 }
 
 /** Replace every resolved ref `{ $ref, kind }` in a value by the referenced future's value. */

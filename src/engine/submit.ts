@@ -21,7 +21,7 @@ import { Effect, ParseResult, Schema } from "effect"
 import { monotonicFactory } from "ulid"
 import { Db, txRows } from "../db/client.js"
 import { InvalidRequest } from "./errors.js"
-import { type TaskKind, TaskKinds } from "./kind.js"
+import { type ParamProblems, type TaskKind, TaskKinds } from "./kind.js"
 import { notifyChanges, toChanges } from "./notify.js"
 
 /** Reject unknown fields and report every problem, not just the first. */
@@ -141,7 +141,7 @@ const stableTopologicalOrder = (nodes: ReadonlyArray<PlannedNode>, deps: Map<str
 
 export const submitGraph = (spec: GraphSpec) =>
   Effect.gen(function*() {
-    const kinds = yield* TaskKinds
+    const { kinds } = yield* TaskKinds
     const db = yield* Db
     const names = Object.keys(spec.nodes)
     const problems: Record<string, Array<string>> = {}
@@ -234,6 +234,16 @@ export const submitGraph = (spec: GraphSpec) =>
         const target = byName.get(node)!
         return { id: target.outputs[output]!, kind: target.kind.outputs[output]! }
       })
+      if (p.kind.prepare) {
+        const prepared = yield* p.kind.prepare(p.params).pipe(
+          Effect.catchIf((e): e is ParamProblems => Array.isArray(e), (list) => {
+            for (const m of list) problem(p.name, m)
+            return Effect.succeed(undefined)
+          })
+        )
+        if (prepared === undefined) continue
+        p.params = prepared
+      }
       const decoded = Schema.decodeUnknownEither(p.kind.params)(p.params)
       if (decoded._tag === "Left") {
         for (const m of formatParseError(decoded.left, "params")) problem(p.name, m)

@@ -27,7 +27,7 @@ import { CairnConfig } from "../config/config.js"
 import { Db, DbError, txRows } from "../db/client.js"
 import { claimTasks, type ClaimedTask } from "./claim.js"
 import { TaskFailure } from "./errors.js"
-import { type Progress, type ResolvedInput, TaskKinds } from "./kind.js"
+import { Commit, type HandlerResult, type OutputValues, type Progress, type ResolvedInput, TaskKinds } from "./kind.js"
 import { type Changes, notifyChanges, toChanges } from "./notify.js"
 import { Session } from "./session.js"
 import * as Metrics from "./metrics.js"
@@ -38,9 +38,11 @@ interface Running {
   readonly task: ClaimedTask
   readonly workerId: string
   reason: StopReason | undefined
-  fiber: Fiber.RuntimeFiber<Readonly<Record<string, unknown>>, TaskFailure> | undefined
+  fiber: Fiber.RuntimeFiber<HandlerResult, TaskFailure> | undefined
   done: Promise<void>
 }
+
+class LostOwnership extends Schema.TaggedError<LostOwnership>()("LostOwnership", {}) {}
 
 class Fenced extends Schema.TaggedError<Fenced>()("Fenced", { reason: Schema.String }) {}
 
@@ -51,7 +53,7 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
     const config = yield* CairnConfig
     const db = yield* Db
     const session = yield* Session
-    const kinds = yield* TaskKinds
+    const registry = yield* TaskKinds
     const slots = opts?.slots ?? config.workers
     const running = new Map<string, Running>()
     const kick = yield* Queue.sliding<void>(1)
@@ -95,11 +97,27 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
       })
 
     // ---- running one task -------------------------------------------------------------------------
-    const settle = (r: Running, exit: Exit.Exit<Readonly<Record<string, unknown>>, TaskFailure>) => {
+    const settle = (r: Running, exit: Exit.Exit<HandlerResult, TaskFailure>) => {
       const { id, attempts } = r.task
       const me = r.workerId
       if (Exit.isSuccess(exit)) {
-        return call(sql`SELECT cairn_resolve(${id}, ${me}, ${attempts}, ${JSON.stringify(exit.value)}::jsonb) AS c`)
+        const result = exit.value
+        const resolve = (values: OutputValues) =>
+          sql`SELECT cairn_resolve(${id}, ${me}, ${attempts}, ${JSON.stringify(values)}::jsonb) AS c`
+        if (!(result instanceof Commit)) return call(resolve(result))
+        // Payload rows and resolution in one transaction; if we no longer own the task, roll back.
+        return db.transaction((tx) =>
+          Effect.gen(function*() {
+            const values = yield* result.run(tx)
+            const changes = yield* apply(tx, resolve(values))
+            if (!changes) return yield* new LostOwnership()
+            return changes
+          })
+        ).pipe(
+          Effect.catchTag("LostOwnership", () => Effect.succeed(undefined)),
+          Effect.catchTag("TaskFailure", (f) =>
+            call(sql`SELECT cairn_fail(${id}, ${me}, ${attempts}, 'failed', ${f.code}, ${f.message}) AS c`))
+        )
       }
       if (Cause.isInterruptedOnly(exit.cause)) {
         if (r.reason === "lost") return Effect.succeed(undefined)
@@ -140,7 +158,7 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
       const r: Running = { task, workerId: me, reason: undefined, fiber: undefined, done: new Promise((res) => (resolveDone = res)) }
       running.set(task.id, r)
       Metrics.claimToStart(task.claimLatencyMs)
-      const kind = kinds.get(task.kind)
+      const kind = registry.kinds.get(task.kind)
       const handler = kind
         ? Schema.decodeUnknown(kind.params)(task.params).pipe(
           Effect.mapError((e) => new TaskFailure({ code: "bad_params", message: e.message })),
@@ -152,7 +170,9 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
               inputs: new Map(Object.entries(task.inputs) as Array<[string, ResolvedInput]>),
               progress: progressWriter(task, me)
             })
-          )
+          ),
+          // Handlers' services were captured with the registry; nothing is left to provide.
+          (eff) => Effect.provide(eff, registry.context) as Effect.Effect<HandlerResult, TaskFailure>
         )
         : Effect.fail(new TaskFailure({ code: "unknown_task_kind", message: `this worker does not know task kind ${task.kind}` }))
       const began = Date.now()

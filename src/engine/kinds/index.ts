@@ -2,4 +2,4 @@
 import type { TaskKind } from "../kind.js"
 import { debugSleep } from "./debug-sleep.js"
 
-export const builtinKinds: ReadonlyArray<TaskKind> = [debugSleep]
+export const builtinKinds: ReadonlyArray<TaskKind<any, never>> = [debugSleep]

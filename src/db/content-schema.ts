@@ -1,0 +1,197 @@
+/**
+ * The content store's tables. DESIGN.md ("The content store") explains each; in short:
+ *
+ * - Named resources are copy-on-write: `resources` gives a repository, remote or distribution its
+ *   stable identity, `*_revisions` are immutable snapshots of its fields (each keeps its name), and
+ *   `names` is the lookup table (kind, name) -> current revision, changed by compare-and-swap.
+ * - `artifacts` are content-addressed blobs (sha256, size), stored once; `content_units` are
+ *   (relative_path, sha256, size), deduplicated; `content_artifacts` links a unit to its stored
+ *   artifact (absent while an on-demand unit has not been fetched yet); `content_sources` says where
+ *   an on-demand unit can be fetched from.
+ * - Repository versions share membership rows: `repository_content` has one row per (repository,
+ *   unit, version added), closed by `removed_in` when a later version removes it. A version that
+ *   adds 10 units to a 100,000-unit base writes 10 rows.
+ * - `publications` point at a version and at the stored PULP_MANIFEST artifact.
+ * - `distribution_paths` holds the base path of every live distribution, with an exclusion
+ *   constraint that makes overlapping base paths impossible, even between racing transactions.
+ * - Ownership for orphan cleanup: `uploads` (until used or expired), `task_artifacts` (while a task
+ *   is unsettled), plus versions and publications through foreign keys.
+ * - `slot_locks`: optimistic named locks (Drydock's slot locks), owned by a task.
+ */
+import { sql } from "drizzle-orm"
+import { bigint, index, integer, pgTable, primaryKey, text, timestamp, uniqueIndex } from "drizzle-orm/pg-core"
+import { futures, tasks, workers } from "./schema.js"
+
+const ts = (name: string) => timestamp(name, { withTimezone: true, precision: 6, mode: "date" })
+
+export const resources = pgTable("resources", {
+  id: text("id").primaryKey(),
+  kind: text("kind", { enum: ["repository", "remote", "distribution"] }).notNull(),
+  createdAt: ts("created_at").notNull().defaultNow()
+})
+
+export const names = pgTable(
+  "names",
+  {
+    kind: text("kind", { enum: ["repository", "remote", "distribution"] }).notNull(),
+    name: text("name").notNull(),
+    resourceId: text("resource_id").notNull().references(() => resources.id),
+    revisionId: text("revision_id").notNull()
+  },
+  (t) => [primaryKey({ columns: [t.kind, t.name] }), uniqueIndex("names_resource").on(t.resourceId)]
+)
+
+export const repositoryRevisions = pgTable(
+  "repository_revisions",
+  {
+    id: text("id").primaryKey(),
+    repositoryId: text("repository_id").notNull().references(() => resources.id),
+    name: text("name").notNull(),
+    description: text("description"),
+    createdAt: ts("created_at").notNull().defaultNow()
+  },
+  (t) => [index("repository_revisions_repo").on(t.repositoryId, t.id)]
+)
+
+export const remoteRevisions = pgTable(
+  "remote_revisions",
+  {
+    id: text("id").primaryKey(),
+    remoteId: text("remote_id").notNull().references(() => resources.id),
+    name: text("name").notNull(),
+    url: text("url").notNull(),
+    policy: text("policy", { enum: ["immediate", "on_demand"] }).notNull(),
+    downloadConcurrency: integer("download_concurrency").notNull(),
+    createdAt: ts("created_at").notNull().defaultNow()
+  },
+  (t) => [index("remote_revisions_remote").on(t.remoteId, t.id)]
+)
+
+export const artifacts = pgTable("artifacts", {
+  id: text("id").primaryKey(),
+  sha256: text("sha256").notNull().unique(),
+  size: bigint("size", { mode: "number" }).notNull(),
+  createdAt: ts("created_at").notNull().defaultNow()
+})
+
+export const contentUnits = pgTable(
+  "content_units",
+  {
+    id: text("id").primaryKey(),
+    relativePath: text("relative_path").notNull(),
+    sha256: text("sha256").notNull(),
+    size: bigint("size", { mode: "number" }).notNull(),
+    createdAt: ts("created_at").notNull().defaultNow()
+  },
+  (t) => [uniqueIndex("content_units_natural").on(t.relativePath, t.sha256, t.size), index("content_units_sha256").on(t.sha256)]
+)
+
+export const contentArtifacts = pgTable(
+  "content_artifacts",
+  {
+    contentId: text("content_id").primaryKey().references(() => contentUnits.id),
+    artifactId: text("artifact_id").notNull().references(() => artifacts.id)
+  },
+  (t) => [index("content_artifacts_artifact").on(t.artifactId)]
+)
+
+export const contentSources = pgTable(
+  "content_sources",
+  {
+    contentId: text("content_id").notNull().references(() => contentUnits.id),
+    remoteRevisionId: text("remote_revision_id").notNull().references(() => remoteRevisions.id),
+    url: text("url").notNull()
+  },
+  (t) => [primaryKey({ columns: [t.contentId, t.remoteRevisionId] })]
+)
+
+export const repositoryVersions = pgTable(
+  "repository_versions",
+  {
+    id: text("id").primaryKey(),
+    repositoryId: text("repository_id").notNull().references(() => resources.id),
+    number: integer("number").notNull(),
+    baseVersionId: text("base_version_id"),
+    futureId: text("future_id").references(() => futures.id).unique(),
+    contentCount: integer("content_count").notNull(),
+    createdAt: ts("created_at").notNull().defaultNow()
+  },
+  (t) => [uniqueIndex("repository_versions_number").on(t.repositoryId, t.number)]
+)
+
+export const repositoryContent = pgTable(
+  "repository_content",
+  {
+    repositoryId: text("repository_id").notNull().references(() => resources.id),
+    contentId: text("content_id").notNull().references(() => contentUnits.id),
+    addedIn: integer("added_in").notNull(),
+    removedIn: integer("removed_in")
+  },
+  (t) => [
+    primaryKey({ columns: [t.repositoryId, t.contentId, t.addedIn] }),
+    index("repository_content_content").on(t.contentId)
+  ]
+)
+
+export const publications = pgTable(
+  "publications",
+  {
+    id: text("id").primaryKey(),
+    versionId: text("version_id").notNull().references(() => repositoryVersions.id),
+    futureId: text("future_id").references(() => futures.id).unique(),
+    manifestArtifactId: text("manifest_artifact_id").notNull().references(() => artifacts.id),
+    createdAt: ts("created_at").notNull().defaultNow()
+  },
+  (t) => [index("publications_version").on(t.versionId), index("publications_manifest").on(t.manifestArtifactId)]
+)
+
+export const distributionRevisions = pgTable(
+  "distribution_revisions",
+  {
+    id: text("id").primaryKey(),
+    distributionId: text("distribution_id").notNull().references(() => resources.id),
+    name: text("name").notNull(),
+    basePath: text("base_path").notNull(),
+    publicationId: text("publication_id").references(() => publications.id),
+    createdAt: ts("created_at").notNull().defaultNow()
+  },
+  (t) => [index("distribution_revisions_dist").on(t.distributionId, t.id)]
+)
+
+export const distributionPaths = pgTable("distribution_paths", {
+  distributionId: text("distribution_id").primaryKey().references(() => resources.id),
+  basePath: text("base_path").notNull()
+  // span (textrange) and its exclusion constraint are added in the hand-written migration.
+})
+
+export const uploads = pgTable(
+  "uploads",
+  {
+    id: text("id").primaryKey(),
+    artifactId: text("artifact_id").notNull().references(() => artifacts.id),
+    expiresAt: ts("expires_at").notNull(),
+    createdAt: ts("created_at").notNull().defaultNow()
+  },
+  (t) => [index("uploads_artifact").on(t.artifactId)]
+)
+
+export const taskArtifacts = pgTable(
+  "task_artifacts",
+  {
+    taskId: text("task_id").notNull().references(() => tasks.id),
+    artifactId: text("artifact_id").notNull().references(() => artifacts.id)
+  },
+  (t) => [primaryKey({ columns: [t.taskId, t.artifactId] }), index("task_artifacts_artifact").on(t.artifactId)]
+)
+
+export const slotLocks = pgTable(
+  "slot_locks",
+  {
+    name: text("name").primaryKey(),
+    // Released when the owning task settles (engine hook), or when the worker holding it dies.
+    ownerTask: text("owner_task").notNull().references(() => tasks.id),
+    ownerWorker: text("owner_worker").references(() => workers.id, { onDelete: "cascade" }),
+    acquiredAt: ts("acquired_at").notNull().default(sql`now()`)
+  },
+  (t) => [index("slot_locks_owner").on(t.ownerTask), index("slot_locks_worker").on(t.ownerWorker)]
+)
