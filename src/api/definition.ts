@@ -2,19 +2,12 @@
  * The v1 HTTP API as an `HttpApi` definition: the single description from which the server is
  * built, the OpenAPI document is generated, and the typed client (HttpApiClient) is derived.
  */
-import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSecurity, OpenApi } from "@effect/platform"
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
+import { Authorization } from "./auth.js"
+import { DistributionsGroup, RemotesGroup, RepositoriesGroup } from "./named-groups.js"
 import { Schema } from "effect"
 import * as E from "./errors.js"
 import * as S from "./schemas.js"
-
-/**
- * Bearer tokens from CAIRN_API_TOKENS; with none configured the API is open. Attached to each group
- * (not the whole API, which would also guard /healthz, /metrics and the OpenAPI document).
- */
-export class Authorization extends HttpApiMiddleware.Tag<Authorization>()("Authorization", {
-  failure: E.UnauthorizedSchema,
-  security: { bearer: HttpApiSecurity.bearer }
-}) {}
 
 export const GraphsGroup = HttpApiGroup.make("graphs")
   .add(
@@ -57,6 +50,9 @@ export class CairnApi extends HttpApi.make("cairn")
   .add(TasksGroup)
   .add(FuturesGroup)
   .add(WorkersGroup)
+  .add(RepositoriesGroup)
+  .add(RemotesGroup)
+  .add(DistributionsGroup)
   .addError(E.BadRequestSchema)
   .addError(E.NotFoundSchema)
   .addError(E.ConflictSchema)

@@ -10,11 +10,13 @@ import { createServer, type Server } from "node:http"
 import { timingSafeEqual, createHash } from "node:crypto"
 import { CairnConfig } from "../config/config.js"
 import { Db } from "../db/client.js"
-import { Authorization, CairnApi } from "./definition.js"
+import { Authorization } from "./auth.js"
+import { CairnApi } from "./definition.js"
 import { BadRequest, NotFoundError, Unauthorized } from "./errors.js"
 import { FuturesLive } from "./handlers/futures.js"
 import { GraphsLive } from "./handlers/graphs.js"
 import { TasksLive } from "./handlers/tasks.js"
+import { DistributionsLive, RemotesLive, RepositoriesLive } from "./handlers/named.js"
 import { WorkersLive } from "./handlers/workers.js"
 import { renderPrometheus } from "./prometheus.js"
 import { FutureWaiters, FutureWaitersLive } from "./waiters.js"
@@ -122,7 +124,7 @@ const OperationsRoutes = HttpApiBuilder.Router.use((router) =>
 )
 
 export const ApiLive = HttpApiBuilder.api(CairnApi).pipe(
-  Layer.provide([GraphsLive, TasksLive, FuturesLive, WorkersLive]),
+  Layer.provide([GraphsLive, TasksLive, FuturesLive, WorkersLive, RepositoriesLive, RemotesLive, DistributionsLive]),
   Layer.provide(AuthorizationLive)
 )
 

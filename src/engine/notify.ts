@@ -5,7 +5,7 @@
  *
  * The payload is small JSON: `r` = tasks made ready, `f` = settled future ids (or "*" when too many
  * to list: listeners then re-check everything they wait for), `c` = task ids whose cancel was
- * requested (or "*").
+ * requested (or "*"), `d` = 1 when distributions changed (content apps reload their routes).
  */
 import { sql } from "drizzle-orm"
 import { Effect } from "effect"
@@ -20,6 +20,8 @@ export interface Changes {
   readonly tasks: ReadonlyArray<string>
   readonly futures: ReadonlyArray<string>
   readonly cancel?: ReadonlyArray<string> | undefined
+  /** A distribution was created, changed or deleted (content apps reload their routing table). */
+  readonly distributions?: boolean | undefined
 }
 
 export const noChanges: Changes = { ready: 0, tasks: [], futures: [] }
@@ -35,23 +37,24 @@ export interface Wakeup {
   readonly ready: number
   readonly futures: ReadonlyArray<string> | "*"
   readonly cancel: ReadonlyArray<string> | "*"
+  readonly distributions: boolean
 }
 
 const list = (ids: ReadonlyArray<string>) => (ids.length > MAX_LISTED ? "*" : ids)
 
 export const encodeWakeup = (c: Changes): string | undefined => {
   const cancel = c.cancel ?? []
-  if (c.ready === 0 && c.futures.length === 0 && cancel.length === 0) return undefined
-  return JSON.stringify({ r: c.ready, f: list(c.futures), c: list(cancel) })
+  if (c.ready === 0 && c.futures.length === 0 && cancel.length === 0 && !c.distributions) return undefined
+  return JSON.stringify({ r: c.ready, f: list(c.futures), c: list(cancel), ...(c.distributions ? { d: 1 } : {}) })
 }
 
 export const decodeWakeup = (payload: string | undefined): Wakeup => {
   try {
-    const o = JSON.parse(payload ?? "{}") as { r?: number; f?: string[] | "*"; c?: string[] | "*" }
-    return { ready: o.r ?? 0, futures: o.f ?? [], cancel: o.c ?? [] }
+    const o = JSON.parse(payload ?? "{}") as { r?: number; f?: string[] | "*"; c?: string[] | "*"; d?: number }
+    return { ready: o.r ?? 0, futures: o.f ?? [], cancel: o.c ?? [], distributions: o.d === 1 }
   } catch {
     // An unreadable payload still means "something changed": re-check everything.
-    return { ready: 1, futures: "*", cancel: "*" }
+    return { ready: 1, futures: "*", cancel: "*", distributions: true }
   }
 }
 

@@ -27,7 +27,7 @@ export interface SessionShape {
 
 export class Session extends Context.Tag("cairn/Session")<Session, SessionShape>() {}
 
-export const everything: Wakeup = { ready: 1, futures: "*", cancel: "*" }
+export const everything: Wakeup = { ready: 1, futures: "*", cancel: "*", distributions: true }
 
 const connectOnce = (url: string) =>
   Effect.tryPromise({

@@ -1,0 +1,49 @@
+/** Handlers of the three named-resource groups; the logic is in src/content/named.ts. */
+import { HttpApiBuilder } from "@effect/platform"
+import { Effect, type Schema } from "effect"
+import { createNamed, deleteNamed, getNamed, listNamed, listRevisions, type NamedKind, updateNamed } from "../../content/named.js"
+import { CairnApi } from "../definition.js"
+import { toApi } from "../engine-errors.js"
+import type { DistributionView, RemoteView, RepositoryView } from "../named-groups.js"
+
+const defaults: Record<NamedKind, Record<string, unknown>> = {
+  repository: {},
+  remote: { policy: "immediate", download_concurrency: 4 },
+  distribution: {}
+}
+
+/**
+ * The operations every kind shares. named.ts builds views generically (RevisionView); `V` is the
+ * kind's view type, which those views have by construction (revisionView selects exactly its fields).
+ */
+const ops = <V>(kind: NamedKind) => {
+  const as = <E, R>(e: Effect.Effect<unknown, E, R>) => e as Effect.Effect<V, E, R>
+  const asList = <E, R>(e: Effect.Effect<unknown, E, R>) => e as Effect.Effect<ReadonlyArray<V>, E, R>
+  return {
+    create: ({ payload }: { payload: { readonly name: string } }) => {
+      const { name, ...fields } = payload
+      return as(toApi(createNamed(kind, name, { ...defaults[kind], ...fields })))
+    },
+    list: () => asList(toApi(listNamed(kind))),
+    get: ({ path }: { path: { readonly name: string } }) => as(toApi(getNamed(kind, path.name))),
+    revisions: ({ path }: { path: { readonly name: string } }) => asList(toApi(listRevisions(kind, path.name))),
+    update: ({ path, payload, headers }: { path: { readonly name: string }; payload: object; headers: { readonly "if-match"?: string | undefined } }) =>
+      as(toApi(updateNamed(kind, path.name, payload as Record<string, unknown>, headers["if-match"]))),
+    delete: ({ path }: { path: { readonly name: string } }) => toApi(deleteNamed(kind, path.name)).pipe(Effect.asVoid)
+  }
+}
+
+const repository = ops<Schema.Schema.Type<typeof RepositoryView>>("repository")
+export const RepositoriesLive = HttpApiBuilder.group(CairnApi, "repositories", (h) =>
+  h.handle("create", repository.create).handle("list", repository.list).handle("get", repository.get)
+    .handle("revisions", repository.revisions).handle("update", repository.update).handle("delete", repository.delete))
+
+const remote = ops<Schema.Schema.Type<typeof RemoteView>>("remote")
+export const RemotesLive = HttpApiBuilder.group(CairnApi, "remotes", (h) =>
+  h.handle("create", remote.create).handle("list", remote.list).handle("get", remote.get)
+    .handle("revisions", remote.revisions).handle("update", remote.update).handle("delete", remote.delete))
+
+const distribution = ops<Schema.Schema.Type<typeof DistributionView>>("distribution")
+export const DistributionsLive = HttpApiBuilder.group(CairnApi, "distributions", (h) =>
+  h.handle("create", distribution.create).handle("list", distribution.list).handle("get", distribution.get)
+    .handle("revisions", distribution.revisions).handle("update", distribution.update).handle("delete", distribution.delete))

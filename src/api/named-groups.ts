@@ -1,0 +1,71 @@
+/**
+ * /api/v1/repositories, /remotes, /distributions: the same copy-on-write operations for each kind
+ * of named resource, built by one factory so that they cannot drift apart.
+ */
+import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
+import { Schema } from "effect"
+import { Authorization } from "./auth.js"
+import { strict } from "./schemas.js"
+
+const Name = Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/)).annotations({
+  message: () => "name must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+})
+const NamePath = Schema.Struct({ name: Schema.String })
+const IfMatch = Schema.Struct({ "if-match": Schema.optional(Schema.String) })
+
+const revisionBase = {
+  id: Schema.String.annotations({ description: "the resource's stable id (an addition to the contract)" }),
+  name: Schema.String,
+  revision: Schema.String,
+  created_at: Schema.String
+}
+
+export const RepositoryFields = { description: Schema.optional(Schema.NullOr(Schema.String.pipe(Schema.maxLength(10_000)))) }
+export const RemoteFields = {
+  url: Schema.String.pipe(Schema.maxLength(4096)),
+  policy: Schema.optional(Schema.Literal("immediate", "on_demand")),
+  download_concurrency: Schema.optional(Schema.Int.pipe(Schema.between(1, 64)))
+}
+export const DistributionFields = {
+  base_path: Schema.String.pipe(Schema.maxLength(256)),
+  publication: Schema.optional(Schema.NullOr(Schema.String))
+}
+
+const viewOf = <V extends Schema.Struct.Fields>(identifier: string, view: V) =>
+  Schema.Struct({ ...revisionBase, ...view }).annotations({ identifier })
+
+export const RepositoryView = viewOf("RepositoryRevision", { description: Schema.NullOr(Schema.String) })
+export const RemoteView = viewOf("RemoteRevision", {
+  url: Schema.String,
+  policy: Schema.Literal("immediate", "on_demand"),
+  download_concurrency: Schema.Number
+})
+export const DistributionView = viewOf("DistributionRevision", {
+  base_path: Schema.String,
+  publication: Schema.NullOr(Schema.String)
+})
+
+const makeGroup = <G extends string, P extends string, F extends Schema.Struct.Fields, V extends Schema.Schema.Any>(
+  group: G,
+  plural: P,
+  fields: F,
+  View: V
+) => {
+  const Create = Schema.Struct({ name: Name, ...fields }).annotations({ ...strict, identifier: `${group}Create` })
+  const Patch = Schema.partial(Schema.Struct(fields)).annotations({ ...strict, identifier: `${group}Patch` })
+  return HttpApiGroup.make(group)
+    .add(HttpApiEndpoint.post("create", `/${plural}`).setPayload(Create).addSuccess(View, { status: 201 }))
+    .add(HttpApiEndpoint.get("list", `/${plural}`).addSuccess(Schema.Array(View)))
+    .add(HttpApiEndpoint.get("get", `/${plural}/:name`).setPath(NamePath).addSuccess(View))
+    .add(HttpApiEndpoint.get("revisions", `/${plural}/:name/revisions`).setPath(NamePath).addSuccess(Schema.Array(View)))
+    .add(
+      HttpApiEndpoint.patch("update", `/${plural}/:name`).setPath(NamePath).setHeaders(IfMatch).setPayload(Patch)
+        .addSuccess(View, { status: 201 })
+    )
+    .add(HttpApiEndpoint.del("delete", `/${plural}/:name`).setPath(NamePath).addSuccess(HttpApiSchema.NoContent))
+    .middleware(Authorization)
+}
+
+export const RepositoriesGroup = makeGroup("repositories", "repositories", RepositoryFields, RepositoryView)
+export const RemotesGroup = makeGroup("remotes", "remotes", RemoteFields, RemoteView)
+export const DistributionsGroup = makeGroup("distributions", "distributions", DistributionFields, DistributionView)

@@ -1,0 +1,270 @@
+/**
+ * Named resources, copy-on-write: repositories, remotes and distributions.
+ *
+ * A resource has a stable id (`resources`), immutable revisions (each with its name and fields),
+ * and a row in `names` pointing at its current revision. Changing it writes a new revision and
+ * moves the name by compare-and-swap under the row lock of `names` (PATCH with `if-match` answers
+ * 412 when the name moved on). Work holds revision ids, so editing or deleting a name never breaks
+ * queued work. Deleting frees the name; the revisions stay as history.
+ */
+import { sql } from "drizzle-orm"
+import { Effect } from "effect"
+import { monotonicFactory } from "ulid"
+import { Db, DbError, type Tx, txRows } from "../db/client.js"
+import { Conflict, InvalidRequest, NotFound, PreconditionFailed } from "../engine/errors.js"
+import { notifyChanges } from "../engine/notify.js"
+
+export type NamedKind = "repository" | "remote" | "distribution"
+
+export const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
+const SEGMENT = /^[A-Za-z0-9._~-]+$/
+
+const newId = monotonicFactory()
+
+export interface RepositoryFields {
+  readonly description?: string | null
+}
+export interface RemoteFields {
+  readonly url: string
+  readonly policy: "immediate" | "on_demand"
+  readonly download_concurrency: number
+}
+export interface DistributionFields {
+  readonly base_path: string
+  /** The publication future shown; stored as the publication it resolved to. */
+  readonly publication?: string | null
+}
+
+export interface RevisionView {
+  readonly id: string
+  readonly name: string
+  readonly revision: string
+  readonly created_at: string
+  readonly [field: string]: unknown
+}
+
+/** Base paths: relative, '/'-separated, no '.'/'..' or empty segments, URL-safe characters. */
+export const checkBasePath = (p: string): string | undefined => {
+  if (p.length === 0 || p.length > 256) return "base_path must have 1 to 256 characters"
+  if (p.startsWith("/")) return "base_path must be relative (no leading '/')"
+  for (const seg of p.split("/")) {
+    if (seg === "") return "base_path may not have empty segments ('//' or a trailing '/')"
+    if (seg === "." || seg === "..") return "base_path may not have '.' or '..' segments"
+    if (!SEGMENT.test(seg)) return "base_path segments may only use letters, digits and . _ ~ -"
+  }
+  return undefined
+}
+
+export const checkRemoteUrl = (u: string): string | undefined => {
+  let url: URL
+  try {
+    url = new URL(u)
+  } catch {
+    return `url ${JSON.stringify(u)} is not a URL`
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") return "url must be http or https"
+  if (url.username || url.password) return "url may not carry credentials"
+  return undefined
+}
+
+const iso = (d: unknown) => new Date(d as string).toISOString()
+
+/** SQLSTATE 23505 on names' primary key: the name is taken; 23P01: exclusion (base path overlap). */
+const mapWriteError = (kind: NamedKind, name: string) => (e: DbError): Effect.Effect<never, Conflict | DbError> => {
+  if (e.code === "23505") return Effect.fail(new Conflict({ message: `a ${kind} named ${name} already exists` }))
+  if (e.code === "23P01") {
+    return Effect.fail(new Conflict({ message: "base_path overlaps the base path of another distribution (equal, prefix or extension)" }))
+  }
+  return Effect.fail(e)
+}
+
+const revisionView = (kind: NamedKind, tx: Tx, revision: string) =>
+  Effect.gen(function*() {
+    switch (kind) {
+      case "repository": {
+        const [r] = yield* txRows<{ id: string; name: string; revision: string; created_at: string; description: string | null }>(tx, sql`
+          SELECT repository_id AS id, name, id AS revision, created_at, description FROM repository_revisions WHERE id = ${revision}`)
+        return r && { id: r.id, name: r.name, revision: r.revision, created_at: iso(r.created_at), description: r.description }
+      }
+      case "remote": {
+        const [r] = yield* txRows<{ id: string; name: string; revision: string; created_at: string; url: string; policy: string; download_concurrency: number }>(tx, sql`
+          SELECT remote_id AS id, name, id AS revision, created_at, url, policy, download_concurrency FROM remote_revisions WHERE id = ${revision}`)
+        return r && { ...r, created_at: iso(r.created_at) }
+      }
+      case "distribution": {
+        const [r] = yield* txRows<{ id: string; name: string; revision: string; created_at: string; base_path: string; publication: string | null }>(tx, sql`
+          SELECT d.distribution_id AS id, d.name, d.id AS revision, d.created_at, d.base_path, p.future_id AS publication
+          FROM distribution_revisions d LEFT JOIN publications p ON p.id = d.publication_id WHERE d.id = ${revision}`)
+        return r && { ...r, created_at: iso(r.created_at), publication: r.publication }
+      }
+    }
+  }).pipe(Effect.map((v) => v as RevisionView | undefined))
+
+/** The publication a publication future resolved to (for distributions' `publication` field). */
+const publicationOf = (tx: Tx, futureId: string) =>
+  Effect.gen(function*() {
+    const [p] = yield* txRows<{ id: string }>(tx, sql`SELECT id FROM publications WHERE future_id = ${futureId}`)
+    if (p) return p.id
+    const [f] = yield* txRows<{ kind: string; state: string }>(tx, sql`SELECT kind, state FROM futures WHERE id = ${futureId}`)
+    if (!f) return yield* new InvalidRequest({ message: `publication future ${futureId} does not exist` })
+    if (f.kind !== "publication") return yield* new InvalidRequest({ message: `future ${futureId} is a ${f.kind}, not a publication` })
+    return yield* new InvalidRequest({
+      message: `publication future ${futureId} is ${f.state}; point the distribution at it with a distribution.set task instead`
+    })
+  })
+
+const insertRevision = (kind: NamedKind, tx: Tx, resourceId: string, name: string, fields: Record<string, unknown>) =>
+  Effect.gen(function*() {
+    const revision = newId()
+    switch (kind) {
+      case "repository":
+        yield* txRows(tx, sql`INSERT INTO repository_revisions (id, repository_id, name, description)
+                              VALUES (${revision}, ${resourceId}, ${name}, ${(fields.description as string | null | undefined) ?? null})`)
+        break
+      case "remote":
+        yield* txRows(tx, sql`INSERT INTO remote_revisions (id, remote_id, name, url, policy, download_concurrency)
+                              VALUES (${revision}, ${resourceId}, ${name}, ${fields.url as string}, ${fields.policy as string},
+                                      ${fields.download_concurrency as number})`)
+        break
+      case "distribution": {
+        const publicationId = typeof fields.publication === "string" ? yield* publicationOf(tx, fields.publication) : null
+        yield* txRows(tx, sql`INSERT INTO distribution_revisions (id, distribution_id, name, base_path, publication_id)
+                              VALUES (${revision}, ${resourceId}, ${name}, ${fields.base_path as string}, ${publicationId})`)
+        // The live base path; the exclusion constraint refuses an overlap (23P01).
+        yield* txRows(tx, sql`INSERT INTO distribution_paths (distribution_id, base_path) VALUES (${resourceId}, ${fields.base_path as string})
+                              ON CONFLICT (distribution_id) DO UPDATE SET base_path = EXCLUDED.base_path`)
+        yield* notifyChanges(tx, { ready: 0, tasks: [], futures: [], distributions: true })
+        break
+      }
+    }
+    return revision
+  })
+
+const validate = (kind: NamedKind, fields: Record<string, unknown>) => {
+  const problems: Array<string> = []
+  if (kind === "remote") {
+    const bad = checkRemoteUrl(String(fields.url))
+    if (bad) problems.push(bad)
+  }
+  if (kind === "distribution") {
+    const bad = checkBasePath(String(fields.base_path))
+    if (bad) problems.push(bad)
+  }
+  return problems.length > 0 ? Effect.fail(new InvalidRequest({ message: problems.join("; "), details: { problems } })) : Effect.void
+}
+
+export const createNamed = (kind: NamedKind, name: string, fields: Record<string, unknown>) =>
+  Effect.gen(function*() {
+    if (!NAME.test(name)) return yield* new InvalidRequest({ message: `name must match ${NAME.source}` })
+    yield* validate(kind, fields)
+    const db = yield* Db
+    return yield* db.transaction((tx) =>
+      Effect.gen(function*() {
+        const id = newId()
+        yield* txRows(tx, sql`INSERT INTO resources (id, kind) VALUES (${id}, ${kind})`)
+        const revision = yield* insertRevision(kind, tx, id, name, fields)
+        yield* txRows(tx, sql`INSERT INTO names (kind, name, resource_id, revision_id) VALUES (${kind}, ${name}, ${id}, ${revision})`)
+        if (kind === "repository") {
+          // Version 0, empty, exists from creation.
+          yield* txRows(tx, sql`INSERT INTO repository_versions (id, repository_id, number, content_count) VALUES (${newId()}, ${id}, 0, 0)`)
+        }
+        return (yield* revisionView(kind, tx, revision))!
+      })
+    ).pipe(Effect.catchTag("DbError", mapWriteError(kind, name)))
+  })
+
+export const getNamed = (kind: NamedKind, name: string) =>
+  Effect.gen(function*() {
+    const db = yield* Db
+    return yield* db.transaction((tx) =>
+      Effect.gen(function*() {
+        const [n] = yield* txRows<{ revision_id: string }>(tx, sql`SELECT revision_id FROM names WHERE kind = ${kind} AND name = ${name}`)
+        if (!n) return yield* new NotFound({ message: `no ${kind} named ${name}` })
+        return (yield* revisionView(kind, tx, n.revision_id))!
+      })
+    )
+  })
+
+export const listNamed = (kind: NamedKind) =>
+  Effect.gen(function*() {
+    const db = yield* Db
+    return yield* db.transaction((tx) =>
+      Effect.gen(function*() {
+        const rows = yield* txRows<{ revision_id: string }>(tx, sql`SELECT revision_id FROM names WHERE kind = ${kind} ORDER BY name`)
+        const out: Array<RevisionView> = []
+        for (const r of rows) out.push((yield* revisionView(kind, tx, r.revision_id))!)
+        return out
+      })
+    )
+  })
+
+export const listRevisions = (kind: NamedKind, name: string) =>
+  Effect.gen(function*() {
+    const db = yield* Db
+    return yield* db.transaction((tx) =>
+      Effect.gen(function*() {
+        const [n] = yield* txRows<{ resource_id: string }>(tx, sql`SELECT resource_id FROM names WHERE kind = ${kind} AND name = ${name}`)
+        if (!n) return yield* new NotFound({ message: `no ${kind} named ${name}` })
+        const table = { repository: sql`repository_revisions WHERE repository_id`, remote: sql`remote_revisions WHERE remote_id`, distribution: sql`distribution_revisions WHERE distribution_id` }[kind]
+        const revs = yield* txRows<{ id: string }>(tx, sql`SELECT id FROM ${table} = ${n.resource_id} ORDER BY id DESC`)
+        const out: Array<RevisionView> = []
+        for (const r of revs) out.push((yield* revisionView(kind, tx, r.id))!)
+        return out
+      })
+    )
+  })
+
+/** PATCH: a new revision from the current one with `patch` applied; compare-and-swap on `ifMatch`. */
+export const updateNamed = (kind: NamedKind, name: string, patch: Record<string, unknown>, ifMatch: string | undefined) =>
+  Effect.gen(function*() {
+    const db = yield* Db
+    return yield* db.transaction((tx) =>
+      Effect.gen(function*() {
+        const [n] = yield* txRows<{ resource_id: string; revision_id: string }>(
+          tx,
+          sql`SELECT resource_id, revision_id FROM names WHERE kind = ${kind} AND name = ${name} FOR UPDATE`
+        )
+        if (!n) return yield* new NotFound({ message: `no ${kind} named ${name}` })
+        if (ifMatch !== undefined && ifMatch !== n.revision_id) {
+          return yield* new PreconditionFailed({ message: `${kind} ${name} is at revision ${n.revision_id}, not ${ifMatch}` })
+        }
+        const current = (yield* revisionView(kind, tx, n.revision_id))!
+        const { id: _id, name: _name, revision: _rev, created_at: _c, ...fields } = current
+        const next = { ...fields, ...patch }
+        yield* validate(kind, next)
+        const revision = yield* insertRevision(kind, tx, n.resource_id, name, next)
+        yield* txRows(tx, sql`UPDATE names SET revision_id = ${revision} WHERE kind = ${kind} AND name = ${name}`)
+        return (yield* revisionView(kind, tx, revision))!
+      })
+    ).pipe(Effect.catchTag("DbError", mapWriteError(kind, name)))
+  })
+
+export const deleteNamed = (kind: NamedKind, name: string) =>
+  Effect.gen(function*() {
+    const db = yield* Db
+    yield* db.transaction((tx) =>
+      Effect.gen(function*() {
+        const [n] = yield* txRows<{ resource_id: string }>(
+          tx,
+          sql`DELETE FROM names WHERE kind = ${kind} AND name = ${name} RETURNING resource_id`
+        )
+        if (!n) return yield* new NotFound({ message: `no ${kind} named ${name}` })
+        if (kind === "distribution") {
+          yield* txRows(tx, sql`DELETE FROM distribution_paths WHERE distribution_id = ${n.resource_id}`)
+          yield* notifyChanges(tx, { ready: 0, tasks: [], futures: [], distributions: true })
+        }
+      })
+    )
+  })
+
+/**
+ * For task kinds' `prepare`: a name (or a revision id) -> { id, revision, name } of its current
+ * revision; undefined when there is no such resource.
+ */
+export const resolveNamed = (kind: NamedKind, nameOrRevision: string) =>
+  Effect.gen(function*() {
+    const db = yield* Db
+    const [r] = yield* db.rows<{ id: string; revision: string; name: string }>(sql`
+      SELECT resource_id AS id, revision_id AS revision, name FROM names WHERE kind = ${kind} AND name = ${nameOrRevision}`)
+    return r
+  })

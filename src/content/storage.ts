@@ -1,0 +1,212 @@
+/**
+ * The artifact store: content-addressed blobs, named by the sha256 hex digest of their bytes.
+ *
+ * This module is the backend-neutral half: the service interface, its errors and the digest
+ * check. The local-filesystem backend lives in ./storage-local.ts; an object-store backend can be
+ * added beside it without touching callers, which only ever see `ArtifactStorage`.
+ *
+ * Every method that takes a digest validates it before doing anything else, so a caller passing
+ * user input ("../../etc/passwd") gets a `BadDigest` and never a path built from it.
+ */
+import { Context, Data, Effect } from "effect"
+import type { Readable } from "node:stream"
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The store itself failed (I/O error, read-only or full disk, something that should not be
+ * there). `message` is meant for operators: the common causes get a plain sentence, the rest the
+ * OS message (which names the path).
+ */
+export class StorageError extends Data.TaggedError("StorageError")<{
+  readonly message: string
+  /** The errno code (EROFS, ENOSPC, ...) when the cause was a system call. */
+  readonly code?: string | undefined
+  readonly cause?: unknown
+}> {}
+
+/** The bytes did not hash to the digest the caller announced. Nothing was stored. */
+export class DigestMismatch extends Data.TaggedError("DigestMismatch")<{
+  readonly expected: string
+  readonly actual: string
+}> {
+  override get message() {
+    return `content digest mismatch: expected sha256 ${this.expected}, got ${this.actual}`
+  }
+}
+
+/**
+ * The byte count was not the size the caller announced. Nothing was stored. When more bytes
+ * arrived than announced, reading stops at the first chunk past the announced size, so `actual`
+ * is then a lower bound.
+ */
+export class SizeMismatch extends Data.TaggedError("SizeMismatch")<{
+  readonly expected: number
+  readonly actual: number
+}> {
+  override get message() {
+    return this.actual > this.expected
+      ? `content size mismatch: expected ${this.expected} bytes, got at least ${this.actual}`
+      : `content size mismatch: expected ${this.expected} bytes, got ${this.actual}`
+  }
+}
+
+/** More than `maxSize` bytes arrived (or were announced). Reading stopped; nothing was stored. */
+export class TooLarge extends Data.TaggedError("TooLarge")<{
+  readonly limit: number
+}> {
+  override get message() {
+    return `content larger than the limit of ${this.limit} bytes`
+  }
+}
+
+/**
+ * The source stream of a `put` failed (the uploading client went away, the upstream download
+ * broke). Kept apart from `StorageError` so that callers can answer "your upload broke" rather
+ * than "our disk broke". Nothing was stored.
+ */
+export class SourceError extends Data.TaggedError("SourceError")<{
+  readonly cause: unknown
+}> {
+  override get message() {
+    return `reading the content failed: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+  }
+}
+
+/** No artifact with this digest is stored. */
+export class NotStored extends Data.TaggedError("NotStored")<{
+  readonly sha256: string
+}> {
+  override get message() {
+    return `artifact ${this.sha256} is not stored`
+  }
+}
+
+/** A digest argument that is not 64 lowercase hex characters. */
+export class BadDigest extends Data.TaggedError("BadDigest")<{
+  readonly value: string
+}> {
+  override get message() {
+    // The value may be anything a client sent: keep log lines bounded.
+    const shown = this.value.length > 80 ? `${this.value.slice(0, 80)}...` : this.value
+    return `not a sha256 hex digest: ${JSON.stringify(shown)}`
+  }
+}
+
+/**
+ * A byte range that cannot be served: negative or non-integer bounds, start after end, or a start
+ * at or past the end of the artifact (HTTP's "416 Range Not Satisfiable"). An end past the last
+ * byte is not an error; it is clamped, as HTTP does.
+ */
+export class BadRange extends Data.TaggedError("BadRange")<{
+  readonly start: number
+  readonly end: number
+  /** The artifact's size, when the range was checked against it. */
+  readonly size?: number | undefined
+}> {
+  override get message() {
+    return `unsatisfiable byte range ${this.start}-${this.end}${this.size === undefined ? "" : ` of ${this.size} bytes`}`
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Digests
+// ---------------------------------------------------------------------------------------------
+
+const DIGEST = /^[0-9a-f]{64}$/
+
+export const isSha256 = (s: unknown): s is string => typeof s === "string" && DIGEST.test(s)
+
+/** The digest, or a `BadDigest`. Run before anything builds a name from it. */
+export const checkSha256 = (s: string): Effect.Effect<string, BadDigest> =>
+  isSha256(s) ? Effect.succeed(s) : Effect.fail(new BadDigest({ value: String(s) }))
+
+// ---------------------------------------------------------------------------------------------
+// The service
+// ---------------------------------------------------------------------------------------------
+
+/** Bytes to store: an async iterable of chunks, e.g. an HTTP request or `fs.createReadStream`. */
+export type ArtifactSource = AsyncIterable<Uint8Array> | NodeJS.ReadableStream
+
+export interface PutExpectations {
+  /** Fail with `DigestMismatch` unless the bytes hash to this (lowercase hex) digest. */
+  readonly sha256?: string | undefined
+  /** Fail with `SizeMismatch` unless exactly this many bytes arrive. */
+  readonly size?: number | undefined
+  /** Fail with `TooLarge`, as soon as it is exceeded, if more than this many bytes arrive. */
+  readonly maxSize?: number | undefined
+}
+
+export interface PutResult {
+  readonly sha256: string
+  readonly size: number
+  /** False when an artifact with this digest was already stored (the new copy was dropped). */
+  readonly created: boolean
+}
+
+/** An inclusive byte range, as in HTTP's `Range: bytes=start-end`. */
+export interface ByteRange {
+  readonly start: number
+  readonly end: number
+}
+
+export interface ArtifactStorageShape {
+  /**
+   * Store the bytes of `source`, streaming (never holding the whole artifact in memory). The
+   * artifact becomes visible under its digest only once it is complete, durable and matches
+   * `expected`; on any failure or interruption nothing is left behind. Storing bytes that are
+   * already stored keeps the existing copy and answers `created: false`.
+   *
+   * Note for callers: `created: false` says the bytes were there at that moment. It does not
+   * protect them against an orphan cleanup running concurrently; whatever makes the artifact
+   * referenced must be ordered against cleanup (the cleanup's lock).
+   */
+  readonly put: (
+    source: ArtifactSource,
+    expected?: PutExpectations
+  ) => Effect.Effect<PutResult, StorageError | DigestMismatch | SizeMismatch | TooLarge | SourceError | BadDigest>
+
+  /** The size of a stored artifact, or undefined if it is not stored. */
+  readonly stat: (sha256: string) => Effect.Effect<{ readonly size: number } | undefined, StorageError | BadDigest>
+
+  /**
+   * A stream of the artifact's bytes (or of the inclusive `range` of them). The caller must
+   * consume or destroy it: it holds an open file (or connection) until then.
+   */
+  readonly open: (
+    sha256: string,
+    range?: ByteRange
+  ) => Effect.Effect<Readable, StorageError | NotStored | BadDigest | BadRange>
+
+  /**
+   * A local filesystem path holding the artifact, for sendfile-style serving; undefined when the
+   * artifact is not stored there, the digest is malformed, or the backend has no local files
+   * (object stores). A path is only returned after checking that neither it nor its directories
+   * are symlinks, but the caller opens it later: serving untrusted stores should prefer `open`.
+   */
+  readonly path: (sha256: string) => string | undefined
+
+  /** Remove a stored artifact. Removing one that is not stored succeeds. */
+  readonly remove: (sha256: string) => Effect.Effect<void, StorageError | BadDigest>
+
+  /**
+   * Two-phase removal for the orphan cleanup: lock, delete the row, `tombstone`, commit, then
+   * `purgeTombstone`; if the commit fails, `restore`. A tombstoned artifact is no longer visible
+   * (stat/open/path do not see it) but its bytes are kept until purged.
+   *
+   * `tombstone` answers false if the artifact was not stored. A crash between tombstone and
+   * commit leaves a tombstone whose row may or may not exist: `tombstones` lists them so that
+   * startup can restore or purge each one according to the database.
+   */
+  readonly tombstone: (sha256: string) => Effect.Effect<boolean, StorageError | BadDigest>
+  /** Undo `tombstone`. Answers false if there was no tombstone for this digest. */
+  readonly restore: (sha256: string) => Effect.Effect<boolean, StorageError | BadDigest>
+  /** Delete a tombstone's bytes for good. Purging an absent tombstone succeeds. */
+  readonly purgeTombstone: (sha256: string) => Effect.Effect<void, StorageError | BadDigest>
+  /** The digests that currently have a tombstone (left over from an interrupted cleanup). */
+  readonly tombstones: Effect.Effect<ReadonlyArray<string>, StorageError>
+}
+
+export class ArtifactStorage extends Context.Tag("cairn/ArtifactStorage")<ArtifactStorage, ArtifactStorageShape>() {}
