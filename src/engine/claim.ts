@@ -16,6 +16,8 @@ export interface ClaimedTask {
   readonly params: unknown
   readonly attempts: number
   readonly inputs: Record<string, { kind: string; value: unknown }>
+  /** Output name -> future id. */
+  readonly outputs: Record<string, string>
   /** Milliseconds from ready to claimed. */
   readonly claimLatencyMs: number
 }
@@ -30,6 +32,7 @@ export const claimTasks = (workerId: string, limit: number) =>
       params: unknown
       attempts: number
       inputs: Record<string, { kind: string; value: unknown }>
+      outputs: Record<string, string>
       latency_ms: number
     }>(sql`
       WITH picked AS (
@@ -42,7 +45,8 @@ export const claimTasks = (workerId: string, limit: number) =>
       RETURNING t.id, t.graph_id, t.kind, t.params, t.attempts,
         extract(epoch FROM clock_timestamp() - t.ready_at) * 1000 AS latency_ms,
         (SELECT coalesce(jsonb_object_agg(f.id, jsonb_build_object('kind', f.kind, 'value', f.value)), '{}'::jsonb)
-         FROM task_inputs ti JOIN futures f ON f.id = ti.future_id WHERE ti.task_id = t.id) AS inputs`)
+         FROM task_inputs ti JOIN futures f ON f.id = ti.future_id WHERE ti.task_id = t.id) AS inputs,
+        (SELECT coalesce(jsonb_object_agg(o.output, o.id), '{}'::jsonb) FROM futures o WHERE o.producer_task = t.id) AS outputs`)
     return rows.map((r): ClaimedTask => ({
       id: r.id,
       graphId: r.graph_id,
@@ -50,6 +54,7 @@ export const claimTasks = (workerId: string, limit: number) =>
       params: r.params,
       attempts: r.attempts,
       inputs: r.inputs,
+      outputs: r.outputs,
       claimLatencyMs: Number(r.latency_ms)
     }))
   }).pipe(Effect.withSpan("cairn.claim"))

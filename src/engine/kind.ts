@@ -39,6 +39,10 @@ export interface TaskContext {
   readonly taskId: string
   readonly graphId: string
   readonly attempt: number
+  /** This task's output futures: output name -> future id (payload rows record them). */
+  readonly outputs: Readonly<Record<string, string>>
+  /** The worker running it (slot locks held while running name it, so they die with it). */
+  readonly workerId: string
   /** Input futures by id, all resolved. */
   readonly inputs: ReadonlyMap<string, ResolvedInput>
   /** Report progress; throttled by the worker, so call it as often as convenient. */

@@ -167,6 +167,8 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
               taskId: task.id,
               graphId: task.graphId,
               attempt: task.attempts,
+              outputs: task.outputs,
+              workerId: me,
               inputs: new Map(Object.entries(task.inputs) as Array<[string, ResolvedInput]>),
               progress: progressWriter(task, me)
             })

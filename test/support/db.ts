@@ -41,7 +41,7 @@ export const testConfig = (url: string, overrides: Parameters<typeof CairnConfig
 export const engineLayer = (
   url: string,
   overrides: Parameters<typeof CairnConfigFrom>[0] = {},
-  kinds: ReadonlyArray<TaskKind> = builtinKinds
+  kinds: ReadonlyArray<TaskKind<any, never>> = builtinKinds
 ) => {
   const config = testConfig(url, overrides)
   const db = DbLive(Redacted.make(url), 10)
