@@ -81,6 +81,30 @@ BEGIN
   FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest(p_keys) AS k ORDER BY 1) AS s;
 END $$;--> statement-breakpoint
 
+-- Lock ordering, the rule that keeps settlements from deadlocking each other: a transaction takes
+-- the key locks of every task it will settle -- and, when the settlement can fail or cancel, of every
+-- blocked task downstream that it will cascade into -- before it locks or updates any task or
+-- future row. A key's holder updates the rows of tasks queued on that key (releasing the queue),
+-- so rows first and keys second would wait in a cycle.
+CREATE FUNCTION cairn_lock_task_keys(p_tasks text[], p_downstream boolean) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  IF p_downstream THEN
+    PERFORM cairn_lock_keys(array(
+      WITH RECURSIVE cone(task_id) AS (
+        SELECT unnest(p_tasks)
+        UNION
+        SELECT ti.task_id
+        FROM cone c
+        JOIN futures f ON f.producer_task = c.task_id AND f.state = 'pending'
+        JOIN task_inputs ti ON ti.future_id = f.id
+        JOIN tasks t ON t.id = ti.task_id AND t.state = 'blocked'
+      )
+      SELECT tk.key FROM cone JOIN task_keys tk ON tk.task_id = cone.task_id));
+  ELSE
+    PERFORM cairn_lock_keys(array(SELECT key FROM task_keys WHERE task_id = ANY(p_tasks)));
+  END IF;
+END $$;--> statement-breakpoint
+
 -- Make tasks that reached zero counters ready. Returns how many.
 CREATE FUNCTION cairn_make_ready(p_tasks text[]) RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE v integer;
@@ -140,6 +164,7 @@ DECLARE
   v_keys text[];
   v_candidates text[] := '{}';
   v_more text[];
+  v_at timestamptz;
 BEGIN
   SELECT coalesce(array_agg(id), '{}'),
          coalesce(array_agg(id) FILTER (WHERE state <> 'resolved'), '{}'),
@@ -150,36 +175,53 @@ BEGIN
 
   v_failed_all := v_frontier;
   WHILE cardinality(v_frontier) > 0 LOOP
-    WITH RECURSIVE cone(task_id, cause_future, how, cause_task, root_message) AS (
-      SELECT ti.task_id, f.id, f.state,
-             coalesce(f.error->>'cause_task', f.producer_task), coalesce(f.error->>'message', '')
+    -- Never stamp an effect before its cause: a submission's transaction may have begun before the
+    -- failure it consumes was committed.
+    SELECT greatest(now(), max(settled_at)) INTO v_at FROM futures WHERE id = ANY(v_frontier);
+    WITH RECURSIVE cone(task_id, cause_future, how) AS (
+      -- Every (blocked task, failing input, how) edge reachable from the frontier.
+      SELECT ti.task_id, f.id, f.state
       FROM futures f
       JOIN task_inputs ti ON ti.future_id = f.id
       JOIN tasks t ON t.id = ti.task_id
       WHERE f.id = ANY(v_frontier) AND t.state = 'blocked'
       UNION
-      SELECT ti.task_id, f.id, c.how, c.cause_task, c.root_message
+      SELECT ti.task_id, f.id, c.how
       FROM cone c
       JOIN futures f ON f.producer_task = c.task_id
       JOIN task_inputs ti ON ti.future_id = f.id
       JOIN tasks t ON t.id = ti.task_id
       WHERE t.state = 'blocked'
     ), pick AS (
-      SELECT DISTINCT ON (task_id) * FROM cone ORDER BY task_id, (how = 'failed') DESC, cause_future
+      -- One cause per task: a failed input before a canceled one, then the lowest future id.
+      -- A task has a 'failed' edge exactly when its producer picked 'failed', so how is consistent.
+      SELECT DISTINCT ON (task_id) task_id, cause_future, how FROM cone ORDER BY task_id, (how = 'failed') DESC, cause_future
+    ), chain(task_id, cause_future, how, cause_task, root_message) AS (
+      -- cause_task follows the picked cause_future links back to the frontier: each task's root is
+      -- its cause_future's producer's root, never some other path's.
+      SELECT p.task_id, p.cause_future, p.how,
+             coalesce(f.error->>'cause_task', f.producer_task), coalesce(f.error->>'message', '')
+      FROM pick p JOIN futures f ON f.id = p.cause_future
+      WHERE f.id = ANY(v_frontier)
+      UNION ALL
+      SELECT p.task_id, p.cause_future, p.how, c.cause_task, c.root_message
+      FROM chain c
+      JOIN futures f ON f.producer_task = c.task_id
+      JOIN pick p ON p.cause_future = f.id
     ), upd AS (
       UPDATE tasks t
-      SET state = pick.how, finished_at = now(),
+      SET state = pick.how, finished_at = v_at,
           error = jsonb_build_object(
             'code', CASE pick.how WHEN 'failed' THEN 'upstream_failed' ELSE 'upstream_canceled' END,
             'message', format('input %s %s upstream: %s', pick.cause_future,
                               CASE pick.how WHEN 'failed' THEN 'failed' ELSE 'was canceled' END, pick.root_message),
             'cause_task', pick.cause_task,
             'cause_future', pick.cause_future)
-      FROM pick
+      FROM chain AS pick
       WHERE t.id = pick.task_id AND t.state = 'blocked'
       RETURNING t.id, t.state, t.error
     ), fut AS (
-      UPDATE futures f SET state = upd.state, settled_at = now(), error = upd.error
+      UPDATE futures f SET state = upd.state, settled_at = v_at, error = upd.error
       FROM upd
       WHERE f.producer_task = upd.id AND f.state = 'pending'
       RETURNING f.id

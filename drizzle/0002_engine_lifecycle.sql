@@ -12,6 +12,7 @@ BEGIN
   IF p_state NOT IN ('failed', 'canceled') THEN
     RAISE EXCEPTION 'cairn_settle_failed: bad state %', p_state;
   END IF;
+  PERFORM cairn_lock_task_keys(p_tasks, true);
   WITH t AS (
     UPDATE tasks SET state = p_state, finished_at = now(), cancel_requested = false,
                      error = jsonb_build_object('code', p_code, 'message', p_message)
@@ -33,6 +34,7 @@ END $$;--> statement-breakpoint
 CREATE FUNCTION cairn_resolve(p_task text, p_worker text, p_attempt integer, p_values jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 BEGIN
+  PERFORM cairn_lock_task_keys(ARRAY[p_task], false);
   UPDATE tasks SET state = 'succeeded', finished_at = now(), error = NULL
   WHERE id = p_task AND state = 'running' AND worker_id = p_worker AND attempts = p_attempt;
   IF NOT FOUND THEN RETURN NULL; END IF;
@@ -48,6 +50,7 @@ CREATE FUNCTION cairn_fail(p_task text, p_worker text, p_attempt integer, p_stat
 LANGUAGE plpgsql AS $$
 DECLARE v tasks%ROWTYPE;
 BEGIN
+  PERFORM cairn_lock_task_keys(ARRAY[p_task], true);
   SELECT * INTO v FROM tasks
   WHERE id = p_task AND state = 'running' AND worker_id = p_worker AND attempts = p_attempt FOR UPDATE;
   IF NOT FOUND THEN RETURN NULL; END IF;
@@ -67,6 +70,7 @@ END $$;--> statement-breakpoint
 CREATE FUNCTION cairn_release(p_task text, p_worker text, p_attempt integer) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 BEGIN
+  PERFORM cairn_lock_task_keys(ARRAY[p_task], true);
   UPDATE tasks SET state = 'ready', ready_at = now(), worker_id = NULL, attempts = attempts - 1
   WHERE id = p_task AND state = 'running' AND worker_id = p_worker AND attempts = p_attempt AND NOT cancel_requested;
   IF FOUND THEN RETURN jsonb_build_object('ready', 1, 'tasks', '[]'::jsonb, 'futures', '[]'::jsonb); END IF;
@@ -82,6 +86,7 @@ DECLARE
   v_running text[];
   v_result jsonb;
 BEGIN
+  PERFORM cairn_lock_task_keys(p_tasks, true);
   SELECT coalesce(array_agg(id) FILTER (WHERE state IN ('blocked', 'ready')), '{}'),
          coalesce(array_agg(id) FILTER (WHERE state = 'running'), '{}')
     INTO v_now, v_running
@@ -117,6 +122,7 @@ BEGIN
           ELSE false
         END;
   IF cardinality(v_dead) = 0 THEN RETURN NULL; END IF;
+  PERFORM cairn_lock_task_keys(array(SELECT id FROM tasks WHERE state = 'running' AND worker_id = ANY(v_dead)), true);
 
   UPDATE tasks SET state = 'ready', ready_at = now(), worker_id = NULL,
                    error = jsonb_build_object('code', 'worker_lost', 'message',

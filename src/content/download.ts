@@ -329,8 +329,9 @@ const bodyOf = (
           // Aborted from our side: the attempt is over (interrupted, or the sink already failed).
           if (ac.signal.aborted) throw cause
           return fail(new AttemptFailure({
+            // A connection closed short of the Content-Length shows up here too (undici: "terminated").
             reason: "network",
-            detail: `${describe(cause)} after ${state.bytes} bytes`,
+            detail: `${describe(cause)} after ${state.bytes}${length === undefined ? "" : ` of ${length}`} bytes`,
             retryable: true,
             cause
           }))

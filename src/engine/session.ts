@@ -23,6 +23,8 @@ export interface SessionShape {
   readonly current: SubscriptionRef.SubscriptionRef<Option.Option<Connected>>
   /** Resolves with the live connection, waiting for one if we are between connections. */
   readonly connected: Effect.Effect<Connected>
+  /** Held around every query on the session's client: worker runtimes of one process share it. */
+  readonly queries: Effect.Semaphore
 }
 
 export class Session extends Context.Tag("cairn/Session")<Session, SessionShape>() {}
@@ -91,6 +93,7 @@ export const SessionLive = Layer.scoped(
       Stream.runHead,
       Effect.map(Option.getOrThrow)
     )
-    return { wakeups, current, connected }
+    const queries = yield* Effect.makeSemaphore(1)
+    return { wakeups, current, connected, queries }
   })
 )

@@ -4,9 +4,10 @@
  * Validation happens before anything is written and reports every offending node at once
  * (`details.nodes.<name>` is a list of sentences). The write:
  *
- *   1. locks the referenced futures of earlier graphs FOR SHARE (a settle of one of them either
+ *   1. locks every resource key the graph uses (cairn_lock_keys: per-key, hash order; keys come
+ *      before any row lock, the engine-wide order that keeps transactions from deadlocking);
+ *   2. locks the referenced futures of earlier graphs FOR SHARE (a settle of one of them either
  *      committed before, and we see it settled, or waits for us, and then sees our consumers);
- *   2. locks every resource key the graph uses (cairn_lock_keys: per-key, hash order);
  *   3. inserts graph, tasks (seq in FCFS order), futures, input edges and key rows;
  *   4. settles at once the tasks whose inputs already failed or were canceled (cascade);
  *   5. enqueues the rest (cairn_enqueue: key rows with no earlier conflict become free; tasks with
@@ -297,6 +298,8 @@ export const submitGraph = (spec: GraphSpec) =>
 
     yield* db.transaction((tx) =>
       Effect.gen(function*() {
+        // Keys before rows, as everywhere (see cairn_lock_task_keys).
+        if (allKeys.length > 0) yield* txRows(tx, sql`SELECT cairn_lock_keys(${sql.param(allKeys)}::text[])`)
         const ext = external.size > 0
           ? yield* txRows<{ id: string; state: string }>(
             tx,
@@ -305,7 +308,6 @@ export const submitGraph = (spec: GraphSpec) =>
           : []
         const failedInputs = ext.filter((f) => f.state === "failed" || f.state === "canceled").map((f) => f.id)
         const settledExternal = new Set(ext.filter((f) => f.state !== "pending").map((f) => f.id))
-        if (allKeys.length > 0) yield* txRows(tx, sql`SELECT cairn_lock_keys(${sql.param(allKeys)}::text[])`)
 
         yield* txRows(tx, sql`INSERT INTO graphs (id, label) VALUES (${graphId}, ${spec.label ?? null})`)
         // seq is drawn in FCFS order: since PostgreSQL 9.6 volatile target-list functions are

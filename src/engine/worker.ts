@@ -79,18 +79,15 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
         try: async () => {
           const id = newId()
           const name = opts?.name ?? `${os.hostname()}-${process.pid}-${id.slice(-4).toLowerCase()}`
-          await client.query("BEGIN")
-          try {
-            const r = await client.query<{ lock_key: string }>(
-              `INSERT INTO workers (id, name, host, pid, slots, backend_pid) VALUES ($1, $2, $3, $4, $5, pg_backend_pid()) RETURNING lock_key`,
-              [id, name, os.hostname(), process.pid, slots]
-            )
-            await client.query("SELECT pg_advisory_lock(2, $1::integer)", [r.rows[0]!.lock_key])
-            await client.query("COMMIT")
-          } catch (e) {
-            await client.query("ROLLBACK").catch(() => undefined)
-            throw e
-          }
+          // One statement, so one implicit transaction on the shared session connection.
+          await client.query(
+            `WITH w AS (
+               INSERT INTO workers (id, name, host, pid, slots, backend_pid)
+               VALUES ($1, $2, $3, $4, $5, pg_backend_pid()) RETURNING lock_key
+             )
+             SELECT pg_advisory_lock(2, lock_key::integer) FROM w`,
+            [id, name, os.hostname(), process.pid, slots]
+          )
           return { id, name }
         },
         catch: (cause) => new DbError({ message: `worker registration failed: ${(cause as Error).message}`, cause })
@@ -108,6 +105,8 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
         // Payload rows and resolution in one transaction; if we no longer own the task, roll back.
         return db.transaction((tx) =>
           Effect.gen(function*() {
+            // Keys before rows (see cairn_lock_task_keys), payload rows included.
+            yield* txRows(tx, sql`SELECT cairn_lock_task_keys(ARRAY[${id}]::text[], false)`)
             const values = yield* result.run(tx)
             const changes = yield* apply(tx, resolve(values))
             if (!changes) return yield* new LostOwnership()
@@ -292,7 +291,7 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
     const generation = Effect.gen(function*() {
       if (stopping) return yield* Effect.never
       const conn = yield* session.connected
-      const me = yield* register(conn.client).pipe(
+      const me = yield* session.queries.withPermits(1)(register(conn.client)).pipe(
         Effect.tapError((e) => Effect.logWarning(e.message)),
         Effect.retry(Schedule.spaced(Duration.seconds(1)))
       )

@@ -1,0 +1,513 @@
+/**
+ * The local-filesystem artifact store.
+ *
+ * Layout under the root:
+ *
+ *   <root>/<aa>/<bb>/<sha256>   the artifacts (aa, bb: the digest's first two hex pairs), mode 0444
+ *   <root>/tmp/put-<random>     uploads in progress
+ *   <root>/tmp/tomb-<sha256>    artifacts removed by a cleanup that has not committed yet
+ *
+ * `tmp` lives inside the root so that every rename out of it stays on one filesystem and is
+ * atomic; "tmp" cannot collide with a fan-out directory because it is not hex.
+ *
+ * Crash safety: an upload is written to a temp file and fsynced, then hard-linked (or renamed)
+ * to its final name and the directory fsynced, so after a crash an artifact is either complete at
+ * its final name or absent; a temp file may survive and is removed at the next start once it is
+ * an hour old (an upload in progress keeps touching its mtime).
+ *
+ * Symlinks: nothing in the store is ever expected to be a symlink. Digests are validated before
+ * any path is built; the two fan-out directories are checked with lstat to be real directories,
+ * and the artifact itself is opened with O_NOFOLLOW, so a symlink planted in the store makes the
+ * operation fail with a StorageError ("the artifact store is damaged") rather than read or
+ * write outside it. (Someone who can plant symlinks here can also replace artifacts; the point
+ * is that the store never becomes a window onto the rest of the filesystem.)
+ */
+import { Cause, Duration, Effect, Layer } from "effect"
+import { createHash, randomBytes } from "node:crypto"
+import * as fs from "node:fs"
+import * as fsp from "node:fs/promises"
+import { join, resolve } from "node:path"
+import type { Readable } from "node:stream"
+import {
+  ArtifactStorage,
+  type ArtifactStorageShape,
+  BadRange,
+  type ByteRange,
+  checkSha256,
+  DigestMismatch,
+  isSha256,
+  NotStored,
+  type PutExpectations,
+  SizeMismatch,
+  SourceError,
+  StorageError,
+  TooLarge
+} from "./storage.js"
+
+const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_DIRECTORY } = fs.constants
+
+/** Temp files of uploads that died with their process are removed at start once this old. */
+const STALE_TEMP_AGE = Duration.hours(1)
+
+const TEMP_PREFIX = "put-"
+const TOMB_PREFIX = "tomb-"
+
+const codeOf = (e: unknown): string | undefined => {
+  const code = (e as { code?: unknown } | null | undefined)?.code
+  return typeof code === "string" ? code : undefined
+}
+
+/**
+ * An OS error as a StorageError. The two conditions an operator most needs to recognise get a
+ * plain sentence; the OS message (which names the path) follows in parentheses.
+ */
+export const toStorageError = (cause: unknown, doing?: string): StorageError => {
+  if (cause instanceof StorageError) return cause
+  const code = codeOf(cause)
+  const os = cause instanceof Error ? cause.message : String(cause)
+  // EPERM too: it is what an immutable (chattr +i) or otherwise locked-down directory gives root.
+  const message = code === "EROFS" || code === "EACCES" || code === "EPERM"
+    ? `the artifact store is read-only (${os})`
+    : code === "ENOSPC" || code === "EDQUOT"
+    ? `the artifact store is full (${os})`
+    : `artifact store: ${doing ? `${doing}: ` : ""}${os}`
+  return new StorageError({ message, code, cause })
+}
+
+/** One filesystem step as an Effect; errors thrown as StorageError (anomalies) pass through. */
+const io = <A>(doing: string, f: () => Promise<A>): Effect.Effect<A, StorageError> =>
+  Effect.tryPromise({ try: f, catch: (e) => toStorageError(e, doing) })
+
+const describe = (st: fs.Stats) =>
+  st.isSymbolicLink()
+    ? "a symbolic link"
+    : st.isDirectory()
+    ? "a directory"
+    : st.isFile()
+    ? "a regular file"
+    : "a special file"
+
+const damaged = (p: string, st: fs.Stats, wanted: "directory" | "regular file") =>
+  new StorageError({ message: `the artifact store is damaged: ${p} is ${describe(st)}, expected a ${wanted}` })
+
+const lstatOrUndefined = async (p: string): Promise<fs.Stats | undefined> => {
+  try {
+    return await fsp.lstat(p)
+  } catch (e) {
+    if (codeOf(e) === "ENOENT") return undefined
+    throw e
+  }
+}
+
+/** fsync a directory so that entries just created, renamed or linked in it survive a crash. */
+const syncDir = async (dir: string) => {
+  const h = await fsp.open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+  try {
+    await h.sync()
+  } catch (e) {
+    // Some filesystems cannot fsync a directory; they have nothing better to offer either.
+    const code = codeOf(e)
+    if (code !== "EINVAL" && code !== "ENOTSUP" && code !== "EOPNOTSUPP") throw e
+  } finally {
+    await h.close()
+  }
+}
+
+/** Make `dir` (one level below `parent`) exist as a real directory; a symlink there is an error. */
+const ensureDir = async (parent: string, dir: string) => {
+  try {
+    await fsp.mkdir(dir)
+    await syncDir(parent)
+    return
+  } catch (e) {
+    if (codeOf(e) !== "EEXIST") throw e
+  }
+  const st = await fsp.lstat(dir)
+  if (!st.isDirectory()) throw damaged(dir, st, "directory")
+}
+
+/** Write the whole chunk (a write may be short). */
+const writeAll = async (fh: fsp.FileHandle, chunk: Uint8Array) => {
+  let off = 0
+  while (off < chunk.byteLength) {
+    const { bytesWritten } = await fh.write(chunk, off, chunk.byteLength - off)
+    off += bytesWritten
+  }
+}
+
+const isNonNegativeInt = (n: unknown): n is number => typeof n === "number" && Number.isSafeInteger(n) && n >= 0
+
+interface TempFile {
+  readonly name: string
+  readonly fh: fsp.FileHandle
+  closed: boolean
+}
+
+export const makeLocalArtifactStorage = (rootArg: string): Effect.Effect<ArtifactStorageShape, StorageError> =>
+  Effect.gen(function*() {
+    const root = resolve(rootArg)
+    const tmp = join(root, "tmp")
+
+    const dirsOf = (sha: string) => {
+      const d1 = join(root, sha.slice(0, 2))
+      const d2 = join(d1, sha.slice(2, 4))
+      return { d1, d2, file: join(d2, sha) }
+    }
+    const tombOf = (sha: string) => join(tmp, TOMB_PREFIX + sha)
+
+    /**
+     * Whether both fan-out directories of `sha` exist. Anything other than a real directory at
+     * either name (above all a symlink, which could lead outside the root) is an error.
+     */
+    const dirsPresent = async (sha: string) => {
+      const { d1, d2 } = dirsOf(sha)
+      for (const d of [d1, d2]) {
+        const st = await lstatOrUndefined(d)
+        if (st === undefined) return false
+        if (!st.isDirectory()) throw damaged(d, st, "directory")
+      }
+      return true
+    }
+
+    // --- start-up ------------------------------------------------------------------------------
+
+    yield* io(`creating the store at ${root}`, async () => {
+      await fsp.mkdir(root, { recursive: true })
+      const st = await fsp.lstat(root)
+      if (!st.isDirectory() && !st.isSymbolicLink()) throw damaged(root, st, "directory")
+      await ensureDir(root, tmp)
+    })
+
+    // Only our own upload temp files: tombstones must wait for a decision based on the database
+    // (see `tombstones`), and their mtime is the artifact's, not the cleanup's, anyway.
+    const stale = yield* io("cleaning stale temporary files", async () => {
+      const cutoff = Date.now() - Duration.toMillis(STALE_TEMP_AGE)
+      let removed = 0
+      const failed: Array<string> = []
+      for (const name of await fsp.readdir(tmp)) {
+        if (!name.startsWith(TEMP_PREFIX)) continue
+        const p = join(tmp, name)
+        try {
+          const st = await fsp.lstat(p)
+          if (st.mtimeMs < cutoff) {
+            await fsp.unlink(p)
+            removed += 1
+          }
+        } catch (e) {
+          if (codeOf(e) !== "ENOENT") failed.push(`${name}: ${(e as Error).message}`)
+        }
+      }
+      return { removed, failed }
+    })
+    if (stale.removed > 0) {
+      yield* Effect.logInfo(`artifact store: removed ${stale.removed} stale temporary file(s)`).pipe(
+        Effect.annotateLogs({ root })
+      )
+    }
+    for (const f of stale.failed) yield* Effect.logWarning(`artifact store: could not remove stale temporary file ${f}`)
+
+    // --- put -----------------------------------------------------------------------------------
+
+    /**
+     * Give the verified temp file its final name. A hard link refuses to replace an existing
+     * name, which is exactly "keep the copy already there"; the temp name is unlinked by the
+     * caller's release either way. On filesystems without hard links we fall back to
+     * check-then-rename, where two simultaneous uploads of the same bytes may both answer
+     * `created` (harmlessly: the bytes are identical).
+     */
+    const place = (tempName: string, sha: string, size: number) =>
+      io("storing the artifact", async (): Promise<"created" | "existing" | "repaired"> => {
+        const { d1, d2, file } = dirsOf(sha)
+        await ensureDir(root, d1)
+        await ensureDir(d1, d2)
+
+        const existing = async (): Promise<"existing" | "repaired" | undefined> => {
+          const st = await lstatOrUndefined(file)
+          if (st === undefined) return undefined
+          if (!st.isFile()) throw damaged(file, st, "regular file")
+          if (st.size === size) return "existing"
+          // A file of the wrong size under this digest was damaged (or put there by hand); the
+          // bytes we hold are verified, so they replace it, atomically.
+          await fsp.rename(tempName, file)
+          await syncDir(d2)
+          return "repaired"
+        }
+
+        for (let attempt = 0; attempt < 3; attempt++) {
+          try {
+            await fsp.link(tempName, file)
+            await syncDir(d2)
+            return "created"
+          } catch (e) {
+            const code = codeOf(e)
+            if (code === "EEXIST") {
+              const r = await existing()
+              if (r !== undefined) return r
+              continue // removed between our link and our look: try again
+            }
+            if (code === "EPERM" || code === "ENOTSUP" || code === "EOPNOTSUPP" || code === "EMLINK") break
+            throw e
+          }
+        }
+        const r = await existing()
+        if (r !== undefined) return r
+        await fsp.rename(tempName, file)
+        await syncDir(d2)
+        return "created"
+      })
+
+    const put: ArtifactStorageShape["put"] = (source, expected?: PutExpectations) =>
+      Effect.gen(function*() {
+        const wantSha = expected?.sha256
+        const wantSize = expected?.size
+        const maxSize = expected?.maxSize
+        if (wantSha !== undefined) yield* checkSha256(wantSha)
+        if (wantSize !== undefined && !isNonNegativeInt(wantSize)) {
+          return yield* Effect.dieMessage(`put: expected size must be a non-negative integer, got ${wantSize}`)
+        }
+        if (maxSize !== undefined && !isNonNegativeInt(maxSize)) {
+          return yield* Effect.dieMessage(`put: maxSize must be a non-negative integer, got ${maxSize}`)
+        }
+        // Announced too large: refuse before reading a byte.
+        if (wantSize !== undefined && maxSize !== undefined && wantSize > maxSize) {
+          return yield* new TooLarge({ limit: maxSize })
+        }
+
+        return yield* Effect.acquireUseRelease(
+          io("creating a temporary file", async (): Promise<TempFile> => {
+            const name = join(tmp, TEMP_PREFIX + randomBytes(12).toString("hex"))
+            const fh = await fsp.open(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o444)
+            return { name, fh, closed: false }
+          }),
+          (temp) =>
+            Effect.gen(function*() {
+              const hash = createHash("sha256")
+              let size = 0
+              const it = (source as AsyncIterable<unknown>)[Symbol.asyncIterator]()
+
+              const pump = Effect.gen(function*() {
+                for (;;) {
+                  const r = yield* Effect.tryPromise({ try: () => it.next(), catch: (cause) => new SourceError({ cause }) })
+                  if (r.done) return
+                  const chunk = r.value
+                  if (!(chunk instanceof Uint8Array)) {
+                    return yield* Effect.dieMessage(
+                      `put: the source yielded ${typeof chunk === "string" ? "text (was setEncoding called?)" : typeof chunk}, not bytes`
+                    )
+                  }
+                  size += chunk.byteLength
+                  if (maxSize !== undefined && size > maxSize) return yield* new TooLarge({ limit: maxSize })
+                  if (wantSize !== undefined && size > wantSize) {
+                    return yield* new SizeMismatch({ expected: wantSize, actual: size })
+                  }
+                  hash.update(chunk)
+                  yield* io("writing a temporary file", () => writeAll(temp.fh, chunk))
+                }
+              })
+
+              yield* pump.pipe(
+                Effect.onExit((exit) =>
+                  Effect.sync(() => {
+                    if (exit._tag === "Success") return
+                    // Stop the source. `return()` is how an iterator is told we are done, and a
+                    // stream's iterator destroys the stream on it (unless the caller asked it not
+                    // to, e.g. to still answer 413 on the connection). It is queued behind a
+                    // pending `next()`, though, so when we were interrupted mid-read a stream is
+                    // destroyed directly. Neither is awaited: a stuck source must not hold us.
+                    void Promise.resolve()
+                      .then(() => it.return?.())
+                      .catch(() => undefined)
+                    const destroy = (source as { destroy?: unknown }).destroy
+                    if (Cause.isInterrupted(exit.cause) && typeof destroy === "function") destroy.call(source)
+                  })
+                )
+              )
+
+              yield* io("flushing a temporary file", () => temp.fh.sync())
+              temp.closed = true
+              yield* io("closing a temporary file", () => temp.fh.close())
+
+              const sha256 = hash.digest("hex")
+              if (wantSize !== undefined && size !== wantSize) {
+                return yield* new SizeMismatch({ expected: wantSize, actual: size })
+              }
+              if (wantSha !== undefined && sha256 !== wantSha) {
+                return yield* new DigestMismatch({ expected: wantSha, actual: sha256 })
+              }
+
+              const outcome = yield* place(temp.name, sha256, size)
+              if (outcome === "repaired") {
+                yield* Effect.logWarning(`artifact store: replaced a damaged copy of ${sha256} (wrong size)`)
+              }
+              return { sha256, size, created: outcome !== "existing" }
+            }),
+          // Always: the temp name must not outlive the put. After a successful link it is the
+          // second name of the stored file; after a rename it is already gone (ENOENT).
+          (temp) =>
+            Effect.promise(async () => {
+              if (!temp.closed) await temp.fh.close().catch(() => undefined)
+              await fsp.unlink(temp.name).catch(() => undefined)
+            })
+        )
+      })
+
+    // --- reading -------------------------------------------------------------------------------
+
+    const stat: ArtifactStorageShape["stat"] = (sha) =>
+      Effect.flatMap(checkSha256(sha), () =>
+        io("looking up an artifact", async () => {
+          if (!(await dirsPresent(sha))) return undefined
+          const { file } = dirsOf(sha)
+          const st = await lstatOrUndefined(file)
+          if (st === undefined) return undefined
+          if (!st.isFile()) throw damaged(file, st, "regular file")
+          return { size: st.size }
+        }))
+
+    const open: ArtifactStorageShape["open"] = (sha, range?: ByteRange) =>
+      Effect.gen(function*() {
+        yield* checkSha256(sha)
+        if (
+          range !== undefined &&
+          !(isNonNegativeInt(range.start) && isNonNegativeInt(range.end) && range.start <= range.end)
+        ) {
+          return yield* new BadRange({ start: range.start, end: range.end })
+        }
+        // Uninterruptible: an interruption between opening the file and handing out its stream
+        // would leak the descriptor. Opening a file is quick.
+        return yield* Effect.uninterruptible(
+          Effect.tryPromise({
+            try: async (): Promise<Readable> => {
+              if (!(await dirsPresent(sha))) throw new NotStored({ sha256: sha })
+              const { file } = dirsOf(sha)
+              let fh: fsp.FileHandle
+              try {
+                // O_NOFOLLOW: a symlink at the final name fails (ELOOP) instead of being followed.
+                // O_NONBLOCK: a FIFO planted there must not hang the open; no effect on files.
+                fh = await fsp.open(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+              } catch (e) {
+                if (codeOf(e) === "ENOENT") throw new NotStored({ sha256: sha })
+                if (codeOf(e) === "ELOOP") {
+                  throw new StorageError({
+                    message: `the artifact store is damaged: ${file} is a symbolic link, expected a regular file`,
+                    code: "ELOOP",
+                    cause: e
+                  })
+                }
+                throw e
+              }
+              try {
+                const st = await fh.stat()
+                if (!st.isFile()) throw damaged(file, st, "regular file")
+                if (range === undefined) return fs.createReadStream("", { fd: fh, autoClose: true })
+                if (range.start >= st.size) throw new BadRange({ start: range.start, end: range.end, size: st.size })
+                const end = Math.min(range.end, st.size - 1)
+                return fs.createReadStream("", { fd: fh, start: range.start, end, autoClose: true })
+              } catch (e) {
+                await fh.close().catch(() => undefined)
+                throw e
+              }
+            },
+            catch: (e) =>
+              e instanceof NotStored || e instanceof BadRange || e instanceof StorageError
+                ? e
+                : toStorageError(e, "opening an artifact")
+          })
+        )
+      })
+
+    const path: ArtifactStorageShape["path"] = (sha) => {
+      if (!isSha256(sha)) return undefined
+      const { d1, d2, file } = dirsOf(sha)
+      try {
+        // Synchronous, but three lstats of hot dentries; the point is to hand out no path that
+        // leads through a symlink.
+        for (const d of [d1, d2]) {
+          if (fs.lstatSync(d, { throwIfNoEntry: false })?.isDirectory() !== true) return undefined
+        }
+        return fs.lstatSync(file, { throwIfNoEntry: false })?.isFile() === true ? file : undefined
+      } catch {
+        return undefined
+      }
+    }
+
+    // --- removal -------------------------------------------------------------------------------
+
+    // No directory fsync on removals: one undone by a crash resurrects an orphan, which the next
+    // cleanup finds again.
+    const remove: ArtifactStorageShape["remove"] = (sha) =>
+      Effect.flatMap(checkSha256(sha), () =>
+        io("removing an artifact", async () => {
+          if (!(await dirsPresent(sha))) return
+          const { file } = dirsOf(sha)
+          const st = await lstatOrUndefined(file)
+          if (st === undefined) return
+          if (st.isDirectory()) throw damaged(file, st, "regular file")
+          try {
+            await fsp.unlink(file) // a symlink is removed itself, never its target
+          } catch (e) {
+            if (codeOf(e) !== "ENOENT") throw e
+          }
+        }))
+
+    const tombstone: ArtifactStorageShape["tombstone"] = (sha) =>
+      Effect.flatMap(checkSha256(sha), () =>
+        io("tombstoning an artifact", async () => {
+          if (!(await dirsPresent(sha))) return false
+          const { file } = dirsOf(sha)
+          const st = await lstatOrUndefined(file)
+          if (st === undefined) return false
+          if (!st.isFile()) throw damaged(file, st, "regular file")
+          try {
+            await fsp.rename(file, tombOf(sha))
+            return true
+          } catch (e) {
+            if (codeOf(e) === "ENOENT") return false
+            throw e
+          }
+        }))
+
+    // Restoring is fsynced (both directories): it undoes a removal whose row still exists, and
+    // losing it to a crash would lose the artifact's visibility.
+    const restore: ArtifactStorageShape["restore"] = (sha) =>
+      Effect.flatMap(checkSha256(sha), () =>
+        io("restoring a tombstoned artifact", async () => {
+          const tomb = tombOf(sha)
+          const st = await lstatOrUndefined(tomb)
+          if (st === undefined) return false
+          if (!st.isFile()) throw damaged(tomb, st, "regular file")
+          const { d1, d2, file } = dirsOf(sha)
+          await ensureDir(root, d1)
+          await ensureDir(d1, d2)
+          // If the same bytes were stored again meanwhile, this replaces them with themselves.
+          await fsp.rename(tomb, file)
+          await syncDir(d2)
+          await syncDir(tmp)
+          return true
+        }))
+
+    const purgeTombstone: ArtifactStorageShape["purgeTombstone"] = (sha) =>
+      Effect.flatMap(checkSha256(sha), () =>
+        io("purging a tombstone", async () => {
+          try {
+            await fsp.unlink(tombOf(sha))
+          } catch (e) {
+            if (codeOf(e) !== "ENOENT") throw e
+          }
+        }))
+
+    const tombstones: ArtifactStorageShape["tombstones"] = io("listing tombstones", async () =>
+      (await fsp.readdir(tmp))
+        .filter((n) => n.startsWith(TOMB_PREFIX))
+        .map((n) => n.slice(TOMB_PREFIX.length))
+        .filter(isSha256))
+
+    return ArtifactStorage.of({ put, stat, open, path, remove, tombstone, restore, purgeTombstone, tombstones })
+  })
+
+export const LocalArtifactStorage = {
+  make: makeLocalArtifactStorage,
+  /** The store rooted at `root` (created if missing, with `<root>/tmp`). */
+  layer: (root: string): Layer.Layer<ArtifactStorage, StorageError> =>
+    Layer.effect(ArtifactStorage, makeLocalArtifactStorage(root))
+} as const

@@ -1,0 +1,142 @@
+/**
+ * Repository versions.
+ *
+ * Membership is shared between versions: `repository_content` has one row per (repository, unit,
+ * version that added it), closed by `removed_in` when a later version removes the unit. Version N
+ * holds the rows with `added_in <= N AND (removed_in IS NULL OR removed_in > N)`. So:
+ *
+ * - cutting a version writes one row per added unit and closes one row per removed unit: adding
+ *   10 units to a 100,000-unit base writes 10 rows, not 100,000;
+ * - the latest version's content is the partial index `WHERE removed_in IS NULL`: listing it is an
+ *   index scan, paginated by content id;
+ * - an older version is read from the rows added up to it, including rows closed later: its cost
+ *   grows with the repository's history of changes, not only with its size. That is the trade-off
+ *   for cheap writes; versions are linear per repository (numbers are assigned at resolution, under
+ *   the repository's row lock), a modification on an older base is expressed as a diff to the latest.
+ */
+import { sql } from "drizzle-orm"
+import { Effect } from "effect"
+import { monotonicFactory } from "ulid"
+import { Db, type Tx, txRows } from "../db/client.js"
+import { NotFound } from "../engine/errors.js"
+
+const newId = monotonicFactory()
+
+export interface VersionRef {
+  readonly repository: string
+  readonly version: string
+  readonly number: number
+}
+
+/** The value a `repository_version` future resolves to. */
+export const versionValue = (v: VersionRef) => ({ repository: v.repository, version: v.version, number: v.number })
+
+export interface CutVersion {
+  readonly repositoryId: string
+  /** The version the change applies to (default: the latest). */
+  readonly baseNumber?: number | undefined
+  readonly add: ReadonlyArray<string>
+  readonly remove: ReadonlyArray<string> | "*"
+  /** Remove everything of the base that is not in `add` (mirror sync). */
+  readonly exact?: boolean
+  /** The future this version resolves (its payload row records it). */
+  readonly futureId: string
+}
+
+/** Content ids of version `n` of a repository, as a SQL set. */
+const contentOf = (repositoryId: string, n: number) =>
+  sql`SELECT content_id FROM repository_content
+      WHERE repository_id = ${repositoryId} AND added_in <= ${n} AND (removed_in IS NULL OR removed_in > ${n})`
+
+/**
+ * Cut the next version (inside the settle transaction of the task that produces it). A change that
+ * changes nothing resolves to the existing latest version instead of cutting an empty one.
+ */
+export const cutVersion = (tx: Tx, c: CutVersion) =>
+  Effect.gen(function*() {
+    // Serializes version numbering per repository (FCFS on repository:<id> already orders the tasks).
+    yield* txRows(tx, sql`SELECT id FROM resources WHERE id = ${c.repositoryId} FOR UPDATE`)
+    const [latest] = yield* txRows<{ id: string; number: number }>(
+      tx,
+      sql`SELECT id, number FROM repository_versions WHERE repository_id = ${c.repositoryId} ORDER BY number DESC LIMIT 1`
+    )
+    if (!latest) return yield* new NotFound({ message: `repository ${c.repositoryId} has no versions` })
+    const base = c.baseNumber ?? latest.number
+    const add = sql.param([...new Set(c.add)])
+    // The target set, then its difference to the latest version.
+    const target = c.exact
+      ? sql`SELECT unnest(${add}::text[]) AS content_id`
+      : c.remove === "*"
+      ? sql`SELECT unnest(${add}::text[]) AS content_id`
+      : sql`(${contentOf(c.repositoryId, base)} EXCEPT SELECT unnest(${sql.param([...c.remove])}::text[]))
+            UNION SELECT unnest(${add}::text[])`
+    const [diff] = yield* txRows<{ adds: Array<string>; removes: Array<string> }>(
+      tx,
+      sql`WITH target AS (${target}), cur AS (${contentOf(c.repositoryId, latest.number)})
+          SELECT coalesce((SELECT array_agg(content_id) FROM (SELECT content_id FROM target EXCEPT SELECT content_id FROM cur) a), '{}') AS adds,
+                 coalesce((SELECT array_agg(content_id) FROM (SELECT content_id FROM cur EXCEPT SELECT content_id FROM target) r), '{}') AS removes`
+    )
+    if (diff!.adds.length === 0 && diff!.removes.length === 0) {
+      return { repository: c.repositoryId, version: latest.id, number: latest.number, created: false }
+    }
+    const number = latest.number + 1
+    const id = newId()
+    if (diff!.removes.length > 0) {
+      yield* txRows(tx, sql`UPDATE repository_content SET removed_in = ${number}
+                            WHERE repository_id = ${c.repositoryId} AND removed_in IS NULL
+                              AND content_id = ANY(${sql.param(diff!.removes)}::text[])`)
+    }
+    if (diff!.adds.length > 0) {
+      yield* txRows(tx, sql`INSERT INTO repository_content (repository_id, content_id, added_in)
+                            SELECT ${c.repositoryId}, unnest(${sql.param(diff!.adds)}::text[]), ${number}`)
+    }
+    const [count] = yield* txRows<{ n: number }>(
+      tx,
+      sql`SELECT count(*)::int AS n FROM repository_content WHERE repository_id = ${c.repositoryId} AND removed_in IS NULL`
+    )
+    yield* txRows(tx, sql`INSERT INTO repository_versions (id, repository_id, number, base_version_id, future_id, content_count)
+                          VALUES (${id}, ${c.repositoryId}, ${number},
+                                  (SELECT id FROM repository_versions WHERE repository_id = ${c.repositoryId} AND number = ${base}),
+                                  ${c.futureId}, ${count!.n})`)
+    return { repository: c.repositoryId, version: id, number, created: true }
+  })
+
+export interface ContentEntry {
+  readonly id: string
+  readonly relative_path: string
+  readonly sha256: string
+  readonly size: number
+  /** Stored artifact, or null while an on-demand unit has not been fetched. */
+  readonly artifact: string | null
+}
+
+/** A version's content, ordered by relative path, paginated by it. */
+export const versionContent = (versionId: string, opts: { after?: string | undefined; limit?: number | undefined } = {}) =>
+  Effect.gen(function*() {
+    const db = yield* Db
+    const [v] = yield* db.rows<{ repository_id: string; number: number }>(
+      sql`SELECT repository_id, number FROM repository_versions WHERE id = ${versionId}`
+    )
+    if (!v) return yield* new NotFound({ message: `repository version ${versionId} does not exist` })
+    return yield* db.rows<ContentEntry>(sql`
+      SELECT c.id, c.relative_path, c.sha256, c.size::float8 AS size, ca.artifact_id AS artifact
+      FROM (${contentOf(v.repository_id, v.number)}) m
+      JOIN content_units c ON c.id = m.content_id
+      LEFT JOIN content_artifacts ca ON ca.content_id = c.id
+      ${opts.after ? sql`WHERE c.relative_path > ${opts.after}` : sql``}
+      ORDER BY c.relative_path
+      ${opts.limit ? sql`LIMIT ${opts.limit}` : sql``}`)
+  })
+
+export const listVersions = (repositoryName: string) =>
+  Effect.gen(function*() {
+    const db = yield* Db
+    const [r] = yield* db.rows<{ resource_id: string }>(
+      sql`SELECT resource_id FROM names WHERE kind = 'repository' AND name = ${repositoryName}`
+    )
+    if (!r) return yield* new NotFound({ message: `no repository named ${repositoryName}` })
+    const rows = yield* db.rows<{ id: string; number: number; content_count: number; future: string | null; created_at: string }>(sql`
+      SELECT id, number, content_count, future_id AS future, created_at FROM repository_versions
+      WHERE repository_id = ${r.resource_id} ORDER BY number DESC`)
+    return rows.map((v) => ({ ...v, created_at: new Date(v.created_at).toISOString(), future: v.future ?? undefined }))
+  })
