@@ -24,6 +24,16 @@ export interface CairnConfigShape {
   readonly apiTokens: ReadonlyArray<Redacted.Redacted<string>>
   readonly poolSize: number
   readonly logLevel: string
+  /** Largest accepted upload body (bytes); larger: 413. */
+  readonly uploadMaxBytes: number
+  /** How long an upload owns its artifact if no repository version uses it. */
+  readonly uploadTtl: Duration.Duration
+  /** Idle timeout of a download (headers, then between body chunks). */
+  readonly downloadTimeout: Duration.Duration
+  /** Retries of a failed download (after the first attempt). */
+  readonly downloadRetries: number
+  /** Downloads from one remote host at once, across the whole cluster (slot locks). */
+  readonly hostDownloadSlots: number
 }
 
 export class CairnConfig extends Context.Tag("cairn/CairnConfig")<CairnConfig, CairnConfigShape>() {}
@@ -62,6 +72,13 @@ export const cairnConfig: Config.Config<CairnConfigShape> = Config.all({
   ),
   logLevel: Config.literal("trace", "debug", "info", "warning", "error", "none")("CAIRN_LOG_LEVEL").pipe(
     Config.withDefault("info" as const)
+  ),
+  uploadMaxBytes: positiveInt("CAIRN_UPLOAD_MAX_BYTES", 1024 * 1024 * 1024),
+  uploadTtl: millis("CAIRN_UPLOAD_TTL_MS", 24 * 3600 * 1000),
+  downloadTimeout: millis("CAIRN_DOWNLOAD_TIMEOUT_MS", 30_000),
+  downloadRetries: positiveInt("CAIRN_DOWNLOAD_RETRIES", 3),
+  hostDownloadSlots: positiveInt("CAIRN_HOST_DOWNLOAD_SLOTS", 16).pipe(
+    Config.validate({ message: "CAIRN_HOST_DOWNLOAD_SLOTS must be at least 1", validation: (n) => n >= 1 })
   )
 })
 

@@ -228,15 +228,40 @@ export const updateNamed = (kind: NamedKind, name: string, patch: Record<string,
         if (ifMatch !== undefined && ifMatch !== n.revision_id) {
           return yield* new PreconditionFailed({ message: `${kind} ${name} is at revision ${n.revision_id}, not ${ifMatch}` })
         }
-        const current = (yield* revisionView(kind, tx, n.revision_id))!
-        const { id: _id, name: _name, revision: _rev, created_at: _c, ...fields } = current
-        const next = { ...fields, ...patch }
-        yield* validate(kind, next)
-        const revision = yield* insertRevision(kind, tx, n.resource_id, name, next)
-        yield* txRows(tx, sql`UPDATE names SET revision_id = ${revision} WHERE kind = ${kind} AND name = ${name}`)
-        return (yield* revisionView(kind, tx, revision))!
+        return yield* revise(tx, kind, { ...n, name }, patch)
       })
     ).pipe(Effect.catchTag("DbError", mapWriteError(kind, name)))
+  })
+
+/** The next revision: the current one's fields with `patch` applied; the name moves to it. */
+const revise = (
+  tx: Tx,
+  kind: NamedKind,
+  n: { readonly resource_id: string; readonly revision_id: string; readonly name: string },
+  patch: Record<string, unknown>
+) =>
+  Effect.gen(function*() {
+    const current = (yield* revisionView(kind, tx, n.revision_id))!
+    const { id: _id, name: _name, revision: _rev, created_at: _c, ...fields } = current
+    const next = { ...fields, ...patch }
+    yield* validate(kind, next)
+    const revision = yield* insertRevision(kind, tx, n.resource_id, n.name, next)
+    yield* txRows(tx, sql`UPDATE names SET revision_id = ${revision} WHERE kind = ${kind} AND name = ${n.name}`)
+    return (yield* revisionView(kind, tx, revision))!
+  })
+
+/**
+ * For task handlers, inside their commit: a new revision of resource `resourceId` with `patch`
+ * applied to its current revision (whatever it is by now); undefined when the resource was deleted.
+ */
+export const reviseResource = (tx: Tx, kind: NamedKind, resourceId: string, patch: Record<string, unknown>) =>
+  Effect.gen(function*() {
+    const [n] = yield* txRows<{ resource_id: string; revision_id: string; name: string }>(
+      tx,
+      sql`SELECT resource_id, revision_id, name FROM names WHERE kind = ${kind} AND resource_id = ${resourceId} FOR UPDATE`
+    )
+    if (!n) return undefined
+    return yield* revise(tx, kind, n, patch)
   })
 
 export const deleteNamed = (kind: NamedKind, name: string) =>

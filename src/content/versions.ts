@@ -40,7 +40,7 @@ export interface CutVersion {
   /** Remove everything of the base that is not in `add` (mirror sync). */
   readonly exact?: boolean
   /** The future this version resolves (its payload row records it). */
-  readonly futureId: string
+  readonly futureId: string | null
 }
 
 /** Content ids of version `n` of a repository, as a SQL set. */
@@ -64,11 +64,13 @@ export const cutVersion = (tx: Tx, c: CutVersion) =>
     const base = c.baseNumber ?? latest.number
     const add = sql.param([...new Set(c.add)])
     // The target set, then its difference to the latest version.
-    const target = c.exact
+    // A version holds one unit per relative path (Pulp's file plugin does the same): an added
+    // unit replaces the base's unit at its path.
+    const target = c.exact || c.remove === "*"
       ? sql`SELECT unnest(${add}::text[]) AS content_id`
-      : c.remove === "*"
-      ? sql`SELECT unnest(${add}::text[]) AS content_id`
-      : sql`(${contentOf(c.repositoryId, base)} EXCEPT SELECT unnest(${sql.param([...c.remove])}::text[]))
+      : sql`SELECT m.content_id FROM (${contentOf(c.repositoryId, base)}) m JOIN content_units u ON u.id = m.content_id
+            WHERE m.content_id <> ALL(${sql.param([...c.remove])}::text[])
+              AND u.relative_path NOT IN (SELECT relative_path FROM content_units WHERE id = ANY(${add}::text[]))
             UNION SELECT unnest(${add}::text[])`
     const [diff] = yield* txRows<{ adds: Array<string>; removes: Array<string> }>(
       tx,

@@ -9,6 +9,8 @@ import { DatabaseLive } from "../db/database.js"
 import { builtinKinds } from "../engine/kinds/index.js"
 import { TaskKinds } from "../engine/kind.js"
 import { SessionLive } from "../engine/session.js"
+import { contentKinds } from "../content/kinds/index.js"
+import { StorageLive } from "../content/services.js"
 
 const levels: Record<string, LogLevel.LogLevel> = {
   trace: LogLevel.Trace,
@@ -32,11 +34,12 @@ export const LoggingLive = Layer.unwrapEffect(
   })
 )
 
-export const kindsLive = TaskKinds.layer(builtinKinds)
+/** Every task kind this build knows; handlers get the process's Db, storage and config. */
+export const kindsLive = TaskKinds.layer([...builtinKinds, ...contentKinds])
 
-/** Config + Db + Session + TaskKinds. */
+/** Config + Db + Session + ArtifactStorage + TaskKinds. */
 export const ProcessLive = Layer.mergeAll(SessionLive, kindsLive).pipe(
-  Layer.provideMerge(DatabaseLive),
+  Layer.provideMerge(Layer.merge(DatabaseLive, StorageLive)),
   Layer.provideMerge(CairnConfigLive)
 )
 

@@ -10,6 +10,11 @@ import { runMigrations } from "../../src/db/migrate.js"
 import { builtinKinds } from "../../src/engine/kinds/index.js"
 import { type TaskKind, TaskKinds } from "../../src/engine/kind.js"
 import { SessionLive } from "../../src/engine/session.js"
+import { contentKinds } from "../../src/content/kinds/index.js"
+import { type ContentServices, StorageLive } from "../../src/content/services.js"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 
 let counter = 0
 
@@ -38,13 +43,23 @@ export const testConfig = (url: string, overrides: Parameters<typeof CairnConfig
     ...overrides
   })
 
+/** Every kind a cairn process knows. */
+export const allKinds: ReadonlyArray<TaskKind<any, ContentServices>> = [...builtinKinds, ...contentKinds]
+
+/**
+ * Config, Db, Session, ArtifactStorage (under a fresh temporary data directory unless `dataDir`
+ * is given) and the task kinds (all of them unless given).
+ */
 export const engineLayer = (
   url: string,
   overrides: Parameters<typeof CairnConfigFrom>[0] = {},
-  kinds: ReadonlyArray<TaskKind<any, never>> = builtinKinds
+  kinds: ReadonlyArray<TaskKind<any, ContentServices>> = allKinds
 ) => {
-  const config = testConfig(url, overrides)
+  const dataDir = overrides.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), "cairn-test-"))
+  const config = testConfig(url, { dataDir, ...overrides })
   const db = DbLive(Redacted.make(url), 10)
   const session = SessionLive.pipe(Layer.provide(db))
-  return Layer.mergeAll(config, db, session, TaskKinds.layer(kinds))
+  const storage = StorageLive.pipe(Layer.provide(config))
+  const base = Layer.mergeAll(config, db, session, storage)
+  return Layer.merge(base, TaskKinds.layer(kinds).pipe(Layer.provide(base)))
 }

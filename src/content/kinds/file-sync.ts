@@ -1,0 +1,127 @@
+/**
+ * `file.sync`: make a new version of a repository from a remote's PULP_MANIFEST.
+ *
+ * 1. Fetch and parse the manifest (a malformed line fails the task, naming the line); resolve each
+ *    entry's URL next to the manifest (a path escaping it fails the task).
+ * 2. Digests already stored become owned by this task at once (so a concurrent orphan cleanup
+ *    keeps them); with policy `immediate` the others are downloaded, `download_concurrency` at a
+ *    time and at most CAIRN_HOST_DOWNLOAD_SLOTS per host cluster-wide, each verified while stored.
+ *    With policy `on_demand` nothing is downloaded; the content app fetches on first request.
+ * 3. One commit: the content units, their artifacts and sources, and the version (mirror: exactly
+ *    the manifest; otherwise added on top of the latest). A sync that changes nothing resolves to
+ *    the latest version instead of cutting an empty one.
+ *
+ * Holds `repository:<id>` exclusively: syncs and modifications of one repository run in
+ * submission order.
+ */
+import { sql } from "drizzle-orm"
+import { Duration, Effect, Either, Schema } from "effect"
+import { CairnConfig } from "../../config/config.js"
+import { Db } from "../../db/client.js"
+import { TaskFailure } from "../../engine/errors.js"
+import { Commit, defineKind } from "../../engine/kind.js"
+import { ownedByTask, adoptExistingForTask } from "../artifacts.js"
+import { ensureUnits, linkArtifacts, recordSources, unitKey } from "../content-units.js"
+import { fetchText, resolveRelative } from "../download.js"
+import { fetchArtifact } from "../fetch.js"
+import { parseManifest } from "../manifest.js"
+import { cutVersion, versionValue } from "../versions.js"
+import { failWith, NamedRef, orDbFailure, REPOSITORY_VERSION, resolveNamedFields } from "./common.js"
+
+const Params = Schema.Struct({
+  repository: NamedRef,
+  remote: NamedRef,
+  mirror: Schema.optional(Schema.Boolean)
+}).annotations({ parseOptions: { onExcessProperty: "error" } })
+
+/** Manifests larger than this are refused (about 2.5 million entries). */
+const MANIFEST_MAX_BYTES = 256 * 1024 * 1024
+
+const storageFailure = (e: { readonly _tag: string; readonly message: string }, relativePath: string) => {
+  const code = e._tag === "DigestMismatch" ? "digest_mismatch"
+    : e._tag === "SizeMismatch" ? "size_mismatch"
+    : e._tag === "DownloadError" ? "download_failed"
+    : e._tag === "DbError" ? "db_error"
+    : "storage_error"
+  return new TaskFailure({ code, message: `${relativePath}: ${e.message}` })
+}
+
+export const fileSync = defineKind({
+  name: "file.sync",
+  params: Params,
+  outputs: { version: REPOSITORY_VERSION },
+  resources: (p) => ({ exclusive: [`repository:${p.repository.id}`], shared: [] }),
+  prepare: (raw) => resolveNamedFields(raw, [["repository", "repository"], ["remote", "remote"]]),
+  handler: (p, ctx) =>
+    Effect.gen(function*() {
+      const db = yield* Db
+      const config = yield* CairnConfig
+      const [remote] = yield* db.rows<{ url: string; policy: string; download_concurrency: number }>(
+        sql`SELECT url, policy, download_concurrency FROM remote_revisions WHERE id = ${p.remote.revision}`
+      )
+      if (!remote) return yield* new TaskFailure({ code: "not_found", message: `remote revision ${p.remote.revision} does not exist` })
+
+      // 1. The manifest.
+      const text = yield* fetchText(remote.url, {
+        timeoutMs: Duration.toMillis(config.downloadTimeout),
+        retries: config.downloadRetries,
+        maxRedirects: 5,
+        maxBytes: MANIFEST_MAX_BYTES
+      }).pipe(Effect.mapError((e) => new TaskFailure({ code: "manifest_unavailable", message: `PULP_MANIFEST of remote ${p.remote.name}: ${e.message}` })))
+      const entries = yield* Either.mapLeft(
+        parseManifest(text),
+        (e) => new TaskFailure({ code: "manifest_invalid", message: `PULP_MANIFEST of remote ${p.remote.name}: ${e.message}` })
+      )
+      const urls = new Map<string, string>()
+      for (const e of entries) {
+        const u = resolveRelative(remote.url, e.relative_path)
+        if (Either.isLeft(u)) return yield* new TaskFailure({ code: "manifest_invalid", message: `line ${e.line}: ${u.left.message}` })
+        urls.set(e.relative_path, u.right.href)
+      }
+      const total = entries.length
+      yield* ctx.progress({ done: 0, total, unit: "files" })
+
+      // 2. Artifacts: those stored already, then the downloads.
+      const stored = yield* adoptExistingForTask(entries.map((e) => e.sha256), ctx.taskId)
+      const count = () => entries.filter((e) => stored.has(e.sha256)).length
+      if (remote.policy === "immediate") {
+        const missing = new Map<string, (typeof entries)[number]>()
+        for (const e of entries) if (!stored.has(e.sha256) && !missing.has(e.sha256)) missing.set(e.sha256, e)
+        yield* ctx.progress({ done: count(), total, unit: "files" })
+        yield* Effect.forEach(
+          missing.values(),
+          (e) =>
+            fetchArtifact(
+              { url: urls.get(e.relative_path)!, sha256: e.sha256, size: e.size, relativePath: e.relative_path },
+              ownedByTask(ctx.taskId),
+              { task: ctx.taskId, worker: ctx.workerId }
+            ).pipe(
+              Effect.mapError((err) => storageFailure(err, e.relative_path)),
+              Effect.tap((a) => {
+                stored.set(e.sha256, a.id)
+                return ctx.progress({ done: count(), total, unit: "files" })
+              })
+            ),
+          { concurrency: Math.max(1, remote.download_concurrency), discard: true }
+        )
+      }
+      yield* ctx.progress({ done: remote.policy === "immediate" ? count() : total, total, unit: "files" })
+
+      // 3. The version, with its payload rows, in the settle transaction.
+      return new Commit((tx) =>
+        Effect.gen(function*() {
+          const ids = yield* ensureUnits(tx, entries)
+          const unitOf = (e: (typeof entries)[number]) => ids.get(unitKey(e))!
+          yield* linkArtifacts(tx, entries.flatMap((e) => stored.has(e.sha256) ? [{ content: unitOf(e), artifact: stored.get(e.sha256)! }] : []))
+          yield* recordSources(tx, p.remote.revision, entries.map((e) => ({ content: unitOf(e), url: urls.get(e.relative_path)! })))
+          const v = yield* cutVersion(tx, {
+            repositoryId: p.repository.id,
+            add: entries.map(unitOf),
+            remove: [],
+            exact: p.mirror === true,
+            futureId: ctx.outputs.version!
+          }).pipe(Effect.mapError(failWith("not_found")))
+          return { version: { ...versionValue(v), name: p.repository.name } }
+        }))
+    }).pipe(orDbFailure, Effect.mapError((e) => e._tag === "TaskFailure" ? e : storageFailure(e, "")))
+})
