@@ -66,6 +66,38 @@ const makeGroup = <G extends string, P extends string, F extends Schema.Struct.F
     .middleware(Authorization)
 }
 
+export const VersionView = Schema.Struct({
+  id: Schema.String,
+  number: Schema.Number,
+  content_count: Schema.Number,
+  future: Schema.NullOr(Schema.String).annotations({ description: "the future this version resolved (null for version 0)" }),
+  created_at: Schema.String
+}).annotations({ identifier: "RepositoryVersion" })
+
+export const ContentUnitView = Schema.Struct({
+  id: Schema.String,
+  relative_path: Schema.String,
+  sha256: Schema.String,
+  size: Schema.Number,
+  artifact: Schema.NullOr(Schema.String).annotations({ description: "null while an on-demand unit was never fetched" })
+}).annotations({ identifier: "ContentUnit" })
+
+export const ContentPage = Schema.Struct({
+  items: Schema.Array(ContentUnitView),
+  next: Schema.optional(Schema.String).annotations({ description: "pass as `after` for the next page" })
+}).annotations({ identifier: "ContentPage" })
+
+const VersionPath = Schema.Struct({ name: Schema.String, number: Schema.NumberFromString.pipe(Schema.int(), Schema.nonNegative()) })
+const ContentQuery = Schema.Struct({
+  after: Schema.optional(Schema.String),
+  limit: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 10_000)))
+})
+
 export const RepositoriesGroup = makeGroup("repositories", "repositories", RepositoryFields, RepositoryView)
+  .add(HttpApiEndpoint.get("versions", "/repositories/:name/versions").setPath(NamePath).addSuccess(Schema.Array(VersionView)))
+  .add(
+    HttpApiEndpoint.get("content", "/repositories/:name/versions/:number/content").setPath(VersionPath).setUrlParams(ContentQuery)
+      .addSuccess(ContentPage)
+  )
 export const RemotesGroup = makeGroup("remotes", "remotes", RemoteFields, RemoteView)
 export const DistributionsGroup = makeGroup("distributions", "distributions", DistributionFields, DistributionView)

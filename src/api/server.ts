@@ -1,14 +1,16 @@
 /**
  * The HTTP server: the v1 API (HttpApi), its OpenAPI document, /healthz and /metrics, on one Node
- * HTTP listener. Everything here is a Layer; `ServerLive` needs Db, Session, TaskKinds, CairnConfig.
+ * HTTP listener, plus the content app. Everything here is a Layer; `ServerLive` needs Db, Session,
+ * TaskKinds, ArtifactStorage, CairnConfig.
  */
 import { HttpApiBuilder, HttpApiError, HttpServer, HttpServerError, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { sql } from "drizzle-orm"
-import { Cause, Duration, Effect, Layer, Redacted } from "effect"
+import { Cause, Context, Duration, Effect, Layer, Redacted } from "effect"
 import { createServer, type Server } from "node:http"
 import { timingSafeEqual, createHash } from "node:crypto"
 import { CairnConfig } from "../config/config.js"
+import { ContentRoutes } from "../content/app/index.js"
 import { Db } from "../db/client.js"
 import { Authorization } from "./auth.js"
 import { CairnApi } from "./definition.js"
@@ -16,6 +18,7 @@ import { BadRequest, NotFoundError, Unauthorized } from "./errors.js"
 import { FuturesLive } from "./handlers/futures.js"
 import { GraphsLive } from "./handlers/graphs.js"
 import { TasksLive } from "./handlers/tasks.js"
+import { UploadsLive } from "./handlers/uploads.js"
 import { DistributionsLive, RemotesLive, RepositoriesLive } from "./handlers/named.js"
 import { WorkersLive } from "./handlers/workers.js"
 import { renderPrometheus } from "./prometheus.js"
@@ -124,25 +127,19 @@ const OperationsRoutes = HttpApiBuilder.Router.use((router) =>
 )
 
 export const ApiLive = HttpApiBuilder.api(CairnApi).pipe(
-  Layer.provide([GraphsLive, TasksLive, FuturesLive, WorkersLive, RepositoriesLive, RemotesLive, DistributionsLive]),
+  Layer.provide([GraphsLive, TasksLive, FuturesLive, WorkersLive, RepositoriesLive, RemotesLive, DistributionsLive, UploadsLive]),
   Layer.provide(AuthorizationLive)
 )
 
 /**
- * The listener's life: logs the contract's start-up line once bound (PORT=0 logs the chosen port);
- * at shutdown, before the listener closes (finalizers run in reverse), answers every waiting
+ * The listener's end: at shutdown, before the listener closes (finalizers run in reverse), answers every waiting
  * long-poll with its current state and closes idle keep-alive connections, so that closing does not
  * wait for them.
  */
 const lifecycle = (nodeServer: () => Server | undefined) =>
   Layer.scopedDiscard(
     Effect.gen(function*() {
-      const server = yield* HttpServer.HttpServer
       const waiters = yield* FutureWaiters
-      const addr = server.address
-      if (addr._tag === "TcpAddress") {
-        yield* Effect.sync(() => console.log(`cairn listening on http://${addr.hostname}:${addr.port}`))
-      }
       yield* Effect.addFinalizer(() =>
         waiters.wakeAll.pipe(
           Effect.zipRight(Effect.sleep(Duration.millis(50))),
@@ -159,11 +156,20 @@ export const ServerLive = Layer.unwrapEffect(
     return HttpApiBuilder.serve().pipe(
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/v1/openapi.json" })),
       Layer.provide(OperationsRoutes),
+      Layer.provide(ContentRoutes),
       Layer.provide(ContractErrors),
       Layer.provide(ApiLive),
       Layer.provideMerge(lifecycle(() => nodeServer)),
       Layer.provideMerge(FutureWaitersLive),
-      Layer.provideMerge(NodeHttpServer.layer(create, { port: config.port, host: config.host }))
+      Layer.provideMerge(NodeHttpServer.layer(create, { port: config.port, host: config.host })),
+      // The contract's start-up line, once requests are handled (PORT=0 logs the chosen port):
+      // `serve` has installed its handler by the time its layer is built.
+      Layer.tap((context) =>
+        Effect.sync(() => {
+          const addr = Context.get(context, HttpServer.HttpServer).address
+          if (addr._tag === "TcpAddress") console.log(`cairn listening on http://${addr.hostname}:${addr.port}`)
+        })
+      )
     )
   })
 )

@@ -112,7 +112,11 @@ export interface ContentEntry {
   readonly artifact: string | null
 }
 
-/** A version's content, ordered by relative path, paginated by it. */
+/**
+ * A version's content in content id order, paginated by id (`after`): the membership primary key
+ * (repository_id, content_id, added_in) serves that order, so a page costs its size plus the
+ * membership rows skipped for not being in this version, never a sort of the whole version.
+ */
 export const versionContent = (versionId: string, opts: { after?: string | undefined; limit?: number | undefined } = {}) =>
   Effect.gen(function*() {
     const db = yield* Db
@@ -122,11 +126,12 @@ export const versionContent = (versionId: string, opts: { after?: string | undef
     if (!v) return yield* new NotFound({ message: `repository version ${versionId} does not exist` })
     return yield* db.rows<ContentEntry>(sql`
       SELECT c.id, c.relative_path, c.sha256, c.size::float8 AS size, ca.artifact_id AS artifact
-      FROM (${contentOf(v.repository_id, v.number)}) m
+      FROM repository_content m
       JOIN content_units c ON c.id = m.content_id
       LEFT JOIN content_artifacts ca ON ca.content_id = c.id
-      ${opts.after ? sql`WHERE c.relative_path > ${opts.after}` : sql``}
-      ORDER BY c.relative_path
+      WHERE m.repository_id = ${v.repository_id} AND m.added_in <= ${v.number} AND (m.removed_in IS NULL OR m.removed_in > ${v.number})
+        ${opts.after ? sql`AND m.content_id > ${opts.after}` : sql``}
+      ORDER BY m.content_id
       ${opts.limit ? sql`LIMIT ${opts.limit}` : sql``}`)
   })
 
@@ -140,5 +145,23 @@ export const listVersions = (repositoryName: string) =>
     const rows = yield* db.rows<{ id: string; number: number; content_count: number; future: string | null; created_at: string }>(sql`
       SELECT id, number, content_count, future_id AS future, created_at FROM repository_versions
       WHERE repository_id = ${r.resource_id} ORDER BY number DESC`)
-    return rows.map((v) => ({ ...v, created_at: new Date(v.created_at).toISOString(), future: v.future ?? undefined }))
+    return rows.map((v) => ({ ...v, created_at: new Date(v.created_at).toISOString(), future: v.future }))
+  })
+
+/** A page of version `number` of the repository named `name` (see versionContent). */
+export const versionContentByNumber = (
+  name: string,
+  number: number,
+  page: { readonly after?: string | undefined; readonly limit?: number | undefined }
+) =>
+  Effect.gen(function*() {
+    const db = yield* Db
+    const [v] = yield* db.rows<{ id: string }>(sql`
+      SELECT v.id FROM names n JOIN repository_versions v ON v.repository_id = n.resource_id
+      WHERE n.kind = 'repository' AND n.name = ${name} AND v.number = ${number}`)
+    if (!v) return yield* new NotFound({ message: `repository ${name} has no version ${number}` })
+    const limit = page.limit ?? 1000
+    const rows = yield* versionContent(v.id, { after: page.after, limit: limit + 1 })
+    const items = rows.slice(0, limit)
+    return rows.length > limit ? { items, next: items[items.length - 1]!.id } : { items }
   })

@@ -3,6 +3,8 @@
  * child processes against a test database, exactly as `npm start` / `npm run worker` run them.
  */
 import { type ChildProcess, spawn } from "node:child_process"
+import * as os from "node:os"
+import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
@@ -71,8 +73,21 @@ export interface Server extends Proc {
   readonly url: string
 }
 
+/**
+ * The data directory (artifact store) of the processes of one test database: processes on one
+ * machine share it, as `npm start` and `npm run worker` do.
+ */
+export const dataDirOf = (databaseUrl: string) => path.join(os.tmpdir(), `cairn-test-${new URL(databaseUrl).pathname.slice(1)}`)
+
 export const startServer = async (databaseUrl: string, env: Record<string, string> = {}): Promise<Server> => {
-  const p = spawnCairn("serve", { DATABASE_URL: databaseUrl, PORT: "0", HOST: "127.0.0.1", CAIRN_WORKERS: "2", ...env })
+  const p = spawnCairn("serve", {
+    DATABASE_URL: databaseUrl,
+    CAIRN_DATA_DIR: dataDirOf(databaseUrl),
+    PORT: "0",
+    HOST: "127.0.0.1",
+    CAIRN_WORKERS: "2",
+    ...env
+  })
   const url = await until("the server's listening line", () => {
     if (p.child.exitCode !== null) throw new Error(`server exited early:\n${p.output()}`)
     return /cairn listening on (http:\/\/[\d.]+:\d+)/.exec(p.output())?.[1]
@@ -81,7 +96,7 @@ export const startServer = async (databaseUrl: string, env: Record<string, strin
 }
 
 export const startWorker = (databaseUrl: string, env: Record<string, string> = {}) =>
-  spawnCairn("worker", { DATABASE_URL: databaseUrl, CAIRN_WORKERS: "1", ...env })
+  spawnCairn("worker", { DATABASE_URL: databaseUrl, CAIRN_DATA_DIR: dataDirOf(databaseUrl), CAIRN_WORKERS: "1", ...env })
 
 /** A tiny JSON client for the contract. */
 export const api = (base: string, token?: string) => {

@@ -1,6 +1,7 @@
 /** Handlers of the three named-resource groups; the logic is in src/content/named.ts. */
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect, type Schema } from "effect"
+import { listVersions, versionContentByNumber } from "../../content/versions.js"
 import { createNamed, deleteNamed, getNamed, listNamed, listRevisions, type NamedKind, updateNamed } from "../../content/named.js"
 import { CairnApi } from "../definition.js"
 import { toApi } from "../engine-errors.js"
@@ -36,7 +37,9 @@ const ops = <V>(kind: NamedKind) => {
 const repository = ops<Schema.Schema.Type<typeof RepositoryView>>("repository")
 export const RepositoriesLive = HttpApiBuilder.group(CairnApi, "repositories", (h) =>
   h.handle("create", repository.create).handle("list", repository.list).handle("get", repository.get)
-    .handle("revisions", repository.revisions).handle("update", repository.update).handle("delete", repository.delete))
+    .handle("revisions", repository.revisions).handle("update", repository.update).handle("delete", repository.delete)
+    .handle("versions", ({ path }) => toApi(listVersions(path.name)))
+    .handle("content", ({ path, urlParams }) => toApi(versionContentByNumber(path.name, path.number, urlParams))))
 
 const remote = ops<Schema.Schema.Type<typeof RemoteView>>("remote")
 export const RemotesLive = HttpApiBuilder.group(CairnApi, "remotes", (h) =>
