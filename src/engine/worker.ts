@@ -152,6 +152,15 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
         })
     }
 
+    /** One line per finished attempt: info for success, warning with the error otherwise. */
+    const logOutcome = (task: ClaimedTask, exit: Exit.Exit<HandlerResult, TaskFailure>, ms: number) => {
+      if (Exit.isSuccess(exit)) return Effect.logInfo(`task ${task.kind} succeeded in ${ms} ms`)
+      if (Cause.isInterruptedOnly(exit.cause)) return Effect.logInfo(`task ${task.kind} was interrupted after ${ms} ms`)
+      const failure = Cause.failureOption(exit.cause)
+      const why = Option.isSome(failure) ? `${failure.value.code}: ${failure.value.message}` : Cause.pretty(exit.cause).split("\n")[0]
+      return Effect.logWarning(`task ${task.kind} failed after ${ms} ms (attempt ${task.attempts}): ${why}`)
+    }
+
     const start = (task: ClaimedTask, me: string) => {
       let resolveDone!: () => void
       const r: Running = { task, workerId: me, reason: undefined, fiber: undefined, done: new Promise((res) => (resolveDone = res)) }
@@ -178,6 +187,7 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
         : Effect.fail(new TaskFailure({ code: "unknown_task_kind", message: `this worker does not know task kind ${task.kind}` }))
       const began = Date.now()
       return Effect.gen(function*() {
+        yield* Effect.logDebug(`task ${task.kind} started (attempt ${task.attempts})`)
         const fiber = yield* Effect.forkDaemon(
           handler.pipe(
             Effect.withSpan("cairn.run", { attributes: { task: task.id, graph: task.graphId, kind: task.kind } }),
@@ -188,13 +198,16 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
         if (r.reason !== undefined) yield* Fiber.interruptFork(fiber)
         const exit = yield* Fiber.await(fiber)
         Metrics.taskFinished(task.kind, Date.now() - began, exit)
+        yield* logOutcome(task, exit, Date.now() - began)
         yield* settle(r, exit).pipe(
+          Effect.withSpan("cairn.settle", { attributes: { task: task.id, graph: task.graphId, kind: task.kind } }),
           Effect.retry({ while: (e) => e instanceof DbError, schedule: Schedule.exponential(Duration.millis(50)).pipe(Schedule.upTo(config.heartbeatTimeout)) }),
           Effect.tapError((e) => Effect.logWarning(`could not settle task ${task.id}: ${e.message}; the reaper will retry it`)),
           Effect.ignore,
           Effect.uninterruptible
         )
       }).pipe(
+        Effect.annotateLogs({ task: task.id, graph: task.graphId, kind: task.kind, worker: me }),
         Effect.ensuring(Effect.sync(() => {
           running.delete(task.id)
           resolveDone()

@@ -11,6 +11,7 @@ import { TaskKinds } from "../engine/kind.js"
 import { SessionLive } from "../engine/session.js"
 import { contentKinds } from "../content/kinds/index.js"
 import { StorageLive } from "../content/services.js"
+import { TracingLive } from "../observability/tracing.js"
 
 const levels: Record<string, LogLevel.LogLevel> = {
   trace: LogLevel.Trace,
@@ -49,6 +50,6 @@ export const ProcessLive = Layer.mergeAll(SessionLive, kindsLive).pipe(
  */
 export const launch = <E>(main: Layer.Layer<never, E, never>) =>
   NodeRuntime.runMain(
-    Layer.launch(main).pipe(Effect.provide(LoggingLive.pipe(Layer.provide(CairnConfigLive)))),
+    Layer.launch(main).pipe(Effect.provide(Layer.merge(LoggingLive.pipe(Layer.provide(CairnConfigLive)), TracingLive))),
     { disablePrettyLogger: true }
   )

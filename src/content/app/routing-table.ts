@@ -15,6 +15,7 @@ import { Context, Deferred, Duration, Effect, Layer, PubSub, Queue, Ref, Schedul
 import { Db, type DbError } from "../../db/client.js"
 import { Session } from "../../engine/session.js"
 import { versionContent } from "../versions.js"
+import { countCache } from "./metrics.js"
 import { relativePathOf } from "./paths.js"
 import { makeSingleflight } from "./singleflight.js"
 
@@ -145,8 +146,8 @@ export const RoutingTableLive = Layer.scoped(
       publication: (id) =>
         Effect.suspend(() => {
           const known = publications.get(id)
-          if (known !== undefined) return Effect.as(remember(id, known), known)
-          return loading(id, Effect.tap(loadPublication(id), (files) => remember(id, files)))
+          if (known !== undefined) return Effect.as(Effect.zipRight(countCache(true), remember(id, known)), known)
+          return Effect.zipRight(countCache(false), loading(id, Effect.tap(loadPublication(id), (files) => remember(id, files))))
         })
     }
   })

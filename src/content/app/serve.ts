@@ -10,6 +10,7 @@ import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect } from "effect"
 import { ArtifactStorage } from "../storage.js"
 import { etagOf, noneMatch, rangeRequest } from "./http.js"
+import { countResponse } from "./metrics.js"
 import { OnDemand } from "./on-demand.js"
 import { contentSegments } from "./paths.js"
 import { MANIFEST_PATH, RoutingTable } from "./routing-table.js"
@@ -75,5 +76,11 @@ export const makeContentHandler = Effect.gen(function*() {
       )
     )
 
-  return Effect.flatMap(HttpServerRequest.HttpServerRequest, serve)
+  return Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+    Effect.tap(serve(request), (response) =>
+      countResponse(
+        request.method,
+        response.status,
+        request.method === "HEAD" ? 0 : Number(response.headers["content-length"] ?? 0)
+      )))
 })
