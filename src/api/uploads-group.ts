@@ -13,7 +13,7 @@ import { Authorization } from "./auth.js"
 const ChecksumHeaders = Schema.Struct({
   "x-checksum-sha256": Schema.optional(
     Schema.String.pipe(Schema.pattern(/^[0-9A-Fa-f]{64}$/)).annotations({
-      message: () => "x-checksum-sha256 must be a sha256 digest: 64 hexadecimal digits"
+      message: () => "must be a sha256 digest: 64 hexadecimal digits"
     })
   )
 })

@@ -11,8 +11,9 @@
  *
  *   adopter (sync, upload):  put bytes -> tx { shared lock(4, sha); insert row if missing;
  *                                              insert owner row; the bytes still stored? }
- *   cleanup:                 tx { exclusive lock(4, sha); row still unowned? delete row;
- *                                 tombstone bytes } -> purge tombstone after commit
+ *   cleanup:                 tx { try exclusive lock(4, sha), else skip the digest;
+ *                                 row still unowned? delete row; tombstone bytes }
+ *                            -> purge tombstone after commit (restore it if the commit failed)
  *
  * The lock orders the two transactions. If the adopter commits first, cleanup sees the owner and
  * keeps the artifact. If cleanup commits first, the adopter's check finds the bytes tombstoned and
@@ -45,10 +46,6 @@ export const ownedByTask = (taskId: string): ArtifactOwner => (tx, artifactId) =
 /** Take the shared per-digest lock in `tx`. */
 export const lockDigestShared = (tx: Tx, sha256: string) =>
   txRows(tx, sql`SELECT pg_advisory_xact_lock_shared(${ARTIFACT_LOCK_CLASS}, hashtext(${sha256}))`)
-
-/** Take the exclusive per-digest lock in `tx` (the cleanup's side). */
-export const lockDigestExclusive = (tx: Tx, sha256: string) =>
-  txRows(tx, sql`SELECT pg_advisory_xact_lock(${ARTIFACT_LOCK_CLASS}, hashtext(${sha256}))`)
 
 /**
  * In `tx`: record stored bytes as an artifact (or find its row) and make `owner` own it. Fails with

@@ -10,6 +10,7 @@ import { builtinKinds } from "../engine/kinds/index.js"
 import { TaskKinds } from "../engine/kind.js"
 import { SessionLive } from "../engine/session.js"
 import { contentKinds } from "../content/kinds/index.js"
+import { TombstoneRecoveryLive } from "../content/cleanup.js"
 import { StorageLive } from "../content/services.js"
 import { TracingLive } from "../observability/tracing.js"
 
@@ -38,8 +39,11 @@ export const LoggingLive = Layer.unwrapEffect(
 /** Every task kind this build knows; handlers get the process's Db, storage and config. */
 export const kindsLive = TaskKinds.layer([...builtinKinds, ...contentKinds])
 
-/** Config + Db + Session + ArtifactStorage + TaskKinds. */
-export const ProcessLive = Layer.mergeAll(SessionLive, kindsLive).pipe(
+/**
+ * Config + Db + Session + ArtifactStorage + TaskKinds; at start, artifacts a crashed cleanup left
+ * tombstoned are restored or purged according to the database.
+ */
+export const ProcessLive = Layer.mergeAll(SessionLive, kindsLive, TombstoneRecoveryLive).pipe(
   Layer.provideMerge(Layer.merge(DatabaseLive, StorageLive)),
   Layer.provideMerge(CairnConfigLive)
 )

@@ -4,11 +4,13 @@ import type { ContentServices } from "../services.js"
 import { distributionSet } from "./distribution-set.js"
 import { filePublish } from "./file-publish.js"
 import { fileSync } from "./file-sync.js"
+import { orphansCleanup } from "./orphans-cleanup.js"
 import { repositoryModify } from "./repository-modify.js"
 
 export const contentKinds: ReadonlyArray<TaskKind<any, ContentServices>> = [
   fileSync,
   repositoryModify,
   filePublish,
-  distributionSet
+  distributionSet,
+  orphansCleanup
 ]

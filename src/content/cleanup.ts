@@ -1,0 +1,343 @@
+/**
+ * Orphan cleanup: delete the content units and artifacts that nothing owns and that are older than
+ * a protection window, while syncs, uploads and publishes go on beside it.
+ *
+ * Owners (src/content/artifacts.ts has the artifact side in full):
+ * - a content unit is owned by any `repository_content` row (versions are never deleted, so any
+ *   membership ever), or by an unsettled `repository.modify` whose `params.add` lists its id;
+ * - an artifact is owned by `content_artifacts`, a publication's manifest, an `uploads` row (the
+ *   expired ones are deleted first, so the remaining ones are unexpired), `task_artifacts` (an
+ *   unsettled task using it), or an unsettled `repository.modify` adding `{ "artifact": id }`.
+ *
+ * How it stays out of everyone's way:
+ * - Small batches, one short transaction each; candidates are locked `FOR UPDATE SKIP LOCKED`, so
+ *   a row someone is referencing right now (its foreign-key check holds a lock on it) is skipped,
+ *   and two cleanups never work on the same rows. There is no global lock.
+ * - Artifacts follow the per-digest protocol of artifacts.ts: exclusive digest lock, re-check,
+ *   delete the row, tombstone the bytes, commit, purge the tombstone (restore it if the
+ *   transaction fails). The digest lock is only *tried*: a digest an adopter holds is being adopted
+ *   right now, so it is skipped instead of waited for. Waiting would make the adopter's next
+ *   transactions queue behind us, and could deadlock against a sync that holds many digests at
+ *   once (we hold a batch of them too).
+ * - Foreign keys are the safety net for whatever the ownership checks did not see yet (a reference
+ *   committed between the check's snapshot and our lock). A batch delete that violates one is
+ *   rolled back to a savepoint and redone row by row, skipping the rows that are owned now.
+ *
+ * Demotion (keeping an on-demand unit but dropping its bytes) is not done: an orphan unit is
+ * deleted whole, and a unit in a version keeps its artifact, because the content app remembers
+ * that a file is stored once it has served it. `demoted` is in the report for when it is.
+ */
+import { sql } from "drizzle-orm"
+import { Effect, Layer, Option } from "effect"
+import { Db, type DbError, type Tx, txRows } from "../db/client.js"
+import { ARTIFACT_LOCK_CLASS } from "./artifacts.js"
+import { ArtifactStorage } from "./storage.js"
+
+export interface CleanupReport {
+  readonly content_units: number
+  readonly artifacts: number
+  readonly bytes_freed: number
+  readonly uploads_expired: number
+  readonly demoted: number
+  readonly duration_ms: number
+}
+
+export interface CleanupOptions {
+  /** Only what was created at least this long before the run started is deleted. */
+  readonly protectionSeconds: number
+  /** Candidates per transaction (default 500). */
+  readonly batchSize?: number | undefined
+  /** Called after every batch with the number of rows deleted so far. */
+  readonly progress?: ((deleted: number) => Effect.Effect<void>) | undefined
+}
+
+const DEFAULT_BATCH = 500
+
+/** SQLSTATE foreign_key_violation: something references the row now. */
+const FK_VIOLATION = "23503"
+
+// ---------------------------------------------------------------------------------------------
+// Ownership predicates
+// ---------------------------------------------------------------------------------------------
+
+/** Every element of `params.add` of every unsettled `repository.modify`, as a CTE `pending(e)`. */
+const pendingAdds = sql`pending AS (
+  SELECT e FROM tasks t
+  CROSS JOIN LATERAL jsonb_array_elements(
+    CASE WHEN jsonb_typeof(t.params->'add') = 'array' THEN t.params->'add' ELSE '[]'::jsonb END) AS e
+  WHERE t.state IN ('blocked', 'ready', 'running') AND t.kind = 'repository.modify')`
+
+/** For a content unit `u`; needs the `pending` CTE. */
+const unitUnowned = sql`NOT EXISTS (SELECT 1 FROM repository_content rc WHERE rc.content_id = u.id)
+  AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.e = to_jsonb(u.id))`
+
+/** For an artifact `a`; needs the `pending` CTE. */
+const artifactUnowned = sql`NOT EXISTS (SELECT 1 FROM content_artifacts ca WHERE ca.artifact_id = a.id)
+  AND NOT EXISTS (SELECT 1 FROM publications pb WHERE pb.manifest_artifact_id = a.id)
+  AND NOT EXISTS (SELECT 1 FROM uploads up WHERE up.artifact_id = a.id)
+  AND NOT EXISTS (SELECT 1 FROM task_artifacts ta WHERE ta.artifact_id = a.id)
+  AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.e->>'artifact' = a.id)`
+
+const ids = (xs: ReadonlyArray<string>) => sql`${sql.param([...xs])}::text[]`
+
+// ---------------------------------------------------------------------------------------------
+// The foreign-key safety net
+// ---------------------------------------------------------------------------------------------
+
+/** `body` inside a savepoint; None (and rolled back) if it violated a foreign key. */
+const unlessReferenced = <A>(tx: Tx, body: Effect.Effect<A, DbError>): Effect.Effect<Option.Option<A>, DbError> =>
+  Effect.gen(function*() {
+    yield* txRows(tx, sql`SAVEPOINT cleanup_row`)
+    const out = yield* Effect.either(body)
+    if (out._tag === "Right") {
+      yield* txRows(tx, sql`RELEASE SAVEPOINT cleanup_row`)
+      return Option.some(out.right)
+    }
+    if (out.left.code !== FK_VIOLATION) return yield* Effect.fail(out.left)
+    yield* txRows(tx, sql`ROLLBACK TO SAVEPOINT cleanup_row`)
+    return Option.none()
+  })
+
+/**
+ * Delete `candidates` with `del` (which returns what it deleted): all at once, or, if that
+ * violates a foreign key, one by one, keeping those that are referenced now.
+ */
+const deleteUnlessReferenced = <A>(
+  tx: Tx,
+  candidates: ReadonlyArray<string>,
+  del: (batch: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<A>, DbError>
+) =>
+  Effect.gen(function*() {
+    if (candidates.length === 0) return []
+    const all = yield* unlessReferenced(tx, del(candidates))
+    if (Option.isSome(all)) return all.value
+    const deleted: Array<A> = []
+    for (const id of candidates) {
+      const one = yield* unlessReferenced(tx, del([id]))
+      if (Option.isSome(one)) deleted.push(...one.value)
+    }
+    return deleted
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Batches
+// ---------------------------------------------------------------------------------------------
+
+interface Page {
+  /** Candidates looked at; fewer than the batch size means this was the last page. */
+  readonly seen: number
+  /** The last candidate id, where the next page starts. */
+  readonly last: string
+}
+
+/** Delete one batch of expired uploads; they no longer protect their artifacts. */
+const expireUploads = (limit: number) =>
+  Effect.flatMap(Db, (db) =>
+    db.rows<{ n: number }>(sql`
+      WITH gone AS (
+        DELETE FROM uploads WHERE id IN (
+          SELECT id FROM uploads WHERE expires_at <= now() ORDER BY id LIMIT ${limit} FOR UPDATE SKIP LOCKED)
+        RETURNING 1)
+      SELECT count(*)::int AS n FROM gone`))
+
+/** One batch of orphan content units after `after`, deleted with their artifact links and sources. */
+const unitBatch = (cutoff: string, after: string, limit: number) =>
+  Effect.flatMap(Db, (db) =>
+    db.transaction((tx) =>
+      Effect.gen(function*() {
+        const candidates = yield* txRows<{ id: string }>(tx, sql`
+          WITH ${pendingAdds}
+          SELECT u.id FROM content_units u
+          WHERE u.id > ${after} AND u.created_at < ${cutoff}::timestamptz AND ${unitUnowned}
+          ORDER BY u.id LIMIT ${limit}
+          FOR UPDATE OF u SKIP LOCKED`)
+        const deleted = yield* deleteUnlessReferenced(tx, candidates.map((c) => c.id), (batch) =>
+          Effect.gen(function*() {
+            yield* txRows(tx, sql`DELETE FROM content_artifacts WHERE content_id = ANY(${ids(batch)})`)
+            yield* txRows(tx, sql`DELETE FROM content_sources WHERE content_id = ANY(${ids(batch)})`)
+            return yield* txRows<{ id: string }>(tx, sql`DELETE FROM content_units WHERE id = ANY(${ids(batch)}) RETURNING id`)
+          }))
+        return { seen: candidates.length, last: candidates.at(-1)?.id ?? after, deleted: deleted.length }
+      })
+    ))
+
+interface Doomed {
+  readonly id: string
+  readonly sha256: string
+  readonly size: number
+}
+
+/**
+ * One batch of orphan artifacts after `after`, by the protocol of artifacts.ts: rows deleted and
+ * bytes tombstoned in one transaction, tombstones purged once it committed, restored if it did not.
+ */
+const artifactBatch = (cutoff: string, after: string, limit: number) =>
+  Effect.gen(function*() {
+    const db = yield* Db
+    const storage = yield* ArtifactStorage
+    let tombstoned: Array<Doomed> = []
+    // Infallible: it runs while failing already. A tombstone it cannot restore now is restored by
+    // the next `recoverTombstones` (its row exists).
+    const restore = Effect.suspend(() => {
+      const undo = tombstoned
+      tombstoned = []
+      return Effect.forEach(undo, (d) =>
+        storage.restore(d.sha256).pipe(
+          Effect.catchAll((e) => Effect.logError(`orphan cleanup: could not restore the tombstone of ${d.sha256}: ${e.message}`))
+        ), { discard: true })
+    })
+
+    const page = yield* db.transaction((tx) =>
+      Effect.gen(function*() {
+        // A retried attempt (deadlock) starts again from what is stored.
+        yield* restore
+        const seen = yield* txRows<{ id: string; sha256: string }>(tx, sql`
+          WITH ${pendingAdds}
+          SELECT a.id, a.sha256 FROM artifacts a
+          WHERE a.id > ${after} AND a.created_at < ${cutoff}::timestamptz AND ${artifactUnowned}
+          ORDER BY a.id LIMIT ${limit}`)
+        if (seen.length === 0) return { seen: 0, last: after, deleted: 0 }
+        // Digest locks first, rows second: the adopters' order. The statement after the locks sees
+        // every owner committed before we got them (a new snapshot per statement).
+        const locked = yield* txRows<{ id: string }>(tx, sql`
+          SELECT c.id FROM jsonb_to_recordset(${JSON.stringify(seen)}::jsonb) AS c(id text, sha256 text)
+          WHERE pg_try_advisory_xact_lock(${ARTIFACT_LOCK_CLASS}, hashtext(c.sha256))`)
+        const candidates = yield* txRows<{ id: string }>(tx, sql`
+          WITH ${pendingAdds}
+          SELECT a.id FROM artifacts a
+          WHERE a.id = ANY(${ids(locked.map((l) => l.id))}) AND ${artifactUnowned}
+          ORDER BY a.id
+          FOR UPDATE OF a SKIP LOCKED`)
+        const deleted = yield* deleteUnlessReferenced(tx, candidates.map((c) => c.id), (batch) =>
+          txRows<Doomed>(tx, sql`DELETE FROM artifacts WHERE id = ANY(${ids(batch)}) RETURNING id, sha256, size::float8 AS size`))
+        for (const d of deleted) {
+          // False: the bytes were already missing; the row goes all the same.
+          if (yield* storage.tombstone(d.sha256)) tombstoned.push(d)
+        }
+        return { seen: seen.length, last: seen.at(-1)!.id, deleted: deleted.length }
+      }).pipe(Effect.onError(() => restore))
+    ).pipe(
+      // The commit failed (or we were interrupted): the rows are back, so are the bytes.
+      Effect.onError(() => restore)
+    )
+
+    let bytes = 0
+    for (const d of tombstoned) {
+      bytes += d.size
+      // The row is gone for good; a tombstone we fail to purge now is purged by the next run.
+      yield* storage.purgeTombstone(d.sha256).pipe(
+        Effect.catchAll((e) => Effect.logWarning(`orphan cleanup: could not purge the tombstone of ${d.sha256}: ${e.message}`))
+      )
+    }
+    return { ...page, bytes }
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Tombstones left by an interrupted cleanup
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Decide every leftover tombstone by the database: the artifact's row exists (its deleting
+ * transaction rolled back, or never committed before a crash) -> restore the bytes; it does not ->
+ * purge them. Under the exclusive digest lock, tried: a digest whose lock is taken belongs to a
+ * cleanup or an adopter at work right now, and is left for the next time. Run it at process start
+ * and before every cleanup.
+ */
+export const recoverTombstones = Effect.gen(function*() {
+  const db = yield* Db
+  const storage = yield* ArtifactStorage
+  let restored = 0
+  let purged = 0
+  for (const sha of yield* storage.tombstones) {
+    yield* db.transaction((tx) =>
+      Effect.gen(function*() {
+        const [lock] = yield* txRows<{ ok: boolean }>(tx, sql`SELECT pg_try_advisory_xact_lock(${ARTIFACT_LOCK_CLASS}, hashtext(${sha})) AS ok`)
+        if (!lock?.ok) return
+        const [row] = yield* txRows(tx, sql`SELECT 1 FROM artifacts WHERE sha256 = ${sha}`)
+        if (row) {
+          if (yield* storage.restore(sha)) restored++
+        } else {
+          yield* storage.purgeTombstone(sha)
+          purged++
+        }
+      })
+    )
+  }
+  if (restored + purged > 0) yield* Effect.logInfo(`artifact store: ${restored} tombstone(s) restored, ${purged} purged`)
+  return { restored, purged }
+})
+
+/**
+ * For a process's layers: recover tombstones at start, so that bytes a crashed cleanup left
+ * tombstoned (row still there) are visible again at once, not only after the next cleanup. A
+ * failure is logged, not fatal: the next cleanup run tries again.
+ */
+export const TombstoneRecoveryLive = Layer.effectDiscard(
+  recoverTombstones.pipe(Effect.catchAll((e) => Effect.logWarning(`artifact store: recovering tombstones failed: ${e.message}`)))
+)
+
+// ---------------------------------------------------------------------------------------------
+// The run
+// ---------------------------------------------------------------------------------------------
+
+/** Run `batch` page after page (keyset on id) until a page comes back short. */
+const pages = <P extends Page, E, R>(
+  limit: number,
+  batch: (after: string) => Effect.Effect<P, E, R>,
+  onPage: (p: P) => Effect.Effect<void>
+) =>
+  Effect.gen(function*() {
+    let after = ""
+    for (;;) {
+      const page = yield* batch(after)
+      yield* onPage(page)
+      if (page.seen < limit) return
+      after = page.last
+    }
+  })
+
+export const cleanupOrphans = (opts: CleanupOptions) =>
+  Effect.gen(function*() {
+    const db = yield* Db
+    const started = Date.now()
+    const limit = opts.batchSize ?? DEFAULT_BATCH
+    const progress = opts.progress ?? (() => Effect.void)
+    yield* recoverTombstones
+
+    // One cutoff for the whole run, on the database's clock (created_at is written with it).
+    const [window] = yield* db.rows<{ cutoff: string }>(
+      sql`SELECT (now() - make_interval(secs => ${opts.protectionSeconds}))::text AS cutoff`
+    )
+    const cutoff = window!.cutoff
+
+    let uploadsExpired = 0
+    for (;;) {
+      const [gone] = yield* expireUploads(limit)
+      uploadsExpired += gone!.n
+      if (gone!.n < limit) break
+    }
+
+    let units = 0
+    let artifacts = 0
+    let bytes = 0
+    yield* pages(limit, (after) => unitBatch(cutoff, after, limit), (p) => {
+      units += p.deleted
+      return progress(units)
+    })
+    // After the units: the artifacts they held are orphans now and go in the same run.
+    yield* pages(limit, (after) => artifactBatch(cutoff, after, limit), (p) => {
+      artifacts += p.deleted
+      bytes += p.bytes
+      return progress(units + artifacts)
+    })
+
+    const report: CleanupReport = {
+      content_units: units,
+      artifacts,
+      bytes_freed: bytes,
+      uploads_expired: uploadsExpired,
+      demoted: 0,
+      duration_ms: Date.now() - started
+    }
+    return report
+  })
