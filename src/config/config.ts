@@ -34,6 +34,10 @@ export interface CairnConfigShape {
   readonly downloadRetries: number
   /** Downloads from one remote host at once, across the whole cluster (slot locks). */
   readonly hostDownloadSlots: number
+  /** A remote's download_concurrency when it is created without one. */
+  readonly downloadConcurrency: number
+  /** orphans.cleanup keeps orphans younger than this unless its params say otherwise. */
+  readonly orphanProtection: Duration.Duration
 }
 
 export class CairnConfig extends Context.Tag("cairn/CairnConfig")<CairnConfig, CairnConfigShape>() {}
@@ -79,7 +83,11 @@ export const cairnConfig: Config.Config<CairnConfigShape> = Config.all({
   downloadRetries: positiveInt("CAIRN_DOWNLOAD_RETRIES", 3),
   hostDownloadSlots: positiveInt("CAIRN_HOST_DOWNLOAD_SLOTS", 16).pipe(
     Config.validate({ message: "CAIRN_HOST_DOWNLOAD_SLOTS must be at least 1", validation: (n) => n >= 1 })
-  )
+  ),
+  downloadConcurrency: positiveInt("CAIRN_DOWNLOAD_CONCURRENCY", 4).pipe(
+    Config.validate({ message: "CAIRN_DOWNLOAD_CONCURRENCY must be from 1 to 64", validation: (n) => n >= 1 && n <= 64 })
+  ),
+  orphanProtection: positiveInt("CAIRN_ORPHAN_PROTECTION_SECONDS", 86_400).pipe(Config.map(Duration.seconds))
 })
 
 export const CairnConfigLive = Layer.effect(CairnConfig, cairnConfig)

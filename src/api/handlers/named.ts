@@ -3,15 +3,17 @@ import { HttpApiBuilder } from "@effect/platform"
 import { Effect, type Schema } from "effect"
 import { listVersions, versionContentByNumber } from "../../content/versions.js"
 import { createNamed, deleteNamed, getNamed, listNamed, listRevisions, type NamedKind, updateNamed } from "../../content/named.js"
+import { CairnConfig, type CairnConfigShape } from "../../config/config.js"
 import { CairnApi } from "../definition.js"
 import { toApi } from "../engine-errors.js"
 import type { DistributionView, RemoteView, RepositoryView } from "../named-groups.js"
 
-const defaults: Record<NamedKind, Record<string, unknown>> = {
+/** Fields a create may leave out. */
+const defaults = (config: CairnConfigShape): Record<NamedKind, Record<string, unknown>> => ({
   repository: {},
-  remote: { policy: "immediate", download_concurrency: 4 },
+  remote: { policy: "immediate", download_concurrency: config.downloadConcurrency },
   distribution: {}
-}
+})
 
 /**
  * The operations every kind shares. named.ts builds views generically (RevisionView); `V` is the
@@ -23,7 +25,7 @@ const ops = <V>(kind: NamedKind) => {
   return {
     create: ({ payload }: { payload: { readonly name: string } }) => {
       const { name, ...fields } = payload
-      return as(toApi(createNamed(kind, name, { ...defaults[kind], ...fields })))
+      return as(toApi(Effect.flatMap(CairnConfig, (config) => createNamed(kind, name, { ...defaults(config)[kind], ...fields }))))
     },
     list: () => asList(toApi(listNamed(kind))),
     get: ({ path }: { path: { readonly name: string } }) => as(toApi(getNamed(kind, path.name))),

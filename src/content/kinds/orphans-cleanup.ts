@@ -1,11 +1,12 @@
 /**
  * `orphans.cleanup`: delete the content units and artifacts nothing owns that are older than
- * `protection_seconds` (default one day), and report what went (src/content/cleanup.ts).
+ * `protection_seconds` (default CAIRN_ORPHAN_PROTECTION_SECONDS, one day), and report what went (src/content/cleanup.ts).
  *
  * It declares no resource keys: it runs beside syncs, uploads and publishes, never waits for them
  * and never makes them wait (row locks are skipped, digest locks only tried).
  */
-import { Effect, Schema } from "effect"
+import { Duration, Effect, Schema } from "effect"
+import { CairnConfig } from "../../config/config.js"
 import { defineKind, noResources, VALUE } from "../../engine/kind.js"
 import { cleanupOrphans } from "../cleanup.js"
 import { failWith, orDbFailure } from "./common.js"
@@ -22,8 +23,9 @@ export const orphansCleanup = defineKind({
   outputs: { report: VALUE },
   resources: noResources,
   handler: (p, ctx) =>
+    Effect.flatMap(CairnConfig, (config) =>
     cleanupOrphans({
-      protectionSeconds: p.protection_seconds ?? DAY,
+      protectionSeconds: p.protection_seconds ?? Duration.toSeconds(config.orphanProtection),
       progress: (deleted) => ctx.progress({ done: deleted, unit: "orphans deleted" })
     }).pipe(
       Effect.map((report) => ({ report })),
@@ -33,5 +35,5 @@ export const orphansCleanup = defineKind({
         // Digests come from our own rows, which were checked when they were written.
         BadDigest: (e) => Effect.die(e)
       })
-    )
+    ))
 })
