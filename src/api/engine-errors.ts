@@ -7,8 +7,15 @@ import type { DbError } from "../db/client.js"
 import type { Conflict, InvalidRequest, NotFound, PreconditionFailed } from "../engine/errors.js"
 import { BadRequest, ConflictError, NotFoundError, PreconditionFailedError, ServiceUnavailable } from "./errors.js"
 
-/** SQLSTATE classes 08 (connection) and 57P (shutdown), or no SQLSTATE at all (socket errors). */
-export const isUnavailable = (e: DbError) => e.code === undefined || e.code.startsWith("08") || e.code.startsWith("57P")
+const SQLSTATE = /^[0-9A-Z]{5}$/
+
+/**
+ * SQLSTATE classes 08 (connection), 53 (insufficient resources: too many connections) and 57P
+ * (shutdown), or no SQLSTATE at all: socket errors (ECONNREFUSED, ECONNRESET, ...) and a pool
+ * that could not connect.
+ */
+export const isUnavailable = (e: DbError) =>
+  e.code === undefined || !SQLSTATE.test(e.code) || e.code.startsWith("08") || e.code.startsWith("53") || e.code.startsWith("57P")
 
 export const toApi = <A, R>(
   eff: Effect.Effect<A, InvalidRequest | NotFound | Conflict | PreconditionFailed | DbError, R>
