@@ -38,7 +38,9 @@ const { values: args } = parseArgs({
     slots: { type: "string", default: "2" },
     submitters: { type: "string", default: "3" },
     "kill-every": { type: "string", default: "0" },
-    seed: { type: "string", default: String(Date.now() % 100_000) }
+    seed: { type: "string", default: String(Date.now() % 100_000) },
+    /** Also write the summary as JSON to this file. */
+    json: { type: "string" }
   }
 })
 const num = (name: keyof typeof args, min: number) => {
@@ -189,17 +191,30 @@ const run = async () => {
           yield* Effect.sleep(Duration.millis(200))
         }
         const report = yield* checkInvariants(sql`g.label = ${runId}`)
-        return { graphs, cancels, report }
+        // Attempts beyond the first: retries after a worker was lost (or a handler failed).
+        const [retried] = yield* db.rows<{ retries: number; lost: number }>(sql`
+          SELECT coalesce(sum(t.attempts - 1) FILTER (WHERE t.attempts > 1), 0)::int AS retries,
+                 count(*) FILTER (WHERE t.error->>'code' = 'worker_lost')::int AS lost
+          FROM tasks t JOIN graphs g ON g.id = t.graph_id WHERE g.label = ${runId}`)
+        return { graphs, cancels, report, retries: retried!.retries, lost: retried!.lost }
       }).pipe(Effect.scoped, Effect.provide(layer))
     )
     const seconds = (Date.now() - started) / 1000
     const { report } = summary
     console.log(`graphs ${summary.graphs}, tasks ${report.tasks} (${(report.tasks / seconds).toFixed(0)}/s), cancels ${summary.cancels}, worker kills ${kills}`)
+    console.log(`retried attempts ${summary.retries}, tasks failed worker_lost ${summary.lost}, ran ${seconds.toFixed(0)} s`)
     console.log(`final states: ${Object.entries(report.byState).map(([k, n]) => `${k} ${n}`).join(", ")}`)
     if (report.violations.length === 0) console.log("invariants: all hold")
     else {
       console.log(`invariants: ${report.violations.length} violation(s)`)
       for (const m of report.violations) console.log(`  - ${m}`)
+    }
+    if (args.json) {
+      await fs.writeFile(args.json, JSON.stringify({
+        run: runId, seed: Number(args.seed), seconds, processes, slots, submitters, killEverySeconds: killEveryS,
+        graphs: summary.graphs, tasks: report.tasks, cancels: summary.cancels, kills,
+        retries: summary.retries, workerLost: summary.lost, byState: report.byState, violations: report.violations
+      }, null, 2))
     }
     process.exitCode = report.violations.length === 0 ? 0 : 1
   } finally {
