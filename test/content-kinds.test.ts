@@ -111,6 +111,12 @@ describe("content task kinds", () => {
       )
       expect(d.publication).toBe(pubFuture!.future_id)
 
+      // The last progress report lands before the task settles: every file done.
+      const [progress] = yield* db.rows<{ progress: { done: number; total: number; unit: string } }>(
+        sql`SELECT progress FROM tasks WHERE kind = 'file.sync' ORDER BY seq LIMIT 1`
+      )
+      expect(progress!.progress).toEqual({ done: 12, total: 12, unit: "files" })
+
       // Sync again: nothing changed, the latest version is the answer; nothing is downloaded again.
       const before = new Map(upstream.requests)
       const again = yield* runGraph({ sync: { task: "file.sync", params: { repository: "repo", remote: "up" } } })

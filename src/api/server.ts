@@ -3,7 +3,16 @@
  * HTTP listener, plus the content app. Everything here is a Layer; `ServerLive` needs Db, Session,
  * TaskKinds, ArtifactStorage, CairnConfig.
  */
-import { HttpApiBuilder, HttpApiError, HttpServer, HttpServerError, HttpServerResponse } from "@effect/platform"
+import {
+  HttpApiBuilder,
+  HttpApiError,
+  type HttpApp,
+  HttpMethod,
+  HttpServer,
+  HttpServerError,
+  HttpServerRequest,
+  HttpServerResponse
+} from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { sql } from "drizzle-orm"
 import { Cause, Context, Duration, Effect, Layer, Redacted } from "effect"
@@ -22,6 +31,7 @@ import { UploadsLive } from "./handlers/uploads.js"
 import { DistributionsLive, RemotesLive, RepositoriesLive } from "./handlers/named.js"
 import { WorkersLive } from "./handlers/workers.js"
 import { renderPrometheus } from "./prometheus.js"
+import { limitBody } from "./request-body.js"
 import { FutureWaiters, FutureWaitersLive } from "./waiters.js"
 
 /**
@@ -50,11 +60,13 @@ export const AuthorizationLive = Layer.effect(
 /**
  * Decode failures, unreadable bodies and unknown routes get the contract's error body instead of
  * the platform's defaults. (The router's static error type is `never`; these arrive at run time.)
+ * An unknown route under /api/v1 needs a token like any other (401 before 404).
  */
-const toContractError = (e: unknown): Effect.Effect<never, unknown> => {
+const toContractError = (e: unknown, auth: Context.Tag.Service<Authorization>): Effect.Effect<never, unknown> => {
   if (e instanceof HttpApiError.HttpApiDecodeError) {
     const issues = e.issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message }))
-    const nodes: Record<string, Array<string>> = {}
+    // Keyed by client-chosen node names: no prototype.
+    const nodes: Record<string, Array<string>> = Object.create(null)
     for (const i of e.issues) {
       if (i.path[0] === "nodes" && i.path.length > 1) {
         ;(nodes[String(i.path[1])] ??= []).push(`${i.path.slice(2).map(String).join(".") || "node"}: ${i.message}`)
@@ -70,17 +82,38 @@ const toContractError = (e: unknown): Effect.Effect<never, unknown> => {
     return Effect.fail(new BadRequest({ message: `the request body could not be read as JSON${e.description ? `: ${e.description}` : ""}` }))
   }
   if (HttpServerError.isServerError(e) && e._tag === "RouteNotFound") {
-    return Effect.fail(new NotFoundError({ message: `no route for ${e.request.method} ${e.request.url}` }))
+    const notFound = Effect.fail(new NotFoundError({ message: `no route for ${e.request.method} ${e.request.url}` }))
+    const path = e.request.url.split("?")[0]!
+    if (path !== "/api/v1" && !path.startsWith("/api/v1/")) return notFound
+    // What HttpApiSecurity.bearer hands the Authorization middleware.
+    const token = Redacted.make((e.request.headers["authorization"] ?? "").slice("Bearer ".length))
+    // AuthorizationLive's bearer check needs nothing from the context.
+    return Effect.zipRight(auth.bearer(token) as Effect.Effect<void, unknown>, notFound)
   }
   return Effect.fail(e)
 }
 
-const ContractErrors = HttpApiBuilder.middleware(CairnApi, (app) =>
-  Effect.catchAllCause(
-    app as Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, unknown>,
-    // Some of these arrive as defects (an unreadable body), so look at the whole cause.
-    (cause) => Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : toContractError(Cause.squash(cause))
-  ) as unknown as typeof app)
+/**
+ * Every request's body, if an endpoint reads one, goes through `limitBody` (JSON only, size and
+ * depth limits, strict UTF-8); every failure gets the contract's body.
+ */
+const ContractErrors = HttpApiBuilder.middleware(
+  CairnApi,
+  Effect.gen(function*() {
+    const config = yield* CairnConfig
+    const auth = yield* Authorization
+    return (app: HttpApp.Default) =>
+      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+        HttpMethod.hasBody(request.method)
+          ? Effect.provideService(app, HttpServerRequest.HttpServerRequest, limitBody(request, config.bodyMaxBytes))
+          : app).pipe(
+          Effect.catchAllCause(
+            // Some of these arrive as defects (an unreadable or refused body), so look at the whole cause.
+            (cause) => Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : toContractError(Cause.squash(cause), auth)
+          )
+        ) as unknown as typeof app
+  })
+)
 
 const OperationsRoutes = HttpApiBuilder.Router.use((router) =>
   Effect.gen(function*() {
@@ -163,12 +196,30 @@ const lifecycle = (nodeServer: () => Server | undefined) =>
 export const ServerLive = Layer.unwrapEffect(
   Effect.map(CairnConfig, (config) => {
     let nodeServer: Server | undefined
-    const create = () => (nodeServer = createServer())
+    // Slow and idle clients. A connection must complete its first request's headers within
+    // `httpHeadersTimeout` (slowloris), and a socket with no traffic for `httpIdleTimeout` is closed
+    // (longer than the longest long-poll, 60 s). Headers over 16 KiB get 431. A whole request has no
+    // time limit, so a large upload may take as long as it keeps sending. (Node's own
+    // headersTimeout, combined with a short connectionsCheckingInterval, stops socket timeouts
+    // from firing on Node 20; hence the timers here.)
+    const create = () => {
+      const server = createServer({ requestTimeout: 0, maxHeaderSize: 16 * 1024 })
+      const idle = Duration.toMillis(config.httpIdleTimeout)
+      const headers = Duration.toMillis(config.httpHeadersTimeout)
+      const served = new WeakSet<object>()
+      server.on("request", (req) => served.add(req.socket))
+      server.on("connection", (socket) => {
+        socket.setTimeout(idle, () => socket.destroy())
+        const slow = setTimeout(() => served.has(socket) || socket.destroy(), headers)
+        socket.once("close", () => clearTimeout(slow))
+      })
+      return (nodeServer = server)
+    }
     return HttpApiBuilder.serve().pipe(
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/v1/openapi.json" })),
       Layer.provide(OperationsRoutes),
       Layer.provide(ContentRoutes),
-      Layer.provide(ContractErrors),
+      Layer.provide(ContractErrors.pipe(Layer.provide(AuthorizationLive))),
       Layer.provide(ApiLive),
       Layer.provideMerge(lifecycle(() => nodeServer)),
       Layer.provideMerge(FutureWaitersLive),

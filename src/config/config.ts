@@ -24,6 +24,10 @@ export interface CairnConfigShape {
   readonly apiTokens: ReadonlyArray<Redacted.Redacted<string>>
   readonly poolSize: number
   readonly logLevel: string
+  /** Largest accepted JSON request body (bytes); larger: 413. Uploads have their own limit. */
+  readonly bodyMaxBytes: number
+  /** Long-polls (`?wait=`) one client address may hold at once; more: 429. */
+  readonly longPollsPerClient: number
   /** Largest accepted upload body (bytes); larger: 413. */
   readonly uploadMaxBytes: number
   /** How long an upload owns its artifact if no repository version uses it. */
@@ -38,6 +42,10 @@ export interface CairnConfigShape {
   readonly downloadConcurrency: number
   /** orphans.cleanup keeps orphans younger than this unless its params say otherwise. */
   readonly orphanProtection: Duration.Duration
+  /** A client must send its request headers within this long. */
+  readonly httpHeadersTimeout: Duration.Duration
+  /** A connection with no traffic for this long is closed (must exceed the 60 s long-poll). */
+  readonly httpIdleTimeout: Duration.Duration
 }
 
 export class CairnConfig extends Context.Tag("cairn/CairnConfig")<CairnConfig, CairnConfigShape>() {}
@@ -77,6 +85,10 @@ export const cairnConfig: Config.Config<CairnConfigShape> = Config.all({
   logLevel: Config.literal("trace", "debug", "info", "warning", "error", "none")("CAIRN_LOG_LEVEL").pipe(
     Config.withDefault("info" as const)
   ),
+  bodyMaxBytes: positiveInt("CAIRN_BODY_MAX_BYTES", 16 * 1024 * 1024),
+  longPollsPerClient: positiveInt("CAIRN_LONG_POLLS_PER_CLIENT", 1000).pipe(
+    Config.validate({ message: "CAIRN_LONG_POLLS_PER_CLIENT must be at least 1", validation: (n) => n >= 1 })
+  ),
   uploadMaxBytes: positiveInt("CAIRN_UPLOAD_MAX_BYTES", 1024 * 1024 * 1024),
   uploadTtl: millis("CAIRN_UPLOAD_TTL_MS", 24 * 3600 * 1000),
   downloadTimeout: millis("CAIRN_DOWNLOAD_TIMEOUT_MS", 30_000),
@@ -87,7 +99,9 @@ export const cairnConfig: Config.Config<CairnConfigShape> = Config.all({
   downloadConcurrency: positiveInt("CAIRN_DOWNLOAD_CONCURRENCY", 4).pipe(
     Config.validate({ message: "CAIRN_DOWNLOAD_CONCURRENCY must be from 1 to 64", validation: (n) => n >= 1 && n <= 64 })
   ),
-  orphanProtection: positiveInt("CAIRN_ORPHAN_PROTECTION_SECONDS", 86_400).pipe(Config.map(Duration.seconds))
+  orphanProtection: positiveInt("CAIRN_ORPHAN_PROTECTION_SECONDS", 86_400).pipe(Config.map(Duration.seconds)),
+  httpHeadersTimeout: millis("CAIRN_HTTP_HEADERS_TIMEOUT_MS", 20_000),
+  httpIdleTimeout: millis("CAIRN_HTTP_IDLE_TIMEOUT_MS", 120_000)
 })
 
 export const CairnConfigLive = Layer.effect(CairnConfig, cairnConfig)

@@ -130,26 +130,37 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
       return call(sql`SELECT cairn_fail(${id}, ${me}, ${attempts}, 'failed', ${code}, ${message}) AS c`)
     }
 
+    /**
+     * Progress of a running task: `report` throttles writes to one per 250 ms; `flush` writes the
+     * latest unwritten value at once, and runs before the task settles so that the last value
+     * always lands (a write after settling would match no row).
+     */
     const progressWriter = (task: ClaimedTask, me: string) => {
       let latest: Progress | undefined
+      let unwritten = false
       let scheduled = false
-      return (p: Progress) =>
+      const flush = Effect.suspend(() => {
+        if (!unwritten) return Effect.void
+        unwritten = false
+        return db.rows(sql`UPDATE tasks SET progress = ${JSON.stringify(latest)}::jsonb
+                           WHERE id = ${task.id} AND state = 'running' AND worker_id = ${me}`).pipe(Effect.ignore)
+      })
+      const report = (p: Progress) =>
         Effect.suspend(() => {
           latest = p
+          unwritten = true
           if (scheduled) return Effect.void
           scheduled = true
-          // Throttle: at most one write per 250 ms per task; the last value always lands.
           return Effect.sleep(Duration.millis(250)).pipe(
             Effect.zipRight(Effect.suspend(() => {
               scheduled = false
-              return db.rows(sql`UPDATE tasks SET progress = ${JSON.stringify(latest)}::jsonb
-                                 WHERE id = ${task.id} AND state = 'running' AND worker_id = ${me}`)
+              return flush
             })),
-            Effect.ignore,
             Effect.forkDaemon,
             Effect.asVoid
           )
         })
+      return { report, flush }
     }
 
     /** One line per finished attempt: info for success, warning with the error otherwise. */
@@ -167,6 +178,7 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
       running.set(task.id, r)
       Metrics.claimToStart(task.claimLatencyMs)
       const kind = registry.kinds.get(task.kind)
+      const progress = progressWriter(task, me)
       const handler = kind
         ? Schema.decodeUnknown(kind.params)(task.params).pipe(
           Effect.mapError((e) => new TaskFailure({ code: "bad_params", message: e.message })),
@@ -178,7 +190,7 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
               outputs: task.outputs,
               workerId: me,
               inputs: new Map(Object.entries(task.inputs) as Array<[string, ResolvedInput]>),
-              progress: progressWriter(task, me)
+              progress: progress.report
             })
           ),
           // Handlers' services were captured with the registry; nothing is left to provide.
@@ -199,6 +211,7 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
         const exit = yield* Fiber.await(fiber)
         Metrics.taskFinished(task.kind, Date.now() - began, exit)
         yield* logOutcome(task, exit, Date.now() - began)
+        yield* progress.flush
         yield* settle(r, exit).pipe(
           Effect.withSpan("cairn.settle", { attributes: { task: task.id, graph: task.graphId, kind: task.kind } }),
           Effect.retry({ while: (e) => e instanceof DbError, schedule: Schedule.exponential(Duration.millis(50)).pipe(Schedule.upTo(config.heartbeatTimeout)) }),
