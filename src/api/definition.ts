@@ -38,7 +38,13 @@ export const FuturesGroup = HttpApiGroup.make("futures")
       .setPath(S.IdPath)
       .setUrlParams(S.FutureQuery)
       .addSuccess(S.FutureView)
-      .annotate(OpenApi.Description, "`wait` long-polls until the future settles; `if-none-match` with the etag answers 304 while nothing changed")
+      .addError(E.TooManyRequestsSchema)
+      .annotate(
+        OpenApi.Description,
+        "`wait` long-polls until the future settles; `if-none-match` with the etag answers 304 while nothing changed. " +
+          "One client (IP address) may hold at most CAIRN_LONG_POLLS_PER_CLIENT long-polls at once (default 1000); " +
+          "past that: 429, retry after a moment."
+      )
   )
   .middleware(Authorization)
 
@@ -60,8 +66,14 @@ export class CairnApi extends HttpApi.make("cairn")
   .addError(E.ConflictSchema)
   .addError(E.PreconditionFailedSchema)
   .addError(E.PayloadTooLargeSchema)
+  .addError(E.UnsupportedMediaTypeSchema)
   .addError(E.ServiceUnavailableSchema)
   .prefix("/api/v1")
   .annotate(OpenApi.Title, "cairn")
   .annotate(OpenApi.Version, "1")
-  .annotate(OpenApi.Description, "An immutable-resource content store with futures") {}
+  .annotate(
+    OpenApi.Description,
+    "An immutable-resource content store with futures. Request bodies are JSON (content-type application/json; " +
+      "another media type: 415) of at most CAIRN_BODY_MAX_BYTES bytes (default 16 MiB; larger: 413), nested at most " +
+      "64 levels deep (deeper: 400); uploads are raw bytes with their own limit."
+  ) {}

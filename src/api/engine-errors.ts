@@ -17,6 +17,13 @@ const SQLSTATE = /^[0-9A-Z]{5}$/
 export const isUnavailable = (e: DbError) =>
   e.code === undefined || !SQLSTATE.test(e.code) || e.code.startsWith("08") || e.code.startsWith("53") || e.code.startsWith("57P")
 
+/**
+ * SQLSTATE classes 22 (data exception: a NUL character or an unpaired surrogate in a string, an
+ * integer out of range) and 54 (program limit exceeded): a value in the request that PostgreSQL
+ * cannot store. The request's fault, so 400; its transaction wrote nothing.
+ */
+export const isBadValue = (e: DbError) => e.code !== undefined && (e.code.startsWith("22") || e.code.startsWith("54"))
+
 export const toApi = <A, R>(
   eff: Effect.Effect<A, InvalidRequest | NotFound | Conflict | PreconditionFailed | DbError, R>
 ) =>
@@ -29,6 +36,8 @@ export const toApi = <A, R>(
       DbError: (e) =>
         isUnavailable(e)
           ? Effect.fail(new ServiceUnavailable({ message: "the database is unavailable; retry shortly" }))
+          : isBadValue(e)
+          ? Effect.fail(new BadRequest({ message: `the request holds a value the database cannot store: ${e.message}` }))
           : Effect.die(e)
     })
   )

@@ -37,6 +37,8 @@ export class NotFoundError extends Data.TaggedError("NotFoundError")<Fields> {}
 export class ConflictError extends Data.TaggedError("ConflictError")<Fields> {}
 export class PreconditionFailedError extends Data.TaggedError("PreconditionFailedError")<Fields> {}
 export class PayloadTooLarge extends Data.TaggedError("PayloadTooLarge")<Fields> {}
+export class UnsupportedMediaType extends Data.TaggedError("UnsupportedMediaType")<Fields> {}
+export class TooManyRequests extends Data.TaggedError("TooManyRequests")<Fields> {}
 export class ServiceUnavailable extends Data.TaggedError("ServiceUnavailable")<Fields> {}
 
 export const BadRequestSchema = errorSchema(BadRequest, "bad_request", 400, "BadRequest")
@@ -45,6 +47,8 @@ export const NotFoundSchema = errorSchema(NotFoundError, "not_found", 404, "NotF
 export const ConflictSchema = errorSchema(ConflictError, "conflict", 409, "Conflict")
 export const PreconditionFailedSchema = errorSchema(PreconditionFailedError, "precondition_failed", 412, "PreconditionFailed")
 export const PayloadTooLargeSchema = errorSchema(PayloadTooLarge, "payload_too_large", 413, "PayloadTooLarge")
+export const UnsupportedMediaTypeSchema = errorSchema(UnsupportedMediaType, "unsupported_media_type", 415, "UnsupportedMediaType")
+export const TooManyRequestsSchema = errorSchema(TooManyRequests, "too_many_requests", 429, "TooManyRequests")
 export const ServiceUnavailableSchema = errorSchema(ServiceUnavailable, "unavailable", 503, "ServiceUnavailable")
 
 export type ApiError =
@@ -54,4 +58,6 @@ export type ApiError =
   | ConflictError
   | PreconditionFailedError
   | PayloadTooLarge
+  | UnsupportedMediaType
+  | TooManyRequests
   | ServiceUnavailable

@@ -87,7 +87,11 @@ export const ContentPage = Schema.Struct({
   next: Schema.optional(Schema.String).annotations({ description: "pass as `after` for the next page" })
 }).annotations({ identifier: "ContentPage" })
 
-const VersionPath = Schema.Struct({ name: Schema.String, number: Schema.NumberFromString.pipe(Schema.int(), Schema.nonNegative()) })
+const VersionPath = Schema.Struct({
+  name: Schema.String,
+  // The database's integer: a larger number names no version (and PostgreSQL would refuse it).
+  number: Schema.NumberFromString.pipe(Schema.int(), Schema.between(0, 2_147_483_647))
+})
 const ContentQuery = Schema.Struct({
   after: Schema.optional(Schema.String),
   limit: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 10_000)))

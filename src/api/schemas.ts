@@ -30,12 +30,23 @@ export const ErrorInfo = Schema.Struct({
  * Node values are checked by the engine (submitGraph), node by node, so that one 400 names every
  * offending node; the document still shows their shape.
  */
+/**
+ * `nodes` reaches the engine as the client sent it: decoding it as a Record would copy it key by
+ * key, and a node named "__proto__" would become the copy's prototype instead of a (refused) node.
+ */
+const Nodes = Schema.declare(
+  (u: unknown): u is { readonly [node: string]: unknown } => typeof u === "object" && u !== null && !Array.isArray(u),
+  {
+    identifier: "Nodes",
+    description: "node name -> node",
+    message: () => "nodes must be an object of node name -> node",
+    jsonSchema: { type: "object", additionalProperties: JSONSchema.make(NodeSpec) as object }
+  }
+)
+
 export const GraphSubmission = Schema.Struct({
   label: Schema.optional(Schema.String.pipe(Schema.maxLength(1000))),
-  nodes: Schema.Record({
-    key: Schema.String,
-    value: Schema.Unknown.annotations({ jsonSchema: JSONSchema.make(NodeSpec) as object })
-  })
+  nodes: Nodes
 }).annotations({ ...strict, identifier: "GraphSubmission" })
 
 export const SubmittedGraph = Schema.Struct({

@@ -17,6 +17,16 @@ export interface FutureWaitersShape {
   readonly size: Effect.Effect<number>
   /** Wake every waiter (shutdown: each long-poll answers with the state it has now). */
   readonly wakeAll: Effect.Effect<void>
+  /**
+   * Count one long-poll of `client` (its address) while `use` runs, or fail with `onFull` when
+   * the client already holds `limit` of them.
+   */
+  readonly perClient: <A, E, R, E2>(
+    client: string,
+    limit: number,
+    onFull: () => E2,
+    use: Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | E2, R>
 }
 
 export class FutureWaiters extends Context.Tag("cairn/FutureWaiters")<FutureWaiters, FutureWaitersShape>() {}
@@ -27,6 +37,7 @@ export const FutureWaitersLive = Layer.scoped(
     const db = yield* Db
     const session = yield* Session
     const waiting = new Map<string, Set<Deferred.Deferred<void>>>()
+    const clients = new Map<string, number>()
 
     const wake = (id: string) => {
       const set = waiting.get(id)
@@ -66,7 +77,24 @@ export const FutureWaitersLive = Layer.scoped(
           if (set && set.size === 0) waiting.delete(id)
         }),
       size: Effect.sync(() => [...waiting.values()].reduce((n, s) => n + s.size, 0)),
-      wakeAll: Effect.suspend(() => Effect.forEach([...waiting.keys()], wake, { discard: true }))
+      wakeAll: Effect.suspend(() => Effect.forEach([...waiting.keys()], wake, { discard: true })),
+      perClient: <A, E, R, E2>(client: string, limit: number, onFull: () => E2, use: Effect.Effect<A, E, R>) =>
+        Effect.acquireUseRelease(
+          Effect.sync(() => {
+            const n = clients.get(client) ?? 0
+            if (n >= limit) return false
+            clients.set(client, n + 1)
+            return true
+          }),
+          (counted): Effect.Effect<A, E | E2, R> => counted ? use : Effect.fail(onFull()),
+          (counted) =>
+            Effect.sync(() => {
+              if (!counted) return
+              const n = (clients.get(client) ?? 1) - 1
+              if (n <= 0) clients.delete(client)
+              else clients.set(client, n)
+            })
+        )
     }
   })
 )

@@ -57,6 +57,13 @@ export interface SubmittedGraph {
 
 export const MAX_NODES = 10_000
 export const MAX_KEY_LENGTH = 512
+/** Resource keys one node may declare in `resources` (exclusive and shared together). */
+export const MAX_NODE_KEYS = 64
+/** Distinct resource keys of a whole graph (declared and the kinds' own): each is a lock at submission. */
+export const MAX_GRAPH_KEYS = 10_000
+/** How deep a node's params may nest (arrays and objects), and how large they may be as JSON. */
+export const MAX_PARAMS_DEPTH = 32
+export const MAX_PARAMS_BYTES = 1024 * 1024
 export const NODE_NAME = /^[a-z][a-z0-9_-]{0,62}$/
 export const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/
 const LOCAL_REF = /^([a-z][a-z0-9_-]{0,62})\.([A-Za-z0-9_-]{1,64})$/
@@ -67,7 +74,23 @@ type RefTarget =
   | { readonly local: true; readonly node: string; readonly output: string }
   | { readonly local: false; readonly future: string }
 
-/** Every `{ "$ref": ... }` object in a params value, with its path. */
+const hasOwn = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k)
+
+/** Nesting depth of a JSON value (a scalar is 0), without recursion; stops counting past `max`. */
+const depthOf = (value: unknown, max: number): number => {
+  let deepest = 0
+  const stack: Array<[unknown, number]> = [[value, 0]]
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!
+    if (v === null || typeof v !== "object") continue
+    if (d + 1 > deepest) deepest = d + 1
+    if (deepest > max) return deepest
+    for (const child of Object.values(v)) stack.push([child, d + 1])
+  }
+  return deepest
+}
+
+/** Every `{ "$ref": ... }` object in a params value, with its path (params are at most MAX_PARAMS_DEPTH deep). */
 const findRefs = (value: unknown, path: string, out: Array<{ path: string; ref: unknown; extra: boolean }>) => {
   if (Array.isArray(value)) value.forEach((v, i) => findRefs(v, `${path}[${i}]`, out))
   else if (value !== null && typeof value === "object") {
@@ -145,7 +168,8 @@ export const submitGraph = (spec: GraphSpec) =>
     const { kinds } = yield* TaskKinds
     const db = yield* Db
     const names = Object.keys(spec.nodes)
-    const problems: Record<string, Array<string>> = {}
+    // Keyed by client-chosen names: no prototype, so "constructor" or "__proto__" are just names.
+    const problems: Record<string, Array<string>> = Object.create(null)
     const problem = (node: string, msg: string) => (problems[node] ??= []).push(msg)
 
     if (names.length === 0) return yield* new InvalidRequest({ message: "a graph needs at least one node" })
@@ -158,6 +182,11 @@ export const submitGraph = (spec: GraphSpec) =>
     const rawRefs = new Map<string, Array<{ path: string; ref: unknown; extra: boolean }>>()
     names.forEach((name) => {
       if (!NODE_NAME.test(name)) problem(name, `node name must match ${NODE_NAME.source}`)
+      // Before anything walks the node recursively (decoding, error messages, refs): params are one level down.
+      if (depthOf(spec.nodes[name], MAX_PARAMS_DEPTH + 1) > MAX_PARAMS_DEPTH + 1) {
+        problem(name, `the node nests too deep: params may nest at most ${MAX_PARAMS_DEPTH} levels`)
+        return
+      }
       const shape = Schema.decodeUnknownEither(NodeSpec)(spec.nodes[name])
       if (shape._tag === "Left") {
         for (const m of formatParseError(shape.left, "")) problem(name, m)
@@ -171,8 +200,16 @@ export const submitGraph = (spec: GraphSpec) =>
       }
       const exclusive = [...(node.resources?.exclusive ?? [])]
       const shared = [...(node.resources?.shared ?? [])]
-      for (const k of [...exclusive, ...shared]) {
-        if (k.length === 0 || k.length > MAX_KEY_LENGTH) problem(name, `resource keys must have 1 to ${MAX_KEY_LENGTH} characters`)
+      if (exclusive.length + shared.length > MAX_NODE_KEYS) {
+        problem(name, `a node declares at most ${MAX_NODE_KEYS} resource keys; this one declares ${exclusive.length + shared.length}`)
+      }
+      if ([...exclusive, ...shared].some((k) => k.length === 0 || k.length > MAX_KEY_LENGTH)) {
+        problem(name, `resource keys must have 1 to ${MAX_KEY_LENGTH} characters`)
+      }
+      const size = Buffer.byteLength(JSON.stringify(node.params ?? {}))
+      if (size > MAX_PARAMS_BYTES) {
+        problem(name, `params are limited to ${MAX_PARAMS_BYTES} bytes of JSON; these have ${size}`)
+        return
       }
       const found: Array<{ path: string; ref: unknown; extra: boolean }> = []
       findRefs(node.params ?? {}, "", found)
@@ -195,6 +232,8 @@ export const submitGraph = (spec: GraphSpec) =>
 
     // 2. Classify refs; collect the futures of earlier graphs.
     const external = new Set<string>()
+    // Nodes that refer to a node that failed on its own: their params cannot be checked further.
+    const unresolved = new Set<string>()
     for (const p of planned) {
       for (const { path, ref, extra } of rawRefs.get(p.name) ?? []) {
         const at = path === "" ? "params" : `params.${path}`
@@ -208,8 +247,10 @@ export const submitGraph = (spec: GraphSpec) =>
           const target = m ? byName.get(m[1]!) : undefined
           if (!m) problem(p.name, `${at}: ${JSON.stringify(ref)} is neither "<node>.<output>" nor a future id`)
           else if (!target) {
-            if (!(m[1]! in spec.nodes)) problem(p.name, `${at}: ${JSON.stringify(ref)} refers to a node that is not in this graph`)
-          } else if (!(m[2]! in target.outputs)) {
+            // A node that is in the graph but failed on its own has its problem reported already.
+            if (!hasOwn(spec.nodes, m[1]!)) problem(p.name, `${at}: ${JSON.stringify(ref)} refers to a node that is not in this graph`)
+            else unresolved.add(p.name)
+          } else if (!hasOwn(target.outputs, m[2]!)) {
             problem(p.name, `${at}: node ${m[1]} (${target.kind.name}) has no output ${JSON.stringify(m[2])}; it has ${Object.keys(target.outputs).join(", ")}`)
           } else p.refs.push({ local: true, node: m[1]!, output: m[2]! })
         }
@@ -228,7 +269,7 @@ export const submitGraph = (spec: GraphSpec) =>
 
     // 3. Params against each kind's Schema, with refs rewritten to future ids and kinds.
     for (const p of planned) {
-      if (problems[p.name]) continue
+      if (problems[p.name] || unresolved.has(p.name)) continue
       p.params = rewriteRefs(p.params, (ref) => {
         if (ULID.test(ref)) return { id: ref, kind: known.get(ref)!.kind }
         const [node, output] = ref.split(".") as [string, string]
@@ -268,6 +309,13 @@ export const submitGraph = (spec: GraphSpec) =>
       return yield* new InvalidRequest({
         message: `the graph is invalid: ${count} node${count === 1 ? "" : "s"} failed validation`,
         details: { nodes: problems }
+      })
+    }
+
+    const graphKeys = new Set(planned.flatMap((p) => [...p.exclusive, ...p.shared])).size
+    if (graphKeys > MAX_GRAPH_KEYS) {
+      return yield* new InvalidRequest({
+        message: `a graph uses at most ${MAX_GRAPH_KEYS} distinct resource keys; this one uses ${graphKeys}`
       })
     }
 

@@ -48,12 +48,15 @@ export const ProcessLive = Layer.mergeAll(SessionLive, kindsLive, TombstoneRecov
   Layer.provideMerge(CairnConfigLive)
 )
 
+/** Logging (configured) and tracing (when the OTEL variables ask for it), for every process. */
+export const ObservabilityLive = Layer.merge(LoggingLive.pipe(Layer.provide(CairnConfigLive)), TracingLive)
+
 /**
  * Run a process's main layer until SIGINT/SIGTERM, with our logger in charge of every fiber
  * (including those that build the layers).
  */
 export const launch = <E>(main: Layer.Layer<never, E, never>) =>
   NodeRuntime.runMain(
-    Layer.launch(main).pipe(Effect.provide(Layer.merge(LoggingLive.pipe(Layer.provide(CairnConfigLive)), TracingLive))),
+    Layer.launch(main).pipe(Effect.provide(ObservabilityLive)),
     { disablePrettyLogger: true }
   )

@@ -1,14 +1,16 @@
 /**
  * GET /futures/{id}?wait=N: the long-poll. The waiter is registered *before* the row is read, so a
  * settlement that commits between the read and the wait still wakes us. The etag is the state (a
- * settled future never changes again); `if-none-match` with the current etag answers 304.
+ * settled future never changes again); `if-none-match` with the current etag answers 304. A client
+ * address holds at most CAIRN_LONG_POLLS_PER_CLIENT long-polls at once (429 past that).
  */
 import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
+import { CairnConfig } from "../../config/config.js"
 import { getFuture } from "../../engine/views.js"
 import { CairnApi } from "../definition.js"
 import { toApi } from "../engine-errors.js"
-import { NotFoundError } from "../errors.js"
+import { NotFoundError, TooManyRequests } from "../errors.js"
 import { awaitOrTimeout, FutureWaiters } from "../waiters.js"
 
 const etagOf = (state: string) => `"${state}"`
@@ -18,6 +20,7 @@ export const FuturesLive = HttpApiBuilder.group(CairnApi, "futures", (h) =>
     Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
       const waiters = yield* FutureWaiters
+      const config = yield* CairnConfig
       const wait = urlParams.wait ?? 0
       const read = Effect.flatMap(
         toApi(getFuture(path.id)),
@@ -25,16 +28,25 @@ export const FuturesLive = HttpApiBuilder.group(CairnApi, "futures", (h) =>
       )
       const f = wait === 0
         ? yield* read
-        : yield* Effect.acquireUseRelease(
-          waiters.register(path.id),
-          (d) =>
-            Effect.gen(function*() {
-              const first = yield* read
-              if (first.state !== "pending") return first
-              yield* awaitOrTimeout(d, wait)
-              return yield* read
+        : yield* waiters.perClient(
+          Option.getOrElse(request.remoteAddress, () => "unknown"),
+          config.longPollsPerClient,
+          () =>
+            new TooManyRequests({
+              message: `a client may hold at most ${config.longPollsPerClient} long-polls (?wait=) at once; retry when one has answered`,
+              details: { limit: config.longPollsPerClient }
             }),
-          (d) => waiters.unregister(path.id, d)
+          Effect.acquireUseRelease(
+            waiters.register(path.id),
+            (d) =>
+              Effect.gen(function*() {
+                const first = yield* read
+                if (first.state !== "pending") return first
+                yield* awaitOrTimeout(d, wait)
+                return yield* read
+              }),
+            (d) => waiters.unregister(path.id, d)
+          )
         )
       const etag = etagOf(f.state)
       if (request.headers["if-none-match"] === etag) return HttpServerResponse.empty({ status: 304, headers: { etag } })

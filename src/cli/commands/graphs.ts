@@ -1,0 +1,127 @@
+/**
+ * Commands that submit work: `submit` (any graph, from a file or stdin), `sync` (the
+ * file.sync -> file.publish -> distribution.set chain) and `gc` (orphans.cleanup).
+ */
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import { Console, Effect, Option } from "effect"
+import * as fs from "node:fs/promises"
+import { awaitFuture } from "../../client/graphs.js"
+import { CliError, common, fields, parseDuration, withClient } from "../common.js"
+import { submitAndFollow } from "../follow.js"
+
+const wait = Options.boolean("wait").pipe(
+  Options.withAlias("w"),
+  Options.withDescription("Follow the graph to its end (a live view on a terminal); exit 0 only if it succeeded.")
+)
+
+// ---- submit ---------------------------------------------------------------------------------------
+
+const readAll = async (stream: NodeJS.ReadableStream) => {
+  const chunks: Array<Buffer> = []
+  for await (const chunk of stream) chunks.push(Buffer.from(chunk as Uint8Array))
+  return Buffer.concat(chunks).toString("utf8")
+}
+
+/** The graph file (or stdin for "-") as JSON, or one sentence saying why not. */
+const readGraph = (file: string) =>
+  Effect.gen(function*() {
+    const name = file === "-" ? "stdin" : file
+    const text = yield* Effect.tryPromise({
+      try: () => (file === "-" ? readAll(process.stdin) : fs.readFile(file, "utf8")),
+      catch: (e) => new CliError({ message: `cannot read ${name}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}` })
+    })
+    return yield* Effect.try({
+      try: () => JSON.parse(text) as unknown,
+      catch: (e) => new CliError({ message: `${name} is not valid JSON: ${(e as Error).message}` })
+    })
+  })
+
+const submit = Command.make(
+  "submit",
+  { ...common, wait, file: Args.text({ name: "graph.json" }).pipe(Args.withDescription("The graph (the body of POST /api/v1/graphs), or - for stdin.")) },
+  (c) => Effect.flatMap(readGraph(c.file), (graph) => withClient(c, (client) => submitAndFollow(client, graph, c, c.wait)))
+).pipe(Command.withDescription("Submit a graph of tasks; with --wait, follow it to its end."))
+
+// ---- sync -----------------------------------------------------------------------------------------
+
+const syncOptions = {
+  ...common,
+  wait,
+  repository: Args.text({ name: "repository" }).pipe(Args.withDescription("The repository to sync into.")),
+  remote: Options.text("remote").pipe(Options.withDescription("The remote to sync from.")),
+  mirror: Options.boolean("mirror").pipe(Options.withDescription("Make the new version exactly the remote's manifest (remove what it no longer lists).")),
+  publish: Options.boolean("publish").pipe(Options.withDescription("Publish the new version.")),
+  distribute: Options.text("distribute").pipe(
+    Options.withDescription("Serve the publication from this distribution (implies --publish)."),
+    Options.optional
+  )
+}
+
+/** The chain as one graph: every future exists at once, and a failure stops what follows it. */
+export const syncGraph = (o: { repository: string; remote: string; mirror: boolean; publish: boolean; distribute: Option.Option<string> }) => {
+  const publish = o.publish || Option.isSome(o.distribute)
+  return {
+    label: `sync ${o.repository} from ${o.remote}`,
+    nodes: {
+      sync: { task: "file.sync", params: { repository: o.repository, remote: o.remote, ...(o.mirror ? { mirror: true } : {}) } },
+      ...(publish ? { publish: { task: "file.publish", params: { version: { $ref: "sync.version" } } } } : {}),
+      ...(Option.isSome(o.distribute)
+        ? { distribute: { task: "distribution.set", params: { distribution: o.distribute.value, publication: { $ref: "publish.publication" } } } }
+        : {})
+    }
+  }
+}
+
+const sync = Command.make("sync", syncOptions, (c) =>
+  withClient(c, (client) =>
+    Effect.gen(function*() {
+      const done = yield* submitAndFollow(client, syncGraph(c), c, c.wait)
+      if (done === undefined || c.json) return
+      // What the user synced for: the version made, and where it is served.
+      const version = yield* awaitFuture(client, done.nodes.sync!.outputs.version!)
+      const number = (version.value as { number?: number } | undefined)?.number
+      yield* Console.log(`repository ${c.repository} is at version ${number ?? "?"}`)
+      if (Option.isSome(c.distribute)) {
+        const dist = yield* awaitFuture(client, done.nodes.distribute!.outputs.distribution!)
+        const basePath = (dist.value as { base_path?: string } | undefined)?.base_path
+        yield* Console.log(`distribution ${c.distribute.value} serves it at ${client.url}/content/${basePath ?? "?"}/`)
+      }
+    })
+  )).pipe(Command.withDescription("Sync a repository from a remote, optionally publish and distribute it, as one graph."))
+
+// ---- gc -------------------------------------------------------------------------------------------
+
+const gc = Command.make(
+  "gc",
+  {
+    ...common,
+    wait,
+    protection: Options.text("protection").pipe(
+      Options.withDescription("Keep orphans younger than this (24h, 30m, 0s, ...); default: the task's (a day)."),
+      Options.optional
+    )
+  },
+  (c) =>
+    withClient(c, (client) =>
+      Effect.gen(function*() {
+        const seconds = Option.isSome(c.protection) ? yield* parseDuration(c.protection.value, "--protection") : undefined
+        const graph = {
+          label: "orphans cleanup",
+          nodes: { cleanup: { task: "orphans.cleanup", params: seconds === undefined ? {} : { protection_seconds: Math.round(seconds) } } }
+        }
+        const done = yield* submitAndFollow(client, graph, c, c.wait)
+        if (done === undefined || c.json) return
+        const report = yield* awaitFuture(client, done.nodes.cleanup!.outputs.report!)
+        const value = report.value
+        yield* Console.log(
+          value !== null && typeof value === "object"
+            ? fields(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, typeof v === "object" ? JSON.stringify(v) : String(v)]))
+            : JSON.stringify(value)
+        )
+      })
+    )
+).pipe(Command.withDescription("Delete content and artifacts nothing references any more (an orphans.cleanup task)."))
+
+export const graphCommands = [submit, sync, gc] as const
