@@ -76,6 +76,15 @@ describe("observability", () => {
     expect(pool.get('{state="total"}')).toBeGreaterThanOrEqual(1)
   })
 
+  it("cleanup runs and what they deleted are counted", async () => {
+    const runs = sum(await samples("cairn_cleanup_runs_total"))
+    const g = await c.post("/api/v1/graphs", { nodes: { gc: { task: "orphans.cleanup", params: { protection_seconds: 0 } } } })
+    const f = await c.settled(g.body.nodes.gc.outputs.report)
+    expect(f.state, JSON.stringify(f.error)).toBe("resolved")
+    expect(sum(await samples("cairn_cleanup_runs_total"))).toBe(runs + 1)
+    expect([...(await samples("cairn_cleanup_deleted_total")).keys()]).toContain('{what="artifacts"}')
+  })
+
   it("content app requests are counted by status", async () => {
     const before = sum(await samples("cairn_content_requests_total"), (l) => l.includes('status="404"'))
     expect((await fetch(`${server.url}/content/nowhere/file`)).status).toBe(404)

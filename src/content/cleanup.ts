@@ -28,7 +28,7 @@
  * that a file is stored once it has served it. `demoted` is in the report for when it is.
  */
 import { sql } from "drizzle-orm"
-import { Effect, Layer, Option } from "effect"
+import { Effect, Layer, Metric, Option } from "effect"
 import { Db, type DbError, type Tx, txRows } from "../db/client.js"
 import { ARTIFACT_LOCK_CLASS } from "./artifacts.js"
 import { ArtifactStorage } from "./storage.js"
@@ -339,5 +339,23 @@ export const cleanupOrphans = (opts: CleanupOptions) =>
       demoted: 0,
       duration_ms: Date.now() - started
     }
+    yield* countRun(report)
     return report
   })
+
+// ---------------------------------------------------------------------------------------------
+// Metrics (GET /metrics of the process that ran the cleanup)
+// ---------------------------------------------------------------------------------------------
+
+const runs = Metric.counter("cairn_cleanup_runs_total", { description: "Orphan cleanups completed by this process" })
+const deleted = Metric.counter("cairn_cleanup_deleted_total", { description: "Rows orphan cleanups deleted, by what" })
+const freed = Metric.counter("cairn_cleanup_bytes_freed_total", { description: "Artifact bytes orphan cleanups freed" })
+
+const countRun = (r: CleanupReport) =>
+  Effect.all([
+    Metric.increment(runs),
+    Metric.incrementBy(Metric.tagged(deleted, "what", "content_units"), r.content_units),
+    Metric.incrementBy(Metric.tagged(deleted, "what", "artifacts"), r.artifacts),
+    Metric.incrementBy(Metric.tagged(deleted, "what", "uploads"), r.uploads_expired),
+    Metric.incrementBy(freed, r.bytes_freed)
+  ], { discard: true })
