@@ -2,7 +2,7 @@
  * The concurrency driver that Pulp's story #898 asks for: random work on many worker processes
  * against one database, then every invariant checked from the recorded rows.
  *
- *   npm run stress -- --duration 60 --processes 6 [--slots 2] [--submitters 3] [--kill-every 5] [--seed 1]
+ *   npm run stress -- --duration 60 --processes 6 [--slots 2] [--submitters 3] [--kill-every 5] [--max-open 400] [--seed 1]
  *
  * Submitters (concurrent fibers in this process) submit random graphs: up to 12 nodes, data
  * dependencies within the graph and on futures of earlier graphs, resource keys from a small pool
@@ -38,6 +38,8 @@ const { values: args } = parseArgs({
     slots: { type: "string", default: "2" },
     submitters: { type: "string", default: "3" },
     "kill-every": { type: "string", default: "0" },
+    /** Submitters wait while this many tasks are unsettled (backpressure: the backlog stays drainable). */
+    "max-open": { type: "string", default: "400" },
     seed: { type: "string", default: String(Date.now() % 100_000) },
     /** Also write the summary as JSON to this file. */
     json: { type: "string" }
@@ -56,6 +58,7 @@ const processes = num("processes", 1)
 const slots = num("slots", 1)
 const submitters = num("submitters", 1)
 const killEveryS = num("kill-every", 0)
+const maxOpen = num("max-open", 1)
 let seed = num("seed", 0)
 
 // A small deterministic PRNG so that a seed reproduces the same submissions.
@@ -86,7 +89,10 @@ const startWorker = (url: string): Worker => {
       CAIRN_REAP_INTERVAL_MS: "300",
       CAIRN_POLL_INTERVAL_MS: "2000",
       CAIRN_SHUTDOWN_GRACE_MS: "3000",
-      CAIRN_LOG_LEVEL: "warning"
+      // Random failures are the point here: only errors are worth printing.
+      CAIRN_LOG_LEVEL: "error",
+      // Workers share one artifact store (unused by these kinds, but created at start).
+      CAIRN_DATA_DIR: path.join(os.tmpdir(), `cairn-stress-${process.pid}`)
     },
     stdio: ["ignore", "ignore", "inherit"]
   })
@@ -119,8 +125,13 @@ const main = Effect.gen(function*() {
   const recentTasks: Array<string> = []
   let graphs = 0
   let cancels = 0
+  const open = Effect.map(
+    db.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM tasks WHERE state IN ('blocked', 'ready', 'running')`),
+    (r) => r[0]!.n
+  )
   const submitter = Effect.gen(function*() {
     while (Date.now() < deadline) {
+      while (Date.now() < deadline && (yield* open) > maxOpen) yield* Effect.sleep(Duration.millis(100))
       const g = yield* submitGraph(randomGraph(recentFutures))
       graphs++
       for (const node of Object.values(g.nodes)) {
