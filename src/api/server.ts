@@ -46,13 +46,17 @@ export const AuthorizationLive = Layer.effect(
     const tokens = config.apiTokens.map((t) => digest(Redacted.value(t)))
     if (tokens.length === 0) yield* Effect.logWarning("no CAIRN_API_TOKENS configured: the API is open to anyone who can reach it")
     return {
-      bearer: (presented: Redacted.Redacted<string>) => {
-        if (tokens.length === 0) return Effect.void
-        const p = digest(Redacted.value(presented))
-        let ok = false
-        for (const t of tokens) ok = timingSafeEqual(p, t) || ok
-        return ok ? Effect.void : Effect.fail(new Unauthorized({ message: "a valid bearer token is required (authorization: Bearer <token>)" }))
-      }
+      // The platform hands over the header minus its first 7 characters, whatever they were: the
+      // scheme is checked here ("Token: <token>" is not "Bearer <token>").
+      bearer: (presented: Redacted.Redacted<string>) =>
+        Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+          if (tokens.length === 0) return Effect.void
+          const p = digest(Redacted.value(presented))
+          let ok = false
+          for (const t of tokens) ok = timingSafeEqual(p, t) || ok
+          ok = ok && /^bearer /i.test(request.headers["authorization"] ?? "")
+          return ok ? Effect.void : Effect.fail(new Unauthorized({ message: "a valid bearer token is required (authorization: Bearer <token>)" }))
+        })
     }
   })
 )
@@ -87,7 +91,7 @@ const toContractError = (e: unknown, auth: Context.Tag.Service<Authorization>): 
     if (path !== "/api/v1" && !path.startsWith("/api/v1/")) return notFound
     // What HttpApiSecurity.bearer hands the Authorization middleware.
     const token = Redacted.make((e.request.headers["authorization"] ?? "").slice("Bearer ".length))
-    // AuthorizationLive's bearer check needs nothing from the context.
+    // The check's one requirement, the request, is in this request's context.
     return Effect.zipRight(auth.bearer(token) as Effect.Effect<void, unknown>, notFound)
   }
   return Effect.fail(e)
