@@ -220,6 +220,13 @@ describe("content task kinds", () => {
       expect(yield* versionContent(all.m!.value.version)).toHaveLength(0)
       const err = yield* Effect.flip(submitGraph({ nodes: { m: { task: "repository.modify", params: { repository: "nope" } } } }))
       expect(JSON.stringify(err)).toContain("no repository named")
+      // Relative paths given with an artifact are checked like a manifest's: no traversal.
+      for (const bad of ["../x", "/etc/passwd", "a/../../b", "a//b", "a\\b", "a/\u0000"]) {
+        const refused = yield* Effect.flip(submitGraph({
+          nodes: { m: { task: "repository.modify", params: { repository: "mod", add: [{ relative_path: bad, artifact: "01M84PSERFQ3Z404JJF2HW8V7Z" }] } } }
+        }))
+        expect(JSON.stringify(refused), bad).toContain("relative path")
+      }
     }))
   })
 })
