@@ -1,0 +1,205 @@
+/**
+ * bench:sync — file.sync of a 10,000-file PULP_MANIFEST repository from a local HTTP server
+ * (nginx serving a directory), against curl fetching the same files with the same parallelism.
+ *
+ * Per round, interleaved: curl --parallel --parallel-max C (one process, HTTP keep-alive, files
+ * written to disk), then cairn (fresh database and artifact store; one worker process; a remote
+ * with download_concurrency C and CAIRN_HOST_DOWNLOAD_SLOTS C; the sync task's started_at ->
+ * finished_at from its row, which includes verifying every sha256, storing, and the one commit
+ * of the new version). Both write to the same filesystem. Reported: files/s and MB/s, cairn as a
+ * share of curl, and CPU time of each side (curl's own, cairn's worker + PostgreSQL).
+ *
+ *   npm run bench:sync
+ *   npm run bench:sync -- --quick
+ */
+import * as fs from "node:fs/promises"
+import * as os from "node:os"
+import * as path from "node:path"
+import { parseFlags } from "./lib/args.js"
+import { awaitFuture, makeDataDir, post, startServer, startWorkers, stopProcs, submitGraph, taskRows, waitForWorkers } from "./lib/cairn.js"
+import { busyShare, cpuOfCluster, cpuOfPids, sampleMachine } from "./lib/cpu.js"
+import { makeTraversable, makeTree, type Tree } from "./lib/files.js"
+import { startNginx } from "./lib/nginx.js"
+import { createDatabase, dropDatabase, type Postgres, resetStatements, startPostgres, type StatementStat, topStatements } from "./lib/postgres.js"
+import { runCommand, spawnProc } from "./lib/proc.js"
+import { machine, writeReport } from "./lib/report.js"
+import { bytes, median, ms, pct, sig, sleep } from "./lib/stats.js"
+import { type Chart, figure } from "./lib/svg.js"
+import type { Table } from "./lib/table.js"
+
+const { flags, out, command } = parseFlags("sync", "file.sync of a PULP_MANIFEST repository vs curl with the same parallelism.", {
+  files: { default: 10000, quick: 1000, help: "files in the repository" },
+  parallel: { default: 16, help: "parallel downloads (curl --parallel-max, remote download_concurrency, host slots)" },
+  rounds: { default: 3, quick: 1, help: "rounds (curl and cairn once each per round, interleaved)" },
+  seed: { default: 1, help: "seed of the file tree" },
+  profile: { default: "", help: "directory for a V8 CPU profile of the cairn worker (--cpu-prof)" }
+})
+
+interface Result {
+  readonly who: "curl" | "cairn"
+  readonly round: number
+  readonly seconds: number
+  readonly filesPerSecond: number
+  readonly mbPerSecond: number
+  readonly cpuMs: { readonly client: number; readonly postgres: number }
+  readonly machineBusy: number
+  readonly load: ReadonlyArray<number>
+  readonly statements?: ReadonlyArray<StatementStat> | undefined
+}
+
+const curlRound = async (tree: Tree, base: string, round: number): Promise<Result> => {
+  const outDir = await fs.mkdtemp(path.join(os.tmpdir(), "cairn-bench-curl-"))
+  const config = path.join(outDir, "curl.config")
+  await fs.writeFile(config, tree.files.map((f) => `url = "${base}/${f.path}"\noutput = "${path.join(outDir, "files", f.path)}"\n`).join(""))
+  const load = os.loadavg()
+  const m0 = sampleMachine()
+  const t0 = performance.now()
+  const p = spawnProc("curl", "curl", ["--silent", "--show-error", "--fail", "--create-dirs", "--parallel", "--parallel-max", String(flags.parallel), "--config", config])
+  let peak = 0
+  const sampler = setInterval(() => (peak = Math.max(peak, cpuOfPids([p.pid]))), 100)
+  const code = await p.exited
+  clearInterval(sampler)
+  const seconds = (performance.now() - t0) / 1000
+  const machineBusy = busyShare(m0, sampleMachine())
+  if (code !== 0) throw new Error(`curl exited ${code}: ${p.output().slice(-2000)}`)
+  // curl's CPU: sampled while it ran (it is gone now); the last sample is at most 100 ms old.
+  const got = (await runCommand("find", [path.join(outDir, "files"), "-type", "f"])).stdout.trim().split("\n").length
+  await fs.rm(outDir, { recursive: true, force: true })
+  if (got !== tree.files.length) throw new Error(`curl fetched ${got} of ${tree.files.length} files`)
+  const r: Result = {
+    who: "curl",
+    round,
+    seconds,
+    filesPerSecond: tree.files.length / seconds,
+    mbPerSecond: tree.totalBytes / 1e6 / seconds,
+    cpuMs: { client: peak, postgres: 0 },
+    machineBusy,
+    load
+  }
+  console.error(`[curl round ${round}] ${tree.files.length} files in ${sig(seconds)} s: ${sig(r.filesPerSecond)} files/s, ${sig(r.mbPerSecond)} MB/s`)
+  return r
+}
+
+const cairnRound = async (pg: Postgres, tree: Tree, base: string, round: number): Promise<Result> => {
+  const url = await createDatabase(pg, "sync")
+  const dataDir = await makeDataDir("sync")
+  const env = { CAIRN_HOST_DOWNLOAD_SLOTS: String(flags.parallel) }
+  const server = await startServer(url, dataDir, env)
+  const workers = startWorkers(1, url, dataDir, env, flags.profile ? ["--cpu-prof", `--cpu-prof-dir=${flags.profile}`] : [])
+  try {
+    await waitForWorkers(url, 1, workers)
+    await post(server.url, "/api/v1/remotes", { name: "upstream", url: `${base}/PULP_MANIFEST`, policy: "immediate", download_concurrency: flags.parallel })
+    await post(server.url, "/api/v1/repositories", { name: "repo" })
+    await sleep(1000)
+    await resetStatements(url)
+    const load = os.loadavg()
+    const pids = [workers[0]!.pid, server.proc.pid]
+    const c0 = cpuOfPids(pids)
+    const p0 = cpuOfCluster(pg.postmasterPid)
+    const m0 = sampleMachine()
+    const g = await submitGraph(server.url, { sync: { task: "file.sync", params: { repository: "repo", remote: "upstream" } } })
+    const f = await awaitFuture(server.url, g.body.nodes.sync!.outputs.version!)
+    const cpuClient = cpuOfPids(pids) - c0
+    const cpuPg = cpuOfCluster(pg.postmasterPid) - p0
+    const machineBusy = busyShare(m0, sampleMachine())
+    if (f.state !== "resolved") throw new Error(`sync ${f.state}: ${JSON.stringify(f.error)}`)
+    const [row] = await taskRows(url, `id = '${g.body.nodes.sync!.task}'`)
+    const seconds = ((row!.finished ?? NaN) - (row!.started ?? NaN)) / 1000
+    const statements = await topStatements(url, 12)
+    const r: Result = {
+      who: "cairn",
+      round,
+      seconds,
+      filesPerSecond: tree.files.length / seconds,
+      mbPerSecond: tree.totalBytes / 1e6 / seconds,
+      cpuMs: { client: cpuClient, postgres: cpuPg },
+      machineBusy,
+      load,
+      statements
+    }
+    console.error(`[cairn round ${round}] ${tree.files.length} files in ${sig(seconds)} s: ${sig(r.filesPerSecond)} files/s, ${sig(r.mbPerSecond)} MB/s (version ${f.value?.number})`)
+    return r
+  } finally {
+    await stopProcs([...workers, server.proc])
+    await dropDatabase(pg, url)
+    await fs.rm(dataDir, { recursive: true, force: true })
+  }
+}
+
+const main = async () => {
+  const tree = await makeTree(flags.files, flags.seed)
+  await makeTraversable(tree.dir)
+  const nginx = await startNginx(tree.dir)
+  const pg = await startPostgres()
+  const m = machine(pg)
+  const results: Array<Result> = []
+  try {
+    // Warm the page cache once so that neither side pays for the first read from disk.
+    await curlRound(tree, nginx.url, 0)
+    for (let round = 1; round <= flags.rounds; round++) {
+      const order = round % 2 === 1 ? ["curl", "cairn"] : ["cairn", "curl"]
+      for (const who of order) results.push(who === "curl" ? await curlRound(tree, nginx.url, round) : await cairnRound(pg, tree, nginx.url, round))
+    }
+  } finally {
+    await nginx.stop()
+    await pg.stop()
+  }
+  const curl = results.filter((r) => r.who === "curl")
+  const cairn = results.filter((r) => r.who === "cairn")
+  const med = (rs: ReadonlyArray<Result>, f: (r: Result) => number) => median(rs.map(f))
+  const spread = (rs: ReadonlyArray<Result>, f: (r: Result) => number) => {
+    const v = rs.map(f)
+    return `${sig(median(v))}${v.length > 1 ? ` (${sig(Math.min(...v))}-${sig(Math.max(...v))})` : ""}`
+  }
+  const ratio = med(cairn, (r) => r.filesPerSecond) / med(curl, (r) => r.filesPerSecond)
+  const table: Table = {
+    title: `Sync of ${flags.files.toLocaleString("en-US")} files (${bytes(tree.totalBytes)}, 1 KiB-1 MiB, mostly small) from nginx ${nginx.version} on loopback, ${flags.parallel} parallel downloads; median of ${flags.rounds} round(s) (min-max)`,
+    headers: ["client", "seconds", "files/s", "MB/s", "share of curl", "CPU s (client + PostgreSQL)", "machine busy"],
+    rows: [
+      ["curl --parallel", spread(curl, (r) => r.seconds), spread(curl, (r) => r.filesPerSecond), spread(curl, (r) => r.mbPerSecond), "100%", `${sig(med(curl, (r) => r.cpuMs.client / 1000))}`, pct(med(curl, (r) => r.machineBusy))],
+      ["cairn file.sync", spread(cairn, (r) => r.seconds), spread(cairn, (r) => r.filesPerSecond), spread(cairn, (r) => r.mbPerSecond), pct(ratio), `${sig(med(cairn, (r) => r.cpuMs.client / 1000))} + ${sig(med(cairn, (r) => r.cpuMs.postgres / 1000))}`, pct(med(cairn, (r) => r.machineBusy))]
+    ],
+    notes: [
+      "Target: cairn >= 70% of curl's files/s. curl only writes the files; cairn also verifies each sha256 and size while storing, fsyncs, records artifact, content unit and version rows, and takes a cluster-wide host download slot per file.",
+      "CPU s: curl's own CPU; cairn's worker + API server processes and every PostgreSQL process. 'machine busy': share of both cores busy (all processes, others' included) during the measurement."
+    ]
+  }
+  const stmts = cairn[0]?.statements ?? []
+  const stmtTable: Table = {
+    title: "Where cairn's sync spends database time (first round, pg_stat_statements, by total time)",
+    headers: ["statement", "calls", "mean ms", "total ms"],
+    rows: stmts.slice(0, 10).map((s) => [s.query.slice(0, 110), String(s.calls), sig(s.mean_ms), sig(s.total_ms)])
+  }
+  const charts: Array<Chart> = [
+    {
+      kind: "bar",
+      title: "Files per second (median; bars: min..max of rounds)",
+      categories: ["curl --parallel", "cairn file.sync"],
+      y: { label: "files / s", min: 0 },
+      series: [{
+        name: `${flags.files} files, ${flags.parallel} parallel`,
+        values: [med(curl, (r) => r.filesPerSecond), med(cairn, (r) => r.filesPerSecond)],
+        lo: [Math.min(...curl.map((r) => r.filesPerSecond)), Math.min(...cairn.map((r) => r.filesPerSecond))],
+        hi: [Math.max(...curl.map((r) => r.filesPerSecond)), Math.max(...cairn.map((r) => r.filesPerSecond))]
+      }],
+      refLines: [{ y: 0.7 * med(curl, (r) => r.filesPerSecond), label: "target: 70% of curl", color: "#2ca02c" }]
+    },
+    {
+      kind: "bar",
+      title: "CPU seconds for the whole sync",
+      categories: ["curl --parallel", "cairn file.sync"],
+      y: { label: "CPU s", min: 0 },
+      series: [
+        { name: "client (curl / cairn worker + API)", values: [med(curl, (r) => r.cpuMs.client / 1000), med(cairn, (r) => r.cpuMs.client / 1000)] },
+        { name: "PostgreSQL", values: [0, med(cairn, (r) => r.cpuMs.postgres / 1000)] }
+      ]
+    }
+  ]
+  const svg = figure(charts, { title: "bench:sync — file.sync vs curl", columns: 2, footnote: `${m.date.slice(0, 10)} · ${m.cores} cores · Node ${m.node} · PostgreSQL ${m.postgres} · nginx ${nginx.version} · ${command}` })
+  await writeReport({ name: "sync", command, machine: m, options: flags, tables: [table, stmtTable], results: { totalBytes: tree.totalBytes, nginx: nginx.version, runs: results }, svg }, out)
+}
+
+main().catch((e) => {
+  console.error(e)
+  process.exit(1)
+})
