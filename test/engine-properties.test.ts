@@ -539,11 +539,15 @@ describe("engine properties", () => {
         const violations = check(outcome)
         expect(violations, violations.length > 0 ? `final rows:\n${dump(outcome)}\n` : undefined).toEqual([])
       }),
-      // A passing run takes ~15 s. Shrinking a failure re-runs scenarios (and races rarely reproduce
-      // on demand): the time limit stops it and reports the smallest counterexample found so far.
-      { numRuns: 25, plugins: [fc.interruptAfterTimeLimit(45_000, { failOnInterrupt: true })] }
+      // A passing run takes ~15 s on a quiet machine. Shrinking a failure re-runs scenarios (and
+      // races rarely reproduce on demand): the time limit stops it and reports the smallest
+      // counterexample found so far. On a loaded machine the limit may also cut the passing runs
+      // short: that is not a failure (the machine's speed is not a property of the engine), and the
+      // checks below make sure enough scenarios ran to exercise every behaviour.
+      { numRuns: 25, plugins: [fc.interruptAfterTimeLimit(60_000, { failOnInterrupt: false })] }
     )
     // The generator must exercise what the properties are about.
+    expect(stats.runs).toBeGreaterThanOrEqual(5)
     expect(stats.graphs).toBeGreaterThan(stats.runs)
     expect(stats.ran).toBeGreaterThan(0)
     expect(stats.task_failed).toBeGreaterThan(0)

@@ -30,7 +30,7 @@ import { busyShare, cpuOfCluster, cpuOfPids, sampleMachine } from "./lib/cpu.js"
 import { makeDataDir, type Server, startServer, startWorkers, stopProcs, submitGraph, waitForWorkers } from "./lib/cairn.js"
 import { directSubmitter } from "./lib/direct.js"
 import { createDatabase, dropDatabase, type Postgres, startPostgres, withClient } from "./lib/postgres.js"
-import { type Proc, spawnTs, stopAll, until } from "./lib/proc.js"
+import { cpuProfileArgs, type Proc, spawnTs, stopAll, until } from "./lib/proc.js"
 import { machine, writeReport } from "./lib/report.js"
 import { median, ms, nowMs, prng, sig, sleep, summarize, type Summary } from "./lib/stats.js"
 import { type Chart, figure } from "./lib/svg.js"
@@ -47,7 +47,8 @@ const { flags, out, command } = parseFlags("throughput", "No-op jobs: cairn vs g
   "single-jobs": { default: 2000, quick: 300, help: "jobs enqueued one at a time (M)" },
   trickle: { default: 200, quick: 60, help: "single submissions in the latency trickle" },
   "trickle-gap-ms": { default: 40, help: "mean gap between trickle submissions (uniform 0.5x..1.5x)" },
-  seed: { default: 2, help: "seed of the trickle gaps and the order of systems" }
+  seed: { default: 2, help: "seed of the trickle gaps and the order of systems" },
+  profile: { default: "", help: "directory for V8 CPU profiles of cairn's worker processes (--cpu-prof)" }
 })
 
 type SystemId = "cairn" | "cairn-16" | "gw-default" | "gw-fast" | "boss-default" | "boss-fast"
@@ -96,7 +97,7 @@ const cairnEnv = async (pg: Postgres, id: SystemId): Promise<Env> => {
         CAIRN_WORKERS: String(slots),
         // Paused workers must not declare each other dead.
         CAIRN_HEARTBEAT_TIMEOUT_MS: "600000"
-      })
+      }, cpuProfileArgs(flags.profile || undefined))
       await waitForWorkers(url, p, procs)
       return procs
     },

@@ -75,12 +75,20 @@ export const makeDb = (url: Redacted.Redacted<string>, poolSize: number) =>
       (p) => Effect.promise(() => p.end().catch(() => undefined))
     )
     const db = drizzle(pool, { schema })
+    // drizzle(...) with a schema walks every table's relations: measurable per transaction on the
+    // engine's hot path. One handle per pooled connection, made once.
+    const handles = new WeakMap<pg.PoolClient, Tx>()
+    const handleOf = (client: pg.PoolClient) => {
+      let tx = handles.get(client)
+      if (tx === undefined) handles.set(client, (tx = drizzle(client, { schema })))
+      return tx
+    }
 
     const transaction = <A, E, R>(body: (tx: Tx) => Effect.Effect<A, E, R>) => {
       const once = Effect.acquireUseRelease(
         Effect.tryPromise({ try: () => pool.connect(), catch: toDbError }),
         (client) => {
-          const tx = drizzle(client, { schema })
+          const tx = handleOf(client)
           return Effect.tryPromise({ try: () => client.query("BEGIN"), catch: toDbError }).pipe(
             Effect.zipRight(body(tx)),
             Effect.tap(() => Effect.tryPromise({ try: () => client.query("COMMIT"), catch: toDbError })),

@@ -57,4 +57,4 @@ export const claimTasks = (workerId: string, limit: number) =>
       outputs: r.outputs,
       claimLatencyMs: Number(r.latency_ms)
     }))
-  }).pipe(Effect.withSpan("cairn.claim"))
+  }).pipe(Effect.withSpan("cairn.claim", { captureStackTrace: false }))

@@ -6,13 +6,15 @@
  * The payload is small JSON: `r` = tasks made ready, `f` = settled future ids (or "*" when too many
  * to list: listeners then re-check everything they wait for), `c` = task ids whose cancel was
  * requested (or "*"), `d` = 1 when distributions changed (content apps reload their routes).
+ * It is encoded in SQL by `cairn_notify(changes)` (drizzle/0005_engine_tuning.sql), so that a
+ * worker settles a task and wakes everyone in one autocommit statement:
+ * `SELECT cairn_notify(cairn_resolve(...))`.
  */
 import { sql } from "drizzle-orm"
 import { Effect } from "effect"
 import { type Tx, txRows } from "../db/client.js"
 
 export const CHANNEL = "cairn"
-const MAX_LISTED = 60
 
 /** What a cascade function (cairn_settle_cascade and friends) reports. */
 export interface Changes {
@@ -40,14 +42,6 @@ export interface Wakeup {
   readonly distributions: boolean
 }
 
-const list = (ids: ReadonlyArray<string>) => (ids.length > MAX_LISTED ? "*" : ids)
-
-export const encodeWakeup = (c: Changes): string | undefined => {
-  const cancel = c.cancel ?? []
-  if (c.ready === 0 && c.futures.length === 0 && cancel.length === 0 && !c.distributions) return undefined
-  return JSON.stringify({ r: c.ready, f: list(c.futures), c: list(cancel), ...(c.distributions ? { d: 1 } : {}) })
-}
-
 export const decodeWakeup = (payload: string | undefined): Wakeup => {
   try {
     const o = JSON.parse(payload ?? "{}") as { r?: number; f?: string[] | "*"; c?: string[] | "*"; d?: number }
@@ -59,10 +53,10 @@ export const decodeWakeup = (payload: string | undefined): Wakeup => {
 }
 
 /** Send the transaction's one NOTIFY (delivered at commit), if anything changed. */
-export const notifyChanges = (tx: Tx, c: Changes) => {
-  const payload = encodeWakeup(c)
-  return payload === undefined ? Effect.void : Effect.asVoid(txRows(tx, sql`SELECT pg_notify(${CHANNEL}, ${payload})`))
-}
+export const notifyChanges = (tx: Tx, c: Changes) =>
+  c.ready === 0 && c.futures.length === 0 && (c.cancel ?? []).length === 0 && !c.distributions
+    ? Effect.void
+    : Effect.asVoid(txRows(tx, sql`SELECT cairn_notify(${JSON.stringify(c)}::jsonb)`))
 
 /** Read the jsonb a cascade function returned. */
 export const toChanges = (j: unknown): Changes => {

@@ -23,7 +23,7 @@ import { monotonicFactory } from "ulid"
 import { Db, txRows } from "../db/client.js"
 import { InvalidRequest } from "./errors.js"
 import { type ParamProblems, type TaskKind, TaskKinds } from "./kind.js"
-import { notifyChanges, toChanges } from "./notify.js"
+import { toChanges } from "./notify.js"
 
 /** Reject unknown fields and report every problem, not just the first. */
 const strict = { parseOptions: { onExcessProperty: "error", errors: "all" } } as const
@@ -357,52 +357,45 @@ export const submitGraph = (spec: GraphSpec) =>
         const failedInputs = ext.filter((f) => f.state === "failed" || f.state === "canceled").map((f) => f.id)
         const settledExternal = new Set(ext.filter((f) => f.state !== "pending").map((f) => f.id))
 
-        yield* txRows(tx, sql`INSERT INTO graphs (id, label) VALUES (${graphId}, ${spec.label ?? null})`)
+        // pending_inputs counts inputs not yet settled: this graph's own futures, pending external
+        // ones, and failed/canceled ones (the cascade below settles their consumers, so they are
+        // never released). Only resolved external inputs are already satisfied.
+        const resolvedExternal = new Set([...settledExternal].filter((id) => !failedInputs.includes(id)))
+        const pending = new Map<string, number>()
+        for (const i of inputRows) if (!resolvedExternal.has(i.future)) pending.set(i.task, (pending.get(i.task) ?? 0) + 1)
+        const rows = taskRows.map((t) => ({ ...t, pending_inputs: pending.get(t.id) ?? 0 }))
+        // Every row of the graph in one statement (one round trip, whatever the graph's size). The
+        // foreign keys between these rows are checked at the end of the statement, when all exist.
         // seq is drawn in FCFS order: since PostgreSQL 9.6 volatile target-list functions are
         // evaluated after ORDER BY.
         yield* txRows(
           tx,
-          sql`INSERT INTO tasks (id, graph_id, node, kind, seq, params, state, pending_inputs, blocked_keys, exclusive, shared, max_attempts)
-              SELECT t.id, ${graphId}, t.node, t.kind, nextval('tasks_seq_seq'), t.params, 'blocked', 0,
-                     cardinality(t.exclusive) + cardinality(t.shared), t.exclusive, t.shared, t.max_attempts
-              FROM ROWS FROM (jsonb_to_recordset(${json(taskRows)}::jsonb)
-                     AS (id text, node text, kind text, params jsonb, exclusive text[], shared text[], max_attempts int))
-                   WITH ORDINALITY AS t(id, node, kind, params, exclusive, shared, max_attempts, ord)
-              ORDER BY t.ord`
-        )
-        yield* txRows(
-          tx,
-          sql`INSERT INTO futures (id, kind, state, producer_task, output)
-              SELECT f.id, f.kind, 'pending', f.producer, f.output
-              FROM jsonb_to_recordset(${json(futureRows)}::jsonb) AS f(id text, kind text, producer text, output text)`
-        )
-        if (inputRows.length > 0) {
-          yield* txRows(
-            tx,
-            sql`INSERT INTO task_inputs (task_id, future_id)
-                SELECT i.task, i.future FROM jsonb_to_recordset(${json(inputRows)}::jsonb) AS i(task text, future text)`
-          )
-          // pending_inputs counts inputs not yet settled; a failed/canceled input is settled by the
-          // cascade below, so it counts as pending here (it never gets released).
-          yield* txRows(
-            tx,
-            sql`UPDATE tasks t SET pending_inputs = c.n
-                FROM (SELECT task_id, count(*)::int AS n FROM task_inputs
-                      WHERE task_id = ANY(${sql.param(taskIds)}::text[])
-                        AND NOT (future_id = ANY(${sql.param([...settledExternal].filter((id) => !failedInputs.includes(id)))}::text[]))
-                      GROUP BY task_id) c
-                WHERE t.id = c.task_id`
-          )
-        }
-        if (keyRows.length > 0) {
-          yield* txRows(
-            tx,
-            sql`INSERT INTO task_keys (task_id, key, exclusive, seq)
+          sql`WITH g AS (
+                INSERT INTO graphs (id, label) VALUES (${graphId}, ${spec.label ?? null})
+              ), t AS (
+                INSERT INTO tasks (id, graph_id, node, kind, seq, params, state, pending_inputs, blocked_keys, exclusive, shared, max_attempts)
+                SELECT t.id, ${graphId}, t.node, t.kind, nextval('tasks_seq_seq'), t.params, 'blocked', t.pending_inputs,
+                       cardinality(t.exclusive) + cardinality(t.shared), t.exclusive, t.shared, t.max_attempts
+                FROM ROWS FROM (jsonb_to_recordset(${json(rows)}::jsonb)
+                       AS (id text, node text, kind text, params jsonb, exclusive text[], shared text[], max_attempts int, pending_inputs int))
+                     WITH ORDINALITY AS t(id, node, kind, params, exclusive, shared, max_attempts, pending_inputs, ord)
+                ORDER BY t.ord
+                RETURNING id, seq
+              ), f AS (
+                INSERT INTO futures (id, kind, state, producer_task, output)
+                SELECT f.id, f.kind, 'pending', f.producer, f.output
+                FROM jsonb_to_recordset(${json(futureRows)}::jsonb) AS f(id text, kind text, producer text, output text)
+              ), i AS (
+                INSERT INTO task_inputs (task_id, future_id)
+                SELECT i.task, i.future FROM jsonb_to_recordset(${json(inputRows)}::jsonb) AS i(task text, future text)
+              ), k AS (
+                INSERT INTO task_keys (task_id, key, exclusive, seq)
                 SELECT k.task, k.key, k.exclusive, t.seq
                 FROM jsonb_to_recordset(${json(keyRows)}::jsonb) AS k(task text, key text, exclusive boolean)
-                JOIN tasks t ON t.id = k.task`
-          )
-        }
+                JOIN t ON t.id = k.task
+              )
+              SELECT 1`
+        )
         let changes = toChanges({})
         if (failedInputs.length > 0) {
           const [r] = yield* txRows<{ c: unknown }>(
@@ -411,8 +404,12 @@ export const submitGraph = (spec: GraphSpec) =>
           )
           changes = toChanges(r!.c)
         }
-        const [e] = yield* txRows<{ n: number }>(tx, sql`SELECT cairn_enqueue(${sql.param(taskIds)}::text[]) AS n`)
-        yield* notifyChanges(tx, { ...changes, ready: changes.ready + e!.n })
+        // Enqueue behind the keys and wake the workers: one round trip.
+        yield* txRows(
+          tx,
+          sql`SELECT cairn_notify(jsonb_set(${json(changes)}::jsonb, '{ready}',
+                to_jsonb(${changes.ready}::int + cairn_enqueue(${sql.param(taskIds)}::text[]))))`
+        )
       })
     )
 
@@ -422,4 +419,4 @@ export const submitGraph = (spec: GraphSpec) =>
       nodes[name] = { task: p.taskId, outputs: { ...p.outputs } }
     }
     return { id: graphId, nodes } satisfies SubmittedGraph
-  }).pipe(Effect.withSpan("cairn.submit", { attributes: { nodes: Object.keys(spec.nodes).length } }))
+  }).pipe(Effect.withSpan("cairn.submit", { attributes: { nodes: Object.keys(spec.nodes).length }, captureStackTrace: false }))

@@ -19,16 +19,16 @@
  * On shutdown it stops claiming, lets running tasks finish within the grace period, then hands the
  * rest back (cairn_release) and unregisters.
  */
-import { sql } from "drizzle-orm"
+import { type SQL, sql } from "drizzle-orm"
 import { Cause, Duration, Effect, Exit, Fiber, Option, Queue, Schedule, Schema, Stream } from "effect"
 import * as os from "node:os"
 import { monotonicFactory } from "ulid"
 import { CairnConfig } from "../config/config.js"
-import { Db, DbError, txRows } from "../db/client.js"
+import { Db, DbError, type Tx, txRows } from "../db/client.js"
 import { claimTasks, type ClaimedTask } from "./claim.js"
 import { TaskFailure } from "./errors.js"
 import { Commit, type HandlerResult, type OutputValues, type Progress, type ResolvedInput, TaskKinds } from "./kind.js"
-import { type Changes, notifyChanges, toChanges } from "./notify.js"
+import { type Changes, toChanges } from "./notify.js"
 import { Session } from "./session.js"
 import * as Metrics from "./metrics.js"
 
@@ -60,18 +60,16 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
     let stopping = false
     let currentId: string | undefined
 
-    const apply = (tx: Parameters<Parameters<typeof db.transaction>[0]>[0], q: ReturnType<typeof sql>) =>
-      Effect.gen(function*() {
-        const [row] = yield* txRows<{ c: unknown }>(tx, q)
-        if (row?.c == null) return undefined
-        const changes = toChanges(row.c)
-        yield* notifyChanges(tx, changes)
-        return changes
-      })
-
-    /** One engine function call in its own transaction, with its NOTIFY. */
-    const call = (q: ReturnType<typeof sql>): Effect.Effect<Changes | undefined, DbError> =>
-      db.transaction((tx) => apply(tx, q))
+    /**
+     * Settling is one engine function call wrapped in cairn_notify, which sends the wake-up from
+     * SQL: alone it is one autocommit statement (one round trip); inside a payload transaction it is
+     * the last statement before COMMIT. `fn` is the call, e.g. sql`cairn_resolve(...)`.
+     */
+    const settleStatement = (fn: SQL) => sql`SELECT cairn_notify(${fn}) AS c`
+    const changesOf = (rows: ReadonlyArray<{ c: unknown }>) => (rows[0]?.c == null ? undefined : toChanges(rows[0].c))
+    const call = (fn: SQL): Effect.Effect<Changes | undefined, DbError> =>
+      Effect.map(db.rows<{ c: unknown }>(settleStatement(fn)), changesOf)
+    const apply = (tx: Tx, fn: SQL) => Effect.map(txRows<{ c: unknown }>(tx, settleStatement(fn)), changesOf)
 
     // ---- registration ---------------------------------------------------------------------------
     const register = (client: import("pg").Client) =>
@@ -99,8 +97,7 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
       const me = r.workerId
       if (Exit.isSuccess(exit)) {
         const result = exit.value
-        const resolve = (values: OutputValues) =>
-          sql`SELECT cairn_resolve(${id}, ${me}, ${attempts}, ${JSON.stringify(values)}::jsonb) AS c`
+        const resolve = (values: OutputValues) => sql`cairn_resolve(${id}, ${me}, ${attempts}, ${JSON.stringify(values)}::jsonb)`
         if (!(result instanceof Commit)) return call(resolve(result))
         // Payload rows and resolution in one transaction; if we no longer own the task, roll back.
         return db.transaction((tx) =>
@@ -115,19 +112,19 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
         ).pipe(
           Effect.catchTag("LostOwnership", () => Effect.succeed(undefined)),
           Effect.catchTag("TaskFailure", (f) =>
-            call(sql`SELECT cairn_fail(${id}, ${me}, ${attempts}, 'failed', ${f.code}, ${f.message}) AS c`))
+            call(sql`cairn_fail(${id}, ${me}, ${attempts}, 'failed', ${f.code}, ${f.message})`))
         )
       }
       if (Cause.isInterruptedOnly(exit.cause)) {
         if (r.reason === "lost") return Effect.succeed(undefined)
-        if (r.reason === "shutdown") return call(sql`SELECT cairn_release(${id}, ${me}, ${attempts}) AS c`)
-        return call(sql`SELECT cairn_fail(${id}, ${me}, ${attempts}, 'canceled', 'canceled', 'canceled by request') AS c`)
+        if (r.reason === "shutdown") return call(sql`cairn_release(${id}, ${me}, ${attempts})`)
+        return call(sql`cairn_fail(${id}, ${me}, ${attempts}, 'canceled', 'canceled', 'canceled by request')`)
       }
       const failure = Cause.failureOption(exit.cause)
       const [code, message] = Option.isSome(failure)
         ? [failure.value.code, failure.value.message]
         : ["task_crashed", Cause.pretty(exit.cause).split("\n")[0] ?? "the handler crashed"]
-      return call(sql`SELECT cairn_fail(${id}, ${me}, ${attempts}, 'failed', ${code}, ${message}) AS c`)
+      return call(sql`cairn_fail(${id}, ${me}, ${attempts}, 'failed', ${code}, ${message})`)
     }
 
     /**
@@ -202,7 +199,7 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
         yield* Effect.logDebug(`task ${task.kind} started (attempt ${task.attempts})`)
         const fiber = yield* Effect.forkDaemon(
           handler.pipe(
-            Effect.withSpan("cairn.run", { attributes: { task: task.id, graph: task.graphId, kind: task.kind } }),
+            Effect.withSpan("cairn.run", { attributes: { task: task.id, graph: task.graphId, kind: task.kind }, captureStackTrace: false }),
             Effect.annotateLogs({ task: task.id, graph: task.graphId })
           )
         )
@@ -213,7 +210,7 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
         yield* logOutcome(task, exit, Date.now() - began)
         yield* progress.flush
         yield* settle(r, exit).pipe(
-          Effect.withSpan("cairn.settle", { attributes: { task: task.id, graph: task.graphId, kind: task.kind } }),
+          Effect.withSpan("cairn.settle", { attributes: { task: task.id, graph: task.graphId, kind: task.kind }, captureStackTrace: false }),
           Effect.retry({ while: (e) => e instanceof DbError, schedule: Schedule.exponential(Duration.millis(50)).pipe(Schedule.upTo(config.heartbeatTimeout)) }),
           Effect.tapError((e) => Effect.logWarning(`could not settle task ${task.id}: ${e.message}; the reaper will retry it`)),
           Effect.ignore,
@@ -282,7 +279,7 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
           const jitter = 0.75 + Math.random() * 0.5
           yield* Effect.sleep(Duration.times(config.reapInterval, jitter))
           const reaped = yield* call(
-            sql`SELECT cairn_reap(${me}, ${`${Duration.toMillis(config.heartbeatTimeout)} milliseconds`}::interval) AS c`
+            sql`cairn_reap(${me}, ${`${Duration.toMillis(config.heartbeatTimeout)} milliseconds`}::interval)`
           ).pipe(Effect.either)
           if (reaped._tag === "Right" && reaped.right) {
             yield* Effect.logWarning("reaped dead workers").pipe(Effect.annotateLogs({ reaped: JSON.stringify(reaped.right) }))
