@@ -8,7 +8,7 @@ import { sql } from "drizzle-orm"
 import { Duration, Effect } from "effect"
 import { beforeAll, describe, expect, it } from "vitest"
 import { createNamed, deleteNamed, updateNamed } from "../src/content/named.js"
-import { acquireSlot, needSlotLocks, SlotLockConflict } from "../src/content/slot-locks.js"
+import { acquireSlot, needSlotLocks, SlotLockConflict, takeSlots } from "../src/content/slot-locks.js"
 import { Db, txRows } from "../src/db/client.js"
 import { submitGraph } from "../src/engine/submit.js"
 import { createTestDatabase, engineLayer } from "./support/db.js"
@@ -78,6 +78,30 @@ describe("slot locks", () => {
     expect(out.got[3]).toBeUndefined()
     expect(out.held).toBe(3)
     expect(out.after).toBe(0)
+  })
+})
+
+describe("taking several slots at once", () => {
+  it("takes only free slots, never more than asked nor more than N across owners", async () => {
+    const out = await run(Effect.gen(function*() {
+      const db = yield* Db
+      const g = yield* submitGraph({ nodes: { a: { task: "debug.sleep", params: { ms: 10 } }, b: { task: "debug.sleep", params: { ms: 10 } } } })
+      const a = { task: g.nodes.a!.task }
+      const b = { task: g.nodes.b!.task }
+      const first = yield* takeSlots(db, "host(several.example)", 4, 3, a)
+      const second = yield* takeSlots(db, "host(several.example)", 4, 3, b)
+      const third = yield* takeSlots(db, "host(several.example)", 4, 3, b)
+      yield* db.rows(sql`SELECT cairn_settle_failed(ARRAY[${a.task}], 'canceled', 'canceled', 'test')`)
+      const afterSettle = yield* takeSlots(db, "host(several.example)", 4, 3, b)
+      return { first, second, third, afterSettle }
+    }))
+    expect(out.first).toHaveLength(3)
+    expect(out.second).toHaveLength(1)
+    expect(out.first).not.toContain(out.second[0])
+    expect(out.third).toEqual([])
+    // The settled owner's slots are free again; b holds all four now.
+    expect(out.afterSettle).toHaveLength(3)
+    expect(new Set([...out.second, ...out.afterSettle]).size).toBe(4)
   })
 })
 

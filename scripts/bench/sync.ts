@@ -160,7 +160,7 @@ const main = async () => {
       ["cairn file.sync", spread(cairn, (r) => r.seconds), spread(cairn, (r) => r.filesPerSecond), spread(cairn, (r) => r.mbPerSecond), pct(ratio), `${sig(med(cairn, (r) => r.cpuMs.client / 1000))} + ${sig(med(cairn, (r) => r.cpuMs.postgres / 1000))}`, pct(med(cairn, (r) => r.machineBusy))]
     ],
     notes: [
-      "Target: cairn >= 70% of curl's files/s. curl only writes the files; cairn also verifies each sha256 and size while storing, fsyncs, records artifact, content unit and version rows, and takes a cluster-wide host download slot per file.",
+      "Target: cairn >= 70% of curl's files/s. curl only writes the files; cairn also verifies each sha256 and size while storing, fsyncs, records artifact, content unit and version rows, and holds cluster-wide host download slots (one per parallel download).",
       "CPU s: curl's own CPU; cairn's worker + API server processes and every PostgreSQL process. 'machine busy': share of both cores busy (all processes, others' included) during the measurement."
     ]
   }

@@ -134,3 +134,40 @@ export const adoptExistingForTask = (digests: ReadonlyArray<string>, taskId: str
     }
     return out
   })
+
+/**
+ * `storeArtifact`'s adoption for many stored artifacts at once (a sync's downloads, batched): one
+ * transaction takes the shared digest locks, checks the bytes are still there, records the rows
+ * and makes `taskId` own them. Answers digest -> artifact id for those adopted, and the digests
+ * whose bytes a cleanup took away meanwhile (not adopted: store them again, then retry).
+ */
+export const adoptStoredForTask = (stored: ReadonlyArray<{ readonly sha256: string; readonly size: number }>, taskId: string) =>
+  Effect.gen(function*() {
+    const db = yield* Db
+    const storage = yield* ArtifactStorage
+    const bySha = new Map(stored.map((s) => [s.sha256, s.size]))
+    const digests = [...bySha.keys()].sort()
+    return yield* db.transaction((tx) =>
+      Effect.gen(function*() {
+        const adopted = new Map<string, string>()
+        if (digests.length === 0) return { adopted, gone: [] as Array<string> }
+        yield* txRows(tx, sql`SELECT pg_advisory_xact_lock_shared(${ARTIFACT_LOCK_CLASS}, hashtext(s)) FROM unnest(${sql.param(digests)}::text[]) AS s`)
+        // Under the shared locks a cleanup can no longer tombstone them until we commit.
+        const there = yield* Effect.forEach(digests, (sha) => storage.stat(sha), { concurrency: 8 })
+        const present = digests.filter((_, i) => there[i] !== undefined)
+        const gone = digests.filter((_, i) => there[i] === undefined)
+        if (present.length === 0) return { adopted, gone }
+        yield* txRows(tx, sql`
+          INSERT INTO artifacts (id, sha256, size)
+          SELECT i, s, n FROM unnest(${sql.param(present.map(() => newId()))}::text[], ${sql.param(present)}::text[],
+                                     ${sql.param(present.map((s) => bySha.get(s)!))}::bigint[]) AS r(i, s, n)
+          ON CONFLICT (sha256) DO NOTHING`)
+        const rows = yield* txRows<{ id: string; sha256: string }>(tx, sql`
+          WITH a AS (SELECT id, sha256 FROM artifacts WHERE sha256 = ANY(${sql.param(present)}::text[])),
+               owned AS (INSERT INTO task_artifacts (task_id, artifact_id) SELECT ${taskId}, id FROM a ON CONFLICT DO NOTHING)
+          SELECT id, sha256 FROM a`)
+        for (const r of rows) adopted.set(r.sha256, r.id)
+        return { adopted, gone }
+      })
+    )
+  })

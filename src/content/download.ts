@@ -196,23 +196,38 @@ const discard = (res: Response) => {
   res.body?.cancel().catch(() => undefined)
 }
 
-/** One GET, up to its response headers. */
+/**
+ * One GET, up to its response headers. Plain callbacks rather than a race with a timer fiber: this
+ * runs once per file of a sync, and the timer and abort signal Effect would add cost more than the
+ * request's own bookkeeping. Interrupting it (or the timeout) aborts `ac`, which closes the
+ * connection; `ac` also carries the body read, which outlives this effect.
+ */
 const fetchOnce = (url: URL, ac: AbortController, timeoutMs: number) =>
-  Effect.tryPromise({
-    try: (signal) => {
-      // `signal` fires when this effect is interrupted (by the timeout below or from outside);
-      // `ac` also carries the body read, which outlives this effect.
-      signal.addEventListener("abort", () => ac.abort(), { once: true })
-      return fetch(url, { signal: ac.signal, redirect: "manual", headers: HEADERS })
-    },
-    catch: (cause) => new AttemptFailure({ reason: "network", detail: describe(cause), retryable: true, cause })
-  }).pipe(
-    Effect.timeoutFail({
-      duration: Duration.millis(timeoutMs),
-      onTimeout: () =>
-        new AttemptFailure({ reason: "timeout", detail: `no response within ${timeoutMs} ms`, retryable: true })
+  Effect.async<Response, AttemptFailure>((resume) => {
+    let timedOut = false
+    const timer = setTimeout(() => {
+      timedOut = true
+      ac.abort()
+    }, timeoutMs)
+    fetch(url, { signal: ac.signal, redirect: "manual", headers: HEADERS }).then(
+      (res) => {
+        clearTimeout(timer)
+        resume(Effect.succeed(res))
+      },
+      (cause) => {
+        clearTimeout(timer)
+        resume(Effect.fail(
+          timedOut
+            ? new AttemptFailure({ reason: "timeout", detail: `no response within ${timeoutMs} ms`, retryable: true })
+            : new AttemptFailure({ reason: "network", detail: describe(cause), retryable: true, cause })
+        ))
+      }
+    )
+    return Effect.sync(() => {
+      clearTimeout(timer)
+      ac.abort()
     })
-  )
+  })
 
 /** GET `start`, following up to `maxRedirects` redirects; succeeds with a 200 response only. */
 const follow = (start: URL, ac: AbortController, opts: RetryOptions) =>
@@ -308,13 +323,17 @@ const bodyOf = (
       return
     }
     const reader = res.body.getReader()
+    // One idle timer, re-armed per read (refresh() is far cheaper than a new timer per chunk).
+    let idle = false
+    let timer: NodeJS.Timeout | undefined
     try {
       for (;;) {
-        let idle = false
-        const timer = setTimeout(() => {
-          idle = true
-          ac.abort()
-        }, idleMs)
+        if (timer === undefined) {
+          timer = setTimeout(() => {
+            idle = true
+            ac.abort()
+          }, idleMs)
+        } else timer.refresh()
         let r: Awaited<ReturnType<typeof reader.read>>
         try {
           r = await reader.read()
@@ -335,8 +354,6 @@ const bodyOf = (
             retryable: true,
             cause
           }))
-        } finally {
-          clearTimeout(timer)
         }
         if (r.done) break
         state.bytes += r.value.byteLength
@@ -368,6 +385,7 @@ const bodyOf = (
       }
       state.completed = true
     } finally {
+      clearTimeout(timer)
       // Stopped early (a failure above, or the sink broke off): close the connection, read no more.
       if (!state.completed) reader.cancel().catch(() => undefined)
       else reader.releaseLock()
@@ -431,7 +449,9 @@ const attempt = <A, E, R>(
         }
         return out
       }),
-    (ac) => Effect.sync(() => ac.abort())
+    // An attempt that read its body to the end has nothing left to close: aborting it anyway would
+    // only build an AbortError (with its stack) per file.
+    (ac, exit) => exit._tag === "Success" ? Effect.void : Effect.sync(() => ac.abort())
   )
 
 /** Exponential backoff with jitter, capped; a Retry-After (also capped) lengthens a delay. */
@@ -484,8 +504,9 @@ const get = <A, E, R>(
             status: f.status,
             cause: f.cause
           })
-        )),
-      Effect.annotateLogs({ url: shown(start) })
+        ))
+      // No annotateLogs({ url }): the one log line here names the URL already, and annotating
+      // costs a FiberRef update per file of a sync.
     ) as Effect.Effect<A, E | DownloadError, R>
   })
 

@@ -6,13 +6,14 @@
  * - `needSlotLocks(tx, names, owner)`: all of `names` or none, in the owner's transaction: one
  *   multi-row INSERT under the primary key. If any name is held, the transaction must roll back
  *   (the error says who holds it).
- * - `slotName(name, i)` = "name.slot(i)": N-way limits are N names; `acquireSlot` takes a free one.
+ * - `slotName(name, i)` = "name.slot(i)": N-way limits are N names; `acquireSlot` takes a free one,
+ *   `takeSlots` as many free ones as wanted (up to a count) in one statement.
  * - A lock is released explicitly, when its owner task settles (the engine's on-settled hook), or
  *   when the worker holding it dies (foreign key, ON DELETE CASCADE from `workers`).
  */
 import { sql } from "drizzle-orm"
 import { Data, Effect } from "effect"
-import { type Tx, txRows } from "../db/client.js"
+import { type DbShape, type Tx, txRows } from "../db/client.js"
 
 export interface SlotOwner {
   readonly task: string
@@ -71,6 +72,30 @@ export const acquireSlot = (tx: Tx, name: string, n: number, owner: SlotOwner) =
       if (got.length > 0) return got[0]!.name
     }
     return undefined
+  })
+
+/**
+ * Up to `want` free slots of an N-way limit in one statement (no transaction needed); answers the
+ * names taken, maybe none. Slots are tried in random order so that concurrent takers seldom meet
+ * on the same name; one held by a transaction still in flight is waited for, then skipped.
+ */
+export const takeSlots = (db: Pick<DbShape, "rows">, name: string, n: number, want: number, owner: SlotOwner) =>
+  Effect.gen(function*() {
+    if (want <= 0) return []
+    const names = Array.from({ length: n }, (_, i) => slotName(name, i))
+    for (let i = names.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1))
+      ;[names[i], names[j]] = [names[j]!, names[i]!]
+    }
+    const got = yield* db.rows<{ name: string }>(sql`
+      INSERT INTO slot_locks (name, owner_task, owner_worker)
+      SELECT s, ${owner.task}, ${owner.worker ?? null}
+      FROM unnest(${sql.param(names)}::text[]) WITH ORDINALITY AS u(s, o)
+      WHERE NOT EXISTS (SELECT 1 FROM slot_locks l WHERE l.name = u.s)
+      ORDER BY o
+      LIMIT ${want}
+      ON CONFLICT (name) DO NOTHING RETURNING name`)
+    return got.map((g) => g.name)
   })
 
 export const releaseSlotLocks = (tx: Tx, names: ReadonlyArray<string>, owner: SlotOwner) =>

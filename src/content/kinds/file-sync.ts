@@ -5,7 +5,8 @@
  *    entry's URL next to the manifest (a path escaping it fails the task).
  * 2. Digests already stored become owned by this task at once (so a concurrent orphan cleanup
  *    keeps them); with policy `immediate` the others are downloaded, `download_concurrency` at a
- *    time and at most CAIRN_HOST_DOWNLOAD_SLOTS per host cluster-wide, each verified while stored.
+ *    time and at most CAIRN_HOST_DOWNLOAD_SLOTS per host cluster-wide, each verified while stored
+ *    and adopted in batches (../fetch.ts).
  *    With policy `on_demand` nothing is downloaded; the content app fetches on first request.
  * 3. One commit: the content units, their artifacts and sources, and the version (mirror: exactly
  *    the manifest; otherwise added on top of the latest). A sync that changes nothing resolves to
@@ -20,10 +21,10 @@ import { CairnConfig } from "../../config/config.js"
 import { Db } from "../../db/client.js"
 import { TaskFailure } from "../../engine/errors.js"
 import { Commit, defineKind } from "../../engine/kind.js"
-import { ownedByTask, adoptExistingForTask } from "../artifacts.js"
+import { adoptExistingForTask } from "../artifacts.js"
 import { ensureUnits, linkArtifacts, recordSources, unitKey } from "../content-units.js"
 import { fetchText, resolveRelative } from "../download.js"
-import { fetchArtifact } from "../fetch.js"
+import { fetchAll } from "../fetch.js"
 import { parseManifest } from "../manifest.js"
 import { cutVersion, versionValue } from "../versions.js"
 import { failWith, NamedRef, orDbFailure, REPOSITORY_VERSION, resolveNamedFields } from "./common.js"
@@ -83,29 +84,29 @@ export const fileSync = defineKind({
 
       // 2. Artifacts: those stored already, then the downloads.
       const stored = yield* adoptExistingForTask(entries.map((e) => e.sha256), ctx.taskId)
-      const count = () => entries.filter((e) => stored.has(e.sha256)).length
+      // Entries per digest, so that progress counts files (several may share one digest).
+      const perDigest = new Map<string, number>()
+      for (const e of entries) perDigest.set(e.sha256, (perDigest.get(e.sha256) ?? 0) + 1)
+      let done = 0
+      for (const [sha, n] of perDigest) if (stored.has(sha)) done += n
       if (remote.policy === "immediate") {
         const missing = new Map<string, (typeof entries)[number]>()
         for (const e of entries) if (!stored.has(e.sha256) && !missing.has(e.sha256)) missing.set(e.sha256, e)
-        yield* ctx.progress({ done: count(), total, unit: "files" })
-        yield* Effect.forEach(
-          missing.values(),
-          (e) =>
-            fetchArtifact(
-              { url: urls.get(e.relative_path)!, sha256: e.sha256, size: e.size, relativePath: e.relative_path },
-              ownedByTask(ctx.taskId),
-              { task: ctx.taskId, worker: ctx.workerId }
-            ).pipe(
-              Effect.mapError((err) => storageFailure(err, e.relative_path)),
-              Effect.tap((a) => {
-                stored.set(e.sha256, a.id)
-                return ctx.progress({ done: count(), total, unit: "files" })
-              })
-            ),
-          { concurrency: Math.max(1, remote.download_concurrency), discard: true }
-        )
+        yield* ctx.progress({ done, total, unit: "files" })
+        yield* fetchAll(
+          [...missing.values()].map((e) => ({ url: urls.get(e.relative_path)!, sha256: e.sha256, size: e.size, relativePath: e.relative_path })),
+          {
+            concurrency: remote.download_concurrency,
+            owner: { task: ctx.taskId, worker: ctx.workerId },
+            onAdopted: (f, id) => {
+              stored.set(f.sha256, id)
+              done += perDigest.get(f.sha256) ?? 1
+              return ctx.progress({ done, total, unit: "files" })
+            }
+          }
+        ).pipe(Effect.catchTag("FetchFailed", (e) => Effect.fail(storageFailure(e.cause, e.relativePath))))
       }
-      yield* ctx.progress({ done: remote.policy === "immediate" ? count() : total, total, unit: "files" })
+      yield* ctx.progress({ done: remote.policy === "immediate" ? done : total, total, unit: "files" })
 
       // 3. The version, with its payload rows, in the settle transaction.
       return new Commit((tx) =>
