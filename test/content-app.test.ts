@@ -347,6 +347,24 @@ describe("serving stored files", () => {
     expect((await get("/content/pub/main/small.txt?x=../../other")).body.equals(small)).toBe(true)
   })
 
+  it("answers 500 for a stored file that is not the size it was stored with, and does not keep it", async () => {
+    const bytes = Buffer.from("bytes that a damaged store will shorten\n")
+    const publication = await run(publish([{ path: "damaged.txt", bytes }]))
+    await run(distribute("damaged", "damaged", publication))
+    await until("the damaged distribution to be routed", async () => (await request("HEAD", "/content/damaged/damaged.txt")).status === 200)
+    const file = await run(Effect.map(ArtifactStorage, (s) => s.path(sha256(bytes))))
+    fs.chmodSync(file!, 0o644)
+    fs.writeFileSync(file!, bytes.subarray(0, 10))
+    const a = await get("/content/damaged/damaged.txt")
+    expect(a.status).toBe(500)
+    expect(a.json.error.code).toBe("internal")
+    // Repaired: served whole, so the short read was not remembered.
+    fs.writeFileSync(file!, bytes)
+    const b = await get("/content/damaged/damaged.txt")
+    expect(b.status).toBe(200)
+    expect(b.body.equals(bytes)).toBe(true)
+  })
+
   it("makes no database query for a file at steady state", async () => {
     const paths = ["small.txt", "deep/er/nested.bin", "PULP_MANIFEST"].map((p) => `/content/pub/main/${p}`)
     for (const p of paths) expect((await get(p)).status).toBe(200)

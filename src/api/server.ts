@@ -1,7 +1,8 @@
 /**
  * The HTTP server: the v1 API (HttpApi), its OpenAPI document, /healthz and /metrics, on one Node
- * HTTP listener, plus the content app. Everything here is a Layer; `ServerLive` needs Db, Session,
- * TaskKinds, ArtifactStorage, CairnConfig.
+ * HTTP listener, plus the content app, which answers its requests before the HttpApi app sees
+ * them. Everything here is a Layer; `ServerLive` needs Db, Session, TaskKinds, ArtifactStorage,
+ * CairnConfig.
  */
 import {
   HttpApiBuilder,
@@ -16,10 +17,10 @@ import {
 import { NodeHttpServer } from "@effect/platform-node"
 import { sql } from "drizzle-orm"
 import { Cause, Context, Duration, Effect, Layer, Redacted } from "effect"
-import { createServer, type Server } from "node:http"
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import { timingSafeEqual, createHash } from "node:crypto"
 import { CairnConfig } from "../config/config.js"
-import { ContentRoutes } from "../content/app/index.js"
+import { ContentApp, ContentAppLive, isContentRequest } from "../content/app/index.js"
 import { Db } from "../db/client.js"
 import { Authorization } from "./auth.js"
 import { CairnApi } from "./definition.js"
@@ -197,8 +198,29 @@ const lifecycle = (nodeServer: () => Server | undefined) =>
     })
   )
 
+/**
+ * Content requests skip the HttpApi app: its per-request fiber, router, middleware and tracing
+ * span cost far more than answering a cached file (see src/content/app/serve.ts). The platform
+ * registers the app as the server's "request" listener, so the content app goes in front of every
+ * listener by intercepting the event itself.
+ */
+const contentFirst = (server: Server, content: (req: IncomingMessage, res: ServerResponse) => void) => {
+  const emit = server.emit
+  // `arguments`, not rest parameters: this runs for every request, and V8 passes `arguments`
+  // through `apply` without building an array.
+  server.emit = function(this: Server, event: string | symbol, req?: IncomingMessage, res?: ServerResponse) {
+    if (event === "request" && isContentRequest(req!)) {
+      content(req!, res!)
+      return true
+    }
+    return emit.apply(this, arguments as unknown as Parameters<typeof emit>)
+  } as typeof server.emit
+}
+
 export const ServerLive = Layer.unwrapEffect(
-  Effect.map(CairnConfig, (config) => {
+  Effect.gen(function*() {
+    const config = yield* CairnConfig
+    const content = yield* ContentApp
     let nodeServer: Server | undefined
     // Slow and idle clients. A connection must complete its first request's headers within
     // `httpHeadersTimeout` (slowloris), and a socket with no traffic for `httpIdleTimeout` is closed
@@ -212,6 +234,10 @@ export const ServerLive = Layer.unwrapEffect(
       const headers = Duration.toMillis(config.httpHeadersTimeout)
       const served = new WeakSet<object>()
       server.on("request", (req) => served.add(req.socket))
+      contentFirst(server, (req, res) => {
+        served.add(req.socket)
+        content(req, res)
+      })
       server.on("connection", (socket) => {
         socket.setTimeout(idle, () => socket.destroy())
         const slow = setTimeout(() => served.has(socket) || socket.destroy(), headers)
@@ -222,7 +248,6 @@ export const ServerLive = Layer.unwrapEffect(
     return HttpApiBuilder.serve().pipe(
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/v1/openapi.json" })),
       Layer.provide(OperationsRoutes),
-      Layer.provide(ContentRoutes),
       Layer.provide(ContractErrors.pipe(Layer.provide(AuthorizationLive))),
       Layer.provide(ApiLive),
       Layer.provideMerge(lifecycle(() => nodeServer)),
@@ -238,4 +263,4 @@ export const ServerLive = Layer.unwrapEffect(
       )
     )
   })
-)
+).pipe(Layer.provide(ContentAppLive))

@@ -46,6 +46,8 @@ export interface CairnConfigShape {
   readonly httpHeadersTimeout: Duration.Duration
   /** A connection with no traffic for this long is closed (must exceed the 60 s long-poll). */
   readonly httpIdleTimeout: Duration.Duration
+  /** Bytes of small files the content app keeps in memory (0: none). */
+  readonly contentCacheBytes: number
 }
 
 export class CairnConfig extends Context.Tag("cairn/CairnConfig")<CairnConfig, CairnConfigShape>() {}
@@ -101,7 +103,8 @@ export const cairnConfig: Config.Config<CairnConfigShape> = Config.all({
   ),
   orphanProtection: positiveInt("CAIRN_ORPHAN_PROTECTION_SECONDS", 86_400).pipe(Config.map(Duration.seconds)),
   httpHeadersTimeout: millis("CAIRN_HTTP_HEADERS_TIMEOUT_MS", 20_000),
-  httpIdleTimeout: millis("CAIRN_HTTP_IDLE_TIMEOUT_MS", 120_000)
+  httpIdleTimeout: millis("CAIRN_HTTP_IDLE_TIMEOUT_MS", 120_000),
+  contentCacheBytes: positiveInt("CAIRN_CONTENT_CACHE_BYTES", 64 * 1024 * 1024)
 })
 
 export const CairnConfigLive = Layer.effect(CairnConfig, cairnConfig)

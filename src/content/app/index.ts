@@ -1,18 +1,22 @@
 /**
  * The content app: `GET|HEAD /content/{base_path}/{relative_path}` (and the publication's
- * `PULP_MANIFEST`), outside `/api/v1` and without auth. `ContentRoutes` adds the routes to the
- * HttpApiBuilder router; it needs Db, Session, ArtifactStorage and CairnConfig.
+ * `PULP_MANIFEST`), outside `/api/v1` and without auth. `ContentApp` is a plain Node request
+ * handler that the server calls for the requests `isContentRequest` picks, ahead of the HttpApi
+ * app (see `serve.ts` for why); `ContentAppLive` needs Db, Session, ArtifactStorage and CairnConfig.
  */
-import { HttpApiBuilder } from "@effect/platform"
-import { Effect, Layer } from "effect"
+import { Context, Layer } from "effect"
+import type { IncomingMessage } from "node:http"
 import { OnDemandLive } from "./on-demand.js"
+import { CONTENT_PREFIX } from "./paths.js"
 import { RoutingTableLive } from "./routing-table.js"
-import { makeContentHandler } from "./serve.js"
+import { type ContentRequestHandler, makeContentHandler } from "./serve.js"
 
-export const ContentRoutes = HttpApiBuilder.Router.use((router) =>
-  Effect.gen(function*() {
-    const handler = yield* makeContentHandler
-    yield* router.get("/content/*", handler)
-    yield* router.head("/content/*", handler)
-  })
-).pipe(Layer.provide(Layer.merge(RoutingTableLive, OnDemandLive)))
+export class ContentApp extends Context.Tag("cairn/content/ContentApp")<ContentApp, ContentRequestHandler>() {}
+
+export const ContentAppLive = Layer.effect(ContentApp, makeContentHandler).pipe(
+  Layer.provide(Layer.merge(RoutingTableLive, OnDemandLive))
+)
+
+/** GET and HEAD under `/content/`; anything else (other methods too) is the HttpApi app's, which answers 404. */
+export const isContentRequest = (req: IncomingMessage): boolean =>
+  (req.method === "GET" || req.method === "HEAD") && req.url !== undefined && req.url.startsWith(CONTENT_PREFIX)

@@ -15,16 +15,21 @@ export const CONTENT_PREFIX = "/content/"
 
 /** The decoded segments after `/content/`, or undefined when the path is malformed or unsafe. */
 export const contentSegments = (url: string): ReadonlyArray<string> | undefined => {
-  const end = url.search(/[?#]/)
+  const query = url.indexOf("?")
+  const fragment = url.indexOf("#")
+  const end = query < 0 ? fragment : fragment < 0 ? query : Math.min(query, fragment)
   const path = end < 0 ? url : url.slice(0, end)
   if (!path.startsWith(CONTENT_PREFIX)) return undefined
   const segments: Array<string> = []
   for (const raw of path.slice(CONTENT_PREFIX.length).split("/")) {
-    let segment: string
-    try {
-      segment = decodeURIComponent(raw)
-    } catch {
-      return undefined // malformed percent-encoding or not UTF-8
+    let segment = raw
+    // Without a `%` there is nothing to decode (and decoding would only copy the string).
+    if (raw.includes("%")) {
+      try {
+        segment = decodeURIComponent(raw)
+      } catch {
+        return undefined // malformed percent-encoding or not UTF-8
+      }
     }
     if (segment === "" || segment === "." || segment === ".." || segment.includes("/")) return undefined
     segments.push(segment)

@@ -8,14 +8,16 @@
  * lost while it was away). Publications never change, so each one's file map is loaded once, on
  * first use, and kept (the least recently used are dropped beyond `MAX_PUBLICATIONS`).
  *
- * So a request for a file that is stored makes no database query at all.
+ * So a request for a file that is stored makes no database query at all. Once both are loaded,
+ * `routeNow` and `cachedPublication` answer synchronously, without a fiber: the content app's
+ * common case (see `serve.ts`).
  */
 import { sql } from "drizzle-orm"
-import { Context, Deferred, Duration, Effect, Layer, PubSub, Queue, Ref, Schedule } from "effect"
+import { Context, Deferred, Duration, Effect, Layer, PubSub, Queue, Schedule } from "effect"
 import { Db, type DbError } from "../../db/client.js"
 import { Session } from "../../engine/session.js"
 import { versionContent } from "../versions.js"
-import { countCache } from "./metrics.js"
+import { countPublicationCache } from "./metrics.js"
 import { relativePathOf } from "./paths.js"
 import { makeSingleflight } from "./singleflight.js"
 
@@ -49,9 +51,15 @@ export interface RoutingTableShape {
    * overlap, so there is at most one), with the rest as a safe relative path.
    */
   readonly route: (segments: ReadonlyArray<string>) => Effect.Effect<Route | undefined>
+  /** `route` without waiting: `NOT_LOADED` until the distributions have been loaded once. */
+  readonly routeNow: (segments: ReadonlyArray<string>) => Route | undefined | typeof NOT_LOADED
   /** A publication's files by relative path, its manifest included. */
   readonly publication: (id: string) => Effect.Effect<PublicationFiles, DbError>
+  /** `publication` if its files are in memory already (counted as a hit), else undefined. */
+  readonly cachedPublication: (id: string) => PublicationFiles | undefined
 }
+
+export const NOT_LOADED = Symbol("not loaded")
 
 export class RoutingTable extends Context.Tag("cairn/content/RoutingTable")<RoutingTable, RoutingTableShape>() {}
 
@@ -73,12 +81,13 @@ export const RoutingTableLive = Layer.scoped(
         Effect.map((rows): Distributions => new Map(rows.map((r) => [r.base_path, r.publication_id])))
       )
 
-    const distributions = yield* Ref.make<Distributions>(new Map())
+    // Plain variables, not Refs: requests read them synchronously (see `routeNow`).
+    let distributions: Distributions | undefined
     // Requests wait for the first load. It runs in the background so that building the server
     // does no I/O here, and a database that is slow at start delays content requests only.
     const loaded = yield* Deferred.make<void>()
     const reload = loadDistributions.pipe(
-      Effect.flatMap((table) => Ref.set(distributions, table)),
+      Effect.flatMap((table) => Effect.sync(() => (distributions = table))),
       Effect.tapError((e) => Effect.logWarning(`content app: loading distributions failed, retrying: ${e.message}`)),
       // Keep serving the table we have until the database answers again.
       Effect.retry(Schedule.exponential(Duration.millis(100), 2).pipe(Schedule.union(Schedule.spaced(Duration.seconds(5)))))
@@ -123,32 +132,44 @@ export const RoutingTableLive = Layer.scoped(
     // A Map iterates in insertion order: re-inserting on every hit makes the first key the least
     // recently used.
     const publications = new Map<string, PublicationFiles>()
-    const remember = (id: string, files: PublicationFiles) =>
-      Effect.sync(() => {
-        publications.delete(id)
-        publications.set(id, files)
-        if (publications.size > MAX_PUBLICATIONS) publications.delete(publications.keys().next().value!)
-      })
+    const remember = (id: string, files: PublicationFiles) => {
+      publications.delete(id)
+      publications.set(id, files)
+      if (publications.size > MAX_PUBLICATIONS) publications.delete(publications.keys().next().value!)
+    }
     const loading = yield* makeSingleflight<string>()
 
+    const routeIn = (table: Distributions, segments: ReadonlyArray<string>): Route | undefined => {
+      let basePath = ""
+      for (let depth = 1; depth < segments.length; depth++) {
+        basePath = depth === 1 ? segments[0]! : `${basePath}/${segments[depth - 1]}`
+        if (!table.has(basePath)) continue
+        const relativePath = relativePathOf(segments, depth)
+        return relativePath === undefined ? undefined : { basePath, publicationId: table.get(basePath)!, relativePath }
+      }
+      return undefined
+    }
+
+    const cachedPublication = (id: string) => {
+      const known = publications.get(id)
+      if (known !== undefined) {
+        countPublicationCache(true)
+        remember(id, known)
+      }
+      return known
+    }
+
     return {
-      route: (segments) =>
-        Effect.map(Effect.zipRight(Deferred.await(loaded), Ref.get(distributions)), (table) => {
-          let basePath = ""
-          for (let depth = 1; depth < segments.length; depth++) {
-            basePath = depth === 1 ? segments[0]! : `${basePath}/${segments[depth - 1]}`
-            if (!table.has(basePath)) continue
-            const relativePath = relativePathOf(segments, depth)
-            return relativePath === undefined ? undefined : { basePath, publicationId: table.get(basePath)!, relativePath }
-          }
-          return undefined
-        }),
+      route: (segments) => Effect.map(Deferred.await(loaded), () => routeIn(distributions!, segments)),
+      routeNow: (segments) => (distributions === undefined ? NOT_LOADED : routeIn(distributions, segments)),
       publication: (id) =>
         Effect.suspend(() => {
-          const known = publications.get(id)
-          if (known !== undefined) return Effect.as(Effect.zipRight(countCache(true), remember(id, known)), known)
-          return Effect.zipRight(countCache(false), loading(id, Effect.tap(loadPublication(id), (files) => remember(id, files))))
-        })
+          const known = cachedPublication(id)
+          if (known !== undefined) return Effect.succeed(known)
+          countPublicationCache(false)
+          return loading(id, Effect.tap(loadPublication(id), (files) => Effect.sync(() => remember(id, files))))
+        }),
+      cachedPublication
     }
   })
 )

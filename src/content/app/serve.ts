@@ -1,86 +1,133 @@
 /**
  * `GET|HEAD /content/{base_path}/{relative_path}`: find the file in the routing table, answer the
- * conditional and range headers, make sure an on-demand file is stored, and stream it from the
- * artifact store (by digest: nothing from the request ever becomes a filesystem path).
+ * conditional and range headers, make sure an on-demand file is stored, and send it from memory
+ * (small files, `body-cache.ts`) or stream it from the artifact store (by digest: nothing from the
+ * request ever becomes a filesystem path).
  *
  * Everything that can be answered from the routing table is: HEAD, 304 and 416 never fetch an
  * on-demand file nor open a stored one.
+ *
+ * This is a plain Node request handler, not an HttpApi route: the server hands it content
+ * requests before the Effect app sees them (`src/api/server.ts`). A request for a small file whose
+ * publication is loaded and whose bytes are cached — the steady state — is answered synchronously,
+ * with no fiber, no router, no middleware and no I/O: that per-request machinery cost ~20x what the
+ * answer itself costs. Only the rare steps (waiting for the first routing load, loading a
+ * publication, an on-demand fetch, reading a file) run as Effects, on the layer's runtime.
  */
-import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Effect } from "effect"
+import { Cause, Effect, Exit, Runtime } from "effect"
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http"
+import { pipeline } from "node:stream/promises"
+import { CairnConfig } from "../../config/config.js"
+import { DbError } from "../../db/client.js"
 import { ArtifactStorage } from "../storage.js"
+import { makeBodyCache } from "./body-cache.js"
 import { etagOf, noneMatch, rangeRequest } from "./http.js"
 import { countResponse } from "./metrics.js"
-import { OnDemand } from "./on-demand.js"
+import { OnDemand, UpstreamUnavailable } from "./on-demand.js"
 import { contentSegments } from "./paths.js"
-import { MANIFEST_PATH, RoutingTable } from "./routing-table.js"
+import { makeBodyReader } from "./read-body.js"
+import { MANIFEST_PATH, NOT_LOADED, RoutingTable } from "./routing-table.js"
 
-/** The contract's error body. */
-const failure = (status: number, code: string, message: string, headers: Record<string, string> = {}) =>
-  HttpServerResponse.unsafeJson({ error: { code, message } }, { status, headers })
+export type ContentRequestHandler = (req: IncomingMessage, res: ServerResponse) => void
 
-const notFound = (message: string) => failure(404, "not_found", message)
+const MANIFEST_TYPE = "text/plain; charset=utf-8"
+const FILE_TYPE = "application/octet-stream"
 
 export const makeContentHandler = Effect.gen(function*() {
   const table = yield* RoutingTable
   const onDemand = yield* OnDemand
   const storage = yield* ArtifactStorage
+  const config = yield* CairnConfig
+  const runtime = yield* Effect.runtime<never>()
+  const cache = makeBodyCache(config.contentCacheBytes)
 
-  const serve = (request: HttpServerRequest.HttpServerRequest) =>
-    Effect.gen(function*() {
-      const segments = contentSegments(request.url)
-      if (segments === undefined) return notFound("not a valid content path")
-      const route = yield* table.route(segments)
-      if (route === undefined) return notFound("nothing is served at this path")
-      if (route.publicationId === null) return notFound(`the distribution at ${route.basePath} serves no publication yet`)
-      const file = (yield* table.publication(route.publicationId)).get(route.relativePath)
-      if (file === undefined) return notFound(`${route.basePath} has no file ${route.relativePath}`)
+  /** Run one of the rare steps; a failure rejects with its error (or defect) as is. */
+  const run = <A, E>(effect: Effect.Effect<A, E>): Promise<A> =>
+    Runtime.runPromiseExit(runtime)(effect).then((exit) => {
+      if (Exit.isSuccess(exit)) return exit.value
+      throw Cause.squash(exit.cause)
+    })
+  const log = (effect: Effect.Effect<void>) => void Runtime.runFork(runtime)(effect)
 
-      const etag = etagOf(file.sha256)
-      const headers: Record<string, string> = {
-        etag,
-        "accept-ranges": "bytes",
-        "content-type": route.relativePath === MANIFEST_PATH ? "text/plain; charset=utf-8" : "application/octet-stream"
-      }
-      if (noneMatch(request.headers["if-none-match"], etag)) return HttpServerResponse.empty({ status: 304, headers })
+  const readBody = makeBodyReader(storage, run)
 
-      const wanted = rangeRequest(request.headers["range"], request.headers["if-range"], etag, file.size)
-      if (wanted._tag === "Unsatisfiable") {
-        return failure(416, "range_not_satisfiable", `the range is outside the file's ${file.size} bytes`, {
-          ...headers,
-          "content-range": `bytes */${file.size}`
-        })
-      }
-      const range = wanted._tag === "Partial" ? wanted.range : undefined
-      const status = range === undefined ? 200 : 206
-      headers["content-length"] = String(range === undefined ? file.size : range.end - range.start + 1)
-      if (range !== undefined) headers["content-range"] = `bytes ${range.start}-${range.end}/${file.size}`
-      if (request.method === "HEAD") return HttpServerResponse.empty({ status, headers })
+  const reply = (req: IncomingMessage, res: ServerResponse, status: number, headers: OutgoingHttpHeaders, body?: Buffer) => {
+    countResponse(req.method!, status, req.method === "HEAD" ? 0 : Number(headers["content-length"] ?? 0))
+    if (res.destroyed) return
+    res.writeHead(status, headers)
+    res.end(req.method === "HEAD" ? undefined : body)
+  }
 
-      yield* onDemand.ensureStored(file)
-      // The server pipes the stream into the response and destroys it if the client goes away.
-      const body = yield* storage.open(file.sha256, range)
-      return HttpServerResponse.raw(body, { status, headers })
-    }).pipe(
-      Effect.catchTags({
-        UpstreamUnavailable: (e) => Effect.succeed(failure(502, "bad_gateway", e.message)),
-        DbError: (e) =>
-          Effect.as(
-            Effect.logWarning(`content app: database error: ${e.message}`),
-            failure(503, "unavailable", "the database is unavailable")
-          )
-      }),
-      // The store failed, or lost a file the database says it holds: not the client's doing.
-      Effect.catchAll((e) =>
-        Effect.as(Effect.logError(`content app: ${e.message}`), failure(500, "internal", "the file could not be read"))
-      )
-    )
+  /** The contract's error body. */
+  const failure = (req: IncomingMessage, res: ServerResponse, status: number, code: string, message: string, headers: OutgoingHttpHeaders = {}) => {
+    const body = Buffer.from(JSON.stringify({ error: { code, message } }))
+    reply(req, res, status, { ...headers, "content-type": "application/json", "content-length": body.length }, body)
+  }
 
-  return Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
-    Effect.tap(serve(request), (response) =>
-      countResponse(
-        request.method,
-        response.status,
-        request.method === "HEAD" ? 0 : Number(response.headers["content-length"] ?? 0)
-      )))
+  const notFound = (req: IncomingMessage, res: ServerResponse, message: string) => failure(req, res, 404, "not_found", message)
+
+  const serve = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const segments = contentSegments(req.url ?? "")
+    if (segments === undefined) return notFound(req, res, "not a valid content path")
+    const now = table.routeNow(segments)
+    const route = now === NOT_LOADED ? await run(table.route(segments)) : now
+    if (route === undefined) return notFound(req, res, "nothing is served at this path")
+    if (route.publicationId === null) return notFound(req, res, `the distribution at ${route.basePath} serves no publication yet`)
+    const files = table.cachedPublication(route.publicationId) ?? await run(table.publication(route.publicationId))
+    const file = files.get(route.relativePath)
+    if (file === undefined) return notFound(req, res, `${route.basePath} has no file ${route.relativePath}`)
+
+    const etag = etagOf(file.sha256)
+    const headers: OutgoingHttpHeaders = {
+      etag,
+      "accept-ranges": "bytes",
+      "content-type": route.relativePath === MANIFEST_PATH ? MANIFEST_TYPE : FILE_TYPE
+    }
+    if (noneMatch(req.headers["if-none-match"], etag)) return reply(req, res, 304, headers)
+
+    const wanted = rangeRequest(req.headers["range"], req.headers["if-range"] as string | undefined, etag, file.size)
+    if (wanted._tag === "Unsatisfiable") {
+      return failure(req, res, 416, "range_not_satisfiable", `the range is outside the file's ${file.size} bytes`, {
+        ...headers,
+        "content-range": `bytes */${file.size}`
+      })
+    }
+    const range = wanted._tag === "Partial" ? wanted.range : undefined
+    const status = range === undefined ? 200 : 206
+    headers["content-length"] = range === undefined ? file.size : range.end - range.start + 1
+    if (range !== undefined) headers["content-range"] = `bytes ${range.start}-${range.end}/${file.size}`
+    if (req.method === "HEAD") return reply(req, res, status, headers)
+
+    if (!file.stored) await run(onDemand.ensureStored(file))
+    if (file.size <= cache.maxEntryBytes) {
+      const loaded = cache.load(file.sha256, () => readBody(file.sha256, file.size))
+      const body = loaded instanceof Buffer ? loaded : await loaded
+      return reply(req, res, status, headers, range === undefined ? body : body.subarray(range.start, range.end + 1))
+    }
+    const stream = await run(storage.open(file.sha256, range))
+    if (res.destroyed) return void stream.destroy()
+    countResponse(req.method!, status, Number(headers["content-length"]))
+    res.writeHead(status, headers)
+    // Backpressure: the file is read as fast as the client takes it; if the client goes away,
+    // the pipeline destroys the file stream (closing its descriptor).
+    await pipeline(stream, res).catch(() => undefined)
+  }
+
+  /** What a failed step answers: the contract's error body, or a cut connection once the headers are out. */
+  const fail = (req: IncomingMessage, res: ServerResponse, e: unknown) => {
+    if (res.headersSent) return void res.destroy()
+    if (e instanceof UpstreamUnavailable) return failure(req, res, 502, "bad_gateway", e.message)
+    if (e instanceof DbError) {
+      log(Effect.logWarning(`content app: database error: ${e.message}`))
+      return failure(req, res, 503, "unavailable", "the database is unavailable")
+    }
+    // The store failed, or lost a file the database says it holds: not the client's doing.
+    log(Effect.logError(`content app: ${e instanceof Error ? e.message : String(e)}`))
+    failure(req, res, 500, "internal", "the file could not be read")
+  }
+
+  const handler: ContentRequestHandler = (req, res) => {
+    serve(req, res).catch((e) => fail(req, res, e))
+  }
+  return handler
 })
