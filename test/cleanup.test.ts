@@ -200,8 +200,11 @@ describe("orphan cleanup", () => {
         nodes: { m: { task: "repository.modify", params: { repository: "repo", add: [toAdd, { relative_path: "up/loaded.bin", artifact: toAddArt.id }] } } }
       })
 
-      const report = yield* cleanupOrphans({ protectionSeconds: 0 })
-      expect(report).toMatchObject({ content_units: 0, artifacts: 0, bytes_freed: 0, uploads_expired: 0 })
+      // Page by page too: each page's owner checks start where the page does.
+      for (const batchSize of [1, undefined]) {
+        const report = yield* cleanupOrphans({ protectionSeconds: 0, batchSize })
+        expect(report).toMatchObject({ content_units: 0, artifacts: 0, bytes_freed: 0, uploads_expired: 0 })
+      }
       for (const a of [inVersionArt, manifest, uploaded, used, toAddArt]) expect(yield* artifactKept(a)).toBe(true)
       for (const u of [inVersion, toAdd]) expect(yield* rowExists("content_units", u)).toBe(true)
 
@@ -315,6 +318,28 @@ describe("orphan cleanup", () => {
       expect(yield* storage.tombstones).toEqual([])
       expect(yield* artifactKept(busy)).toBe(true)
       expect(yield* artifactKept(rolledBack)).toBe(true)
+    }))
+  })
+
+  it("a batch with several rows referenced behind its back keeps exactly those (the delete is redone by halves)", async () => {
+    const env = await fresh()
+    await run(env, Effect.gen(function*() {
+      const db = yield* Db
+      yield* db.rows(sql`CREATE TABLE race_refs (
+        content_id text REFERENCES content_units (id), artifact_id text REFERENCES artifacts (id))`)
+      const arts = yield* Effect.forEach(Array.from({ length: 11 }), () => artifact())
+      const units = yield* Effect.forEach(Array.from({ length: 11 }), () => unit())
+      // First, last and two in the middle: every level of the halving meets one.
+      const refd = [0, 4, 5, 10]
+      for (const i of refd) yield* db.rows(sql`INSERT INTO race_refs VALUES (${units[i]!}, ${arts[i]!.id})`)
+
+      const report = yield* cleanupOrphans({ protectionSeconds: 0 })
+      expect(report).toMatchObject({ content_units: 7, artifacts: 7 })
+      for (let i = 0; i < 11; i++) {
+        expect(yield* artifactKept(arts[i]!), `artifact ${i}`).toBe(refd.includes(i))
+        expect(yield* rowExists("content_units", units[i]!), `unit ${i}`).toBe(refd.includes(i))
+      }
+      expect(yield* (yield* ArtifactStorage).tombstones).toEqual([])
     }))
   })
 

@@ -169,10 +169,16 @@ const main = async () => {
     const f = await awaitFuture(server.url, g.body.nodes.gc!.outputs.report!, 3_600_000)
     during.end = performance.now()
     statements = await topStatements(url, 12)
+    // The `report` output future's value is the cleanup's report; read from its row when the API's
+    // answer does not carry it, so that the table never shows a report it could not read as zeros.
     const row = await withClient(url, async (c) =>
-      (await c.query<{ s: number; e: number }>("SELECT extract(epoch FROM started_at) * 1000 AS s, extract(epoch FROM finished_at) * 1000 AS e FROM tasks WHERE id = $1", [g.body.nodes.gc!.task])).rows[0]!)
-    // The `report` output future's value is the cleanup's report.
-    const report = f.value?.report ?? f.value
+      (await c.query<{ s: number; e: number; value: any }>(
+        `SELECT extract(epoch FROM t.started_at) * 1000 AS s, extract(epoch FROM t.finished_at) * 1000 AS e, f.value
+         FROM tasks t LEFT JOIN futures f ON f.id = $2 WHERE t.id = $1`,
+        [g.body.nodes.gc!.task, g.body.nodes.gc!.outputs.report!]
+      )).rows[0]!)
+    const unwrap = (v: any) => (v != null && typeof v === "object" && "report" in v ? v.report : v) ?? undefined
+    const report = unwrap(f.value) ?? unwrap(row.value)
     cleanup = { start: Number(row.s), end: Number(row.e), report, state: f.state, error: f.error }
     console.error(`cleanup ${f.state} in ${ms(Number(row.e) - Number(row.s))}: ${JSON.stringify(report ?? f.error)}`)
 
@@ -212,7 +218,8 @@ const main = async () => {
   const drop = 1 - p1.filesPerSecond / baseline
   const cleanupMs = cleanup ? cleanup.end - cleanup.start : NaN
   const rep = cleanup?.report ?? {}
-  const rows = (rep.content_units ?? 0) + (rep.artifacts ?? 0)
+  // NaN (shown as such) when the report could not be read: never a made-up zero.
+  const rows = typeof rep.content_units === "number" && typeof rep.artifacts === "number" ? rep.content_units + rep.artifacts : NaN
   const failed = (finalStates.failed ?? 0) + (finalStates.canceled ?? 0)
   const table: Table = {
     title: `Orphan cleanup: ${U.toLocaleString("en-US")} content units + artifacts, ${pct(1 / every)} orphaned two days ago, protection window 24 h, ${flags.streams} sync streams running`,
