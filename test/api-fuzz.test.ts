@@ -10,14 +10,13 @@
  * same before and after). The server runs no worker, so nothing else writes.
  */
 import fc from "fast-check"
-import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { createTestDatabase } from "./support/db.js"
+import { createTestDatabase, watchWrites } from "./support/db.js"
+import { type Answer, readAnswer } from "./support/http.js"
 import { api, type Server, startServer } from "./support/processes.js"
 
 let server: Server
-let db: pg.Client
-let tables: Array<string>
+let writes: Awaited<ReturnType<typeof watchWrites>>
 let ops: Array<Operation>
 /** Ids of real objects, so that fuzzed path parameters also reach existing rows. */
 const known = { graph: "", task: "", future: "", settledFuture: "" }
@@ -61,13 +60,6 @@ interface Sent {
   readonly body?: Buffer | undefined
 }
 
-interface Answer {
-  readonly status: number
-  readonly contentType: string | null
-  readonly text: string
-  readonly json: any
-}
-
 const send = async (r: Sent): Promise<Answer> => {
   current = undefined
   const res = await fetch(server.url + r.path, {
@@ -77,14 +69,7 @@ const send = async (r: Sent): Promise<Answer> => {
     redirect: "manual",
     signal: AbortSignal.timeout(30_000)
   })
-  const text = await res.text()
-  let json: unknown
-  try {
-    json = JSON.parse(text)
-  } catch {
-    json = undefined
-  }
-  return { status: res.status, contentType: res.headers.get("content-type"), text, json }
+  return readAnswer(res)
 }
 
 const show = (r: Sent, a?: Answer) =>
@@ -106,14 +91,8 @@ const expectContract = (r: Sent, a: Answer) => {
   expect(Object.keys(e).filter((k) => !["code", "message", "details"].includes(k)), what).toEqual([])
 }
 
-/**
- * Every row version of every table (but live workers): an insert, update or delete changes the set
- * of (ctid, xmin), so equal before and after = nothing written. Cheap: no column is read.
- */
-const fingerprint = async () =>
-  (await db.query(
-    `SELECT ${tables.map((t) => `(SELECT md5(coalesce(string_agg(ctid::text || xmin::text, ',' ORDER BY ctid), '')) FROM "${t}") AS "${t}"`).join(", ")}`
-  )).rows[0] as Record<string, string>
+/** Unchanged = nothing written (support/db.ts, watchWrites). */
+const fingerprint = () => writes.fingerprint()
 
 /** The fingerprint after the last request, if that request was refused (so it is still current). */
 let current: Record<string, string> | undefined
@@ -440,12 +419,7 @@ const requestTo = (op: Operation): fc.Arbitrary<Sent> => {
 beforeAll(async () => {
   const dbUrl = await createTestDatabase()
   server = await startServer(dbUrl, { CAIRN_WORKERS: "0" })
-  db = new pg.Client({ connectionString: dbUrl })
-  await db.connect()
-  tables = (await db.query<{ t: string }>(
-    `SELECT table_name AS t FROM information_schema.tables
-     WHERE table_schema = 'public' AND table_type = 'BASE TABLE' AND table_name NOT IN ('workers', 'slot_locks') ORDER BY 1`
-  )).rows.map((r) => r.t)
+  writes = await watchWrites(dbUrl)
   const c = api(server.url)
   const doc = (await c.get("/api/v1/openapi.json")).body
   ops = operationsOf(doc)
@@ -466,7 +440,7 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
-  await db?.end()
+  await writes?.close()
   await server?.stop()
 })
 

@@ -5,9 +5,9 @@
  * document, the content app, /healthz and /metrics stay open; and no token (good or bad) ever
  * appears in the process's output, even at debug level.
  */
-import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { createTestDatabase } from "./support/db.js"
+import { createTestDatabase, watchWrites } from "./support/db.js"
+import { readAnswer } from "./support/http.js"
 import { api, type Server, startServer } from "./support/processes.js"
 
 const GOOD = "tok-GOOD-8d1f3c9a"
@@ -15,8 +15,7 @@ const OTHER = "tok-other-27b94e01"
 const BAD = "tok-BAD-5e6a0f77"
 
 let server: Server
-let db: pg.Client
-let tables: Array<string>
+let writes: Awaited<ReturnType<typeof watchWrites>>
 let doc: any
 const ids = { graph: "", task: "", future: "" }
 const FILE = Buffer.from("hello from behind the token\n")
@@ -64,14 +63,7 @@ const call = async (method: string, path: string, authorization: string | undefi
     body: method === "GET" || method === "HEAD" ? undefined : b.body,
     signal: AbortSignal.timeout(30_000)
   })
-  const text = await res.text()
-  let json: any
-  try {
-    json = JSON.parse(text)
-  } catch {
-    json = undefined
-  }
-  return { status: res.status, json, text, contentType: res.headers.get("content-type") }
+  return readAnswer(res)
 }
 
 const expectUnauthorized = (r: Awaited<ReturnType<typeof call>>, what: string) => {
@@ -82,11 +74,8 @@ const expectUnauthorized = (r: Awaited<ReturnType<typeof call>>, what: string) =
   expect(typeof r.json.error.message, what).toBe("string")
 }
 
-/** Every row version of every table but workers: unchanged = nothing written. */
-const fingerprint = async () =>
-  (await db.query(
-    `SELECT ${tables.map((t) => `(SELECT md5(coalesce(string_agg(ctid::text || xmin::text, ',' ORDER BY ctid), '')) FROM "${t}") AS "${t}"`).join(", ")}`
-  )).rows[0]
+/** Unchanged = nothing written (support/db.ts, watchWrites). */
+const fingerprint = () => writes.fingerprint()
 
 /** Malformed or wrong credentials: none of them is "Bearer <a configured token>". */
 const refused: Array<[string, string | undefined]> = [
@@ -108,12 +97,7 @@ const refused: Array<[string, string | undefined]> = [
 beforeAll(async () => {
   const dbUrl = await createTestDatabase()
   server = await startServer(dbUrl, { CAIRN_API_TOKENS: ` ${GOOD} , ${OTHER}`, CAIRN_LOG_LEVEL: "debug", CAIRN_WORKERS: "1" })
-  db = new pg.Client({ connectionString: dbUrl })
-  await db.connect()
-  tables = (await db.query<{ t: string }>(
-    `SELECT table_name AS t FROM information_schema.tables
-     WHERE table_schema = 'public' AND table_type = 'BASE TABLE' AND table_name NOT IN ('workers', 'slot_locks') ORDER BY 1`
-  )).rows.map((r) => r.t)
+  writes = await watchWrites(dbUrl)
   doc = (await api(server.url).get("/api/v1/openapi.json")).body
 
   // A published file under /content/auth, made with a good token.
@@ -139,7 +123,7 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
-  await db?.end()
+  await writes?.close()
   await server?.stop()
 })
 

@@ -19,9 +19,9 @@
 import { once } from "node:events"
 import * as http from "node:http"
 import * as net from "node:net"
-import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { createTestDatabase } from "./support/db.js"
+import { createTestDatabase, watchWrites } from "./support/db.js"
+import { type Answer, readAnswer } from "./support/http.js"
 import { api, type Server, startServer, until } from "./support/processes.js"
 
 const MiB = 1024 * 1024
@@ -31,19 +31,9 @@ const POLLS = 3
 
 let server: Server
 let small: Server
-let db: pg.Client
-let tables: Array<string>
+let writes: Awaited<ReturnType<typeof watchWrites>>
 
-const fingerprint = async () =>
-  (await db.query(
-    `SELECT ${tables.map((t) => `(SELECT md5(coalesce(string_agg(ctid::text || xmin::text, ',' ORDER BY ctid), '')) FROM "${t}") AS "${t}"`).join(", ")}`
-  )).rows[0]
-
-interface Answer {
-  readonly status: number
-  readonly json: any
-  readonly text: string
-}
+const fingerprint = () => writes.fingerprint()
 
 const call = async (base: string, method: string, path: string, body?: Buffer | string, type = "application/json"): Promise<Answer> => {
   const res = await fetch(base + path, {
@@ -52,14 +42,7 @@ const call = async (base: string, method: string, path: string, body?: Buffer | 
     body,
     signal: AbortSignal.timeout(60_000)
   })
-  const text = await res.text()
-  let json: any
-  try {
-    json = JSON.parse(text)
-  } catch {
-    json = undefined
-  }
-  return { status: res.status, json, text }
+  return readAnswer(res)
 }
 
 const postJson = (base: string, path: string, v: unknown) => call(base, "POST", path, JSON.stringify(v))
@@ -107,16 +90,11 @@ beforeAll(async () => {
       CAIRN_UPLOAD_MAX_BYTES: String(SMALL_UPLOAD)
     })
   ])
-  db = new pg.Client({ connectionString: dbUrl })
-  await db.connect()
-  tables = (await db.query<{ t: string }>(
-    `SELECT table_name AS t FROM information_schema.tables
-     WHERE table_schema = 'public' AND table_type = 'BASE TABLE' AND table_name NOT IN ('workers', 'slot_locks') ORDER BY 1`
-  )).rows.map((r) => r.t)
+  writes = await watchWrites(dbUrl)
 })
 
 afterAll(async () => {
-  await db?.end()
+  await writes?.close()
   await Promise.all([server?.stop(), small?.stop()])
 })
 
@@ -139,7 +117,7 @@ describe("request bodies", () => {
           }
         }),
         duplex: "half"
-      } as RequestInit).then(async (res) => ({ status: res.status, text: await res.text() })).then((r) => ({ ...r, json: JSON.parse(r.text) }))
+      } as RequestInit).then(readAnswer)
     await expectRefused(chunked, 413, "payload_too_large", 16 * MiB)
   })
 

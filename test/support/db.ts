@@ -63,3 +63,24 @@ export const engineLayer = (
   const base = Layer.mergeAll(config, db, session, storage)
   return Layer.merge(base, TaskKinds.layer(kinds).pipe(Layer.provide(base)))
 }
+
+/**
+ * Watches a database for writes: `fingerprint()` digests every row version (ctid, xmin) of every
+ * table but `workers` and `slot_locks` (which live processes touch on their own), so equal before
+ * and after means nothing was written. Cheap: no column is read.
+ */
+export const watchWrites = async (dbUrl: string) => {
+  const db = new pg.Client({ connectionString: dbUrl })
+  await db.connect()
+  const tables = (await db.query<{ t: string }>(
+    `SELECT table_name AS t FROM information_schema.tables
+     WHERE table_schema = 'public' AND table_type = 'BASE TABLE' AND table_name NOT IN ('workers', 'slot_locks') ORDER BY 1`
+  )).rows.map((r) => r.t)
+  const digest = tables
+    .map((t) => `(SELECT md5(coalesce(string_agg(ctid::text || xmin::text, ',' ORDER BY ctid), '')) FROM "${t}") AS "${t}"`)
+    .join(", ")
+  return {
+    fingerprint: async () => (await db.query(`SELECT ${digest}`)).rows[0] as Record<string, string>,
+    close: () => db.end()
+  }
+}
