@@ -25,7 +25,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { parseFlags } from "./lib/args.js"
 import { awaitFuture, makeDataDir, post, startServer, startWorkers, stopProcs, submitGraph, waitForWorkers } from "./lib/cairn.js"
-import { createDatabase, dropDatabase, startPostgres, topStatements, withClient, resetStatements } from "./lib/postgres.js"
+import { createDatabase, dropDatabase, startPostgres, statementsTable, topStatements, withClient, resetStatements } from "./lib/postgres.js"
 import { machine, writeReport } from "./lib/report.js"
 import { median, ms, pct, sig, sleep, summarize, type Summary } from "./lib/stats.js"
 import { type Chart, figure } from "./lib/svg.js"
@@ -241,11 +241,7 @@ const main = async () => {
       "A sync that completes during a phase counts in that phase; 'during' spans submission of the cleanup to its settlement."
     ]
   }
-  const stmtTable: Table = {
-    title: "Database time during the cleanup phase (pg_stat_statements, all processes, by total time)",
-    headers: ["statement", "calls", "mean ms", "total ms"],
-    rows: statements.slice(0, 10).map((s) => [s.query.slice(0, 110), String(s.calls), sig(s.mean_ms), sig(s.total_ms)])
-  }
+  const stmtTable = statementsTable("Database time during the cleanup phase (pg_stat_statements, all processes, by total time)", statements)
   const charts: Array<Chart> = [
     {
       kind: "bar",

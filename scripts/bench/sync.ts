@@ -20,8 +20,8 @@ import { awaitFuture, makeDataDir, post, startServer, startWorkers, stopProcs, s
 import { busyShare, cpuOfCluster, cpuOfPids, sampleMachine } from "./lib/cpu.js"
 import { makeTraversable, makeTree, type Tree } from "./lib/files.js"
 import { startNginx } from "./lib/nginx.js"
-import { createDatabase, dropDatabase, type Postgres, resetStatements, startPostgres, type StatementStat, topStatements } from "./lib/postgres.js"
-import { runCommand, spawnProc } from "./lib/proc.js"
+import { createDatabase, dropDatabase, type Postgres, resetStatements, startPostgres, type StatementStat, statementsTable, topStatements } from "./lib/postgres.js"
+import { cpuProfileArgs, runCommand, spawnProc } from "./lib/proc.js"
 import { machine, writeReport } from "./lib/report.js"
 import { bytes, median, ms, pct, sig, sleep } from "./lib/stats.js"
 import { type Chart, figure } from "./lib/svg.js"
@@ -85,7 +85,7 @@ const cairnRound = async (pg: Postgres, tree: Tree, base: string, round: number)
   const dataDir = await makeDataDir("sync")
   const env = { CAIRN_HOST_DOWNLOAD_SLOTS: String(flags.parallel) }
   const server = await startServer(url, dataDir, env)
-  const workers = startWorkers(1, url, dataDir, env, flags.profile ? ["--cpu-prof", `--cpu-prof-dir=${flags.profile}`] : [])
+  const workers = startWorkers(1, url, dataDir, env, cpuProfileArgs(flags.profile || undefined))
   try {
     await waitForWorkers(url, 1, workers)
     await post(server.url, "/api/v1/remotes", { name: "upstream", url: `${base}/PULP_MANIFEST`, policy: "immediate", download_concurrency: flags.parallel })
@@ -165,11 +165,7 @@ const main = async () => {
     ]
   }
   const stmts = cairn[0]?.statements ?? []
-  const stmtTable: Table = {
-    title: "Where cairn's sync spends database time (first round, pg_stat_statements, by total time)",
-    headers: ["statement", "calls", "mean ms", "total ms"],
-    rows: stmts.slice(0, 10).map((s) => [s.query.slice(0, 110), String(s.calls), sig(s.mean_ms), sig(s.total_ms)])
-  }
+  const stmtTable = statementsTable("Where cairn's sync spends database time (first round, pg_stat_statements, by total time)", stmts)
   const charts: Array<Chart> = [
     {
       kind: "bar",

@@ -22,6 +22,16 @@ export interface Source {
 }
 
 /** A problem to report to the user as one sentence (unknown id, unreachable server, ...). */
+/** One glyph per task state: the terminal drawing (render.ts) and the CLI's graph view share them. */
+export const TASK_GLYPH: Record<TaskState, string> = {
+  blocked: "◌",
+  ready: "○",
+  running: "▶",
+  succeeded: "✔",
+  failed: "✖",
+  canceled: "⊘"
+}
+
 export class DagError extends Error {
   constructor(message: string, readonly exitCode = 1) {
     super(message)

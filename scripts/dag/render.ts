@@ -11,6 +11,7 @@ import {
   type FutureState,
   isSettled,
   outputsOf,
+  TASK_GLYPH,
   type TaskState,
   type TaskView,
   stateCounts,
@@ -55,14 +56,6 @@ const taskColor: Record<TaskState, Color> = {
   canceled: "magenta"
 }
 const futureColor: Record<FutureState, Color> = { pending: "yellow", resolved: "green", failed: "red", canceled: "magenta" }
-const glyph: Record<TaskState, string> = {
-  blocked: "◌",
-  ready: "○",
-  running: "▶",
-  succeeded: "✔",
-  failed: "✖",
-  canceled: "⊘"
-}
 
 // ---- text -----------------------------------------------------------------------------------------
 
@@ -172,7 +165,7 @@ export const renderText = (m: DagModel, opts: TextOptions): string => {
 
   const taskLine = (t: TaskView, prefix: string) => {
     const parts = [
-      `${prefix}${p.color(taskColor[t.state], glyph[t.state])} ${p.bold(t.node)}`,
+      `${prefix}${p.color(taskColor[t.state], TASK_GLYPH[t.state])} ${p.bold(t.node)}`,
       t.task,
       st(t.state)
     ]

@@ -6,17 +6,9 @@
  * file: a line whenever a task changes, never a redraw). Timing words and durations are the dag
  * view's (scripts/dag/model.ts), so both tools say the same thing the same way.
  */
-import { formatDuration, timing } from "../../scripts/dag/model.js"
+import { formatDuration, TASK_GLYPH, timing } from "../../scripts/dag/model.js"
 import type { GraphView, TaskView } from "../client/graphs.js"
 
-const GLYPH: Record<TaskView["state"], string> = {
-  blocked: "◌",
-  ready: "○",
-  running: "▶",
-  succeeded: "✔",
-  failed: "✖",
-  canceled: "⊘"
-}
 const COLOR: Record<string, number> = {
   blocked: 33,
   ready: 34,
@@ -138,7 +130,7 @@ export const liveFrame = (g: GraphView, now: number, opts: FrameOptions): Array<
     const bar = bars ? `${progressBar(t.progress?.done ?? 0, t.progress?.total)} ` : ""
     const count = countW > 0 ? `${progressText(t).padEnd(countW)}  ` : ""
     lines.push(fit([
-      { text: `${GLYPH[t.state]} `, state: t.state },
+      { text: `${TASK_GLYPH[t.state]} `, state: t.state },
       { text: `${t.node.padEnd(nodeW)}  ${t.task.padEnd(kindW)}  ` },
       { text: t.state.padEnd(9), state: t.state },
       { text: `  ${bar}${count}${timing(t, now)}` },

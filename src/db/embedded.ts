@@ -82,7 +82,8 @@ const ensureTraversable = async (target: string, log: (line: string) => void) =>
   if (fixed.length > 0) log(`made ${fixed.join(", ")} traversable (o+x) for the postgres OS user`)
 }
 
-const freePort = () =>
+/** A TCP port on loopback that was free a moment ago. */
+export const freePort = () =>
   new Promise<number>((resolve, reject) => {
     const srv = net.createServer()
     srv.once("error", reject)

@@ -26,15 +26,6 @@ export interface Changes {
   readonly distributions?: boolean | undefined
 }
 
-export const noChanges: Changes = { ready: 0, tasks: [], futures: [] }
-
-export const mergeChanges = (a: Changes, b: Changes): Changes => ({
-  ready: a.ready + b.ready,
-  tasks: [...a.tasks, ...b.tasks],
-  futures: [...a.futures, ...b.futures],
-  cancel: [...(a.cancel ?? []), ...(b.cancel ?? [])]
-})
-
 export interface Wakeup {
   readonly ready: number
   readonly futures: ReadonlyArray<string> | "*"

@@ -5,9 +5,9 @@
  */
 import { existsSync } from "node:fs"
 import * as fs from "node:fs/promises"
-import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
+import { freePort } from "../../../src/db/embedded.js"
 import { type Proc, runCommand, spawnProc, until } from "./proc.js"
 
 const CANDIDATES = ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx", "/usr/local/bin/nginx"]
@@ -25,16 +25,6 @@ export const ensureNginx = async (log: (s: string) => void = (s) => console.erro
   if (!now) throw new Error(`could not install nginx (apt-get exited ${r.code}):\n${r.stderr.slice(-2000)}`)
   return now
 }
-
-export const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const srv = net.createServer()
-    srv.once("error", reject)
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address()
-      srv.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))))
-    })
-  })
 
 export interface Nginx {
   readonly url: string

@@ -15,6 +15,8 @@ import pg from "pg"
 import { startEmbedded } from "../../../src/db/embedded.js"
 import { runMigrations } from "../../../src/db/migrate.js"
 import { onInterrupt } from "./proc.js"
+import { sig } from "./stats.js"
+import type { Table } from "./table.js"
 
 export interface Postgres {
   /** Connection string of the admin database (postgres). */
@@ -169,6 +171,13 @@ export const topStatements = async (url: string, limit = 12): Promise<ReadonlyAr
       return []
     }
   })
+
+/** The ten statements with the largest total time, as a report table. */
+export const statementsTable = (title: string, statements: ReadonlyArray<StatementStat>): Table => ({
+  title,
+  headers: ["statement", "calls", "mean ms", "total ms"],
+  rows: statements.slice(0, 10).map((s) => [s.query.slice(0, 110), String(s.calls), sig(s.mean_ms), sig(s.total_ms)])
+})
 
 /** Total statement executions in this database so far (pg_stat_statements), or NaN. */
 export const statementCalls = async (url: string): Promise<number> =>
