@@ -25,6 +25,7 @@ import { ArtifactStorage } from "../src/content/storage.js"
 import { LocalArtifactStorage } from "../src/content/storage-local.js"
 import { Db, txRows } from "../src/db/client.js"
 import { notifyChanges } from "../src/engine/notify.js"
+import { Session } from "../src/engine/session.js"
 import { createTestDatabase, engineLayer } from "./support/db.js"
 import { type Server, startServer, until } from "./support/processes.js"
 import { startUpstream, type Upstream } from "./support/upstream.js"
@@ -64,11 +65,11 @@ const upstreamFiles: Record<string, Buffer> = {
 
 let dbUrl: string
 let upstream: Upstream
-let rt: ManagedRuntime.ManagedRuntime<Db | ArtifactStorage | HttpServer.HttpServer, unknown>
+let rt: ManagedRuntime.ManagedRuntime<Db | ArtifactStorage | Session | HttpServer.HttpServer, unknown>
 let port: number
 let remoteRevision: string
 
-const run = <A, E>(eff: Effect.Effect<A, E, Db | ArtifactStorage>) => rt.runPromise(eff)
+const run = <A, E>(eff: Effect.Effect<A, E, Db | ArtifactStorage | Session>) => rt.runPromise(eff)
 
 beforeAll(async () => {
   dbUrl = await createTestDatabase()
@@ -365,7 +366,7 @@ describe("serving stored files", () => {
     expect(b.body.equals(bytes)).toBe(true)
   })
 
-  it("makes no database query for a file at steady state", async () => {
+  it("makes no database query for a file at steady state, and none through the pool for a miss", async () => {
     const paths = ["small.txt", "deep/er/nested.bin", "PULP_MANIFEST"].map((p) => `/content/pub/main/${p}`)
     for (const p of paths) expect((await get(p)).status).toBe(200)
     const before = queries
@@ -392,6 +393,49 @@ describe("routing follows distribution changes", () => {
     await until("the second publication", async () => (await get("/content/moving/target/f.txt")).body.toString() === "two", 10_000)
     await run(deleteNamed("distribution", "moving"))
     await until("the deleted distribution to be gone", async () => (await get("/content/moving/target/f.txt")).status === 404, 10_000)
+  })
+
+  it("serves a distribution, or its new publication, to the first request after the change commits", async () => {
+    // No waiting for the notification here: a client told "distribution.set resolved" asks at once.
+    const first = await run(publish([{ path: "f.txt", bytes: Buffer.from("first") }]))
+    for (let i = 0; i < 10; i++) {
+      await run(distribute(`instant-${i}`, `instant/${i}`, first))
+      const a = await get(`/content/instant/${i}/f.txt`)
+      expect(a.status, `instant/${i}`).toBe(200)
+      expect(a.body.toString()).toBe("first")
+      // A file only the new publication has.
+      const next = await run(publish([{ path: `only-${i}.txt`, bytes: Buffer.from(`next ${i}`) }]))
+      await run(pointAt(`instant-${i}`, next))
+      const b = await get(`/content/instant/${i}/only-${i}.txt`)
+      expect(b.status, `instant/${i}/only-${i}.txt`).toBe(200)
+      expect(b.body.toString()).toBe(`next ${i}`)
+    }
+  })
+})
+
+describe("the session's notification barrier", () => {
+  it("has announced every wake-up committed before sync was called by the time it returns", async () => {
+    const announced = new Set<string>()
+    await run(Effect.scoped(Effect.gen(function*() {
+      const session = yield* Session
+      const db = yield* Db
+      yield* session.onWakeup((w) => {
+        if (w.futures !== "*") for (const f of w.futures) announced.add(f)
+      })
+      for (let i = 0; i < 50; i++) {
+        const id = ulid()
+        yield* db.transaction((tx) => notifyChanges(tx, { ready: 0, tasks: [], futures: [id], distributions: false }))
+        yield* session.sync
+        expect(announced.has(id), `wake-up ${i}`).toBe(true)
+      }
+      // Concurrent callers all pass, sharing rounds.
+      const ids = Array.from({ length: 100 }, () => ulid())
+      yield* Effect.forEach(ids, (id) =>
+        db.transaction((tx) => notifyChanges(tx, { ready: 0, tasks: [], futures: [id], distributions: false })).pipe(
+          Effect.zipRight(session.sync),
+          Effect.map(() => announced.has(id))
+        ), { concurrency: "unbounded" }).pipe(Effect.map((seen) => expect(seen.every(Boolean)).toBe(true)))
+    })))
   })
 })
 

@@ -7,8 +7,29 @@
  * (with a generation number) so that the worker runtime can register on it, and a synthetic
  * "re-check everything" wakeup follows every (re)connect because notifications sent while we were
  * away are lost.
+ *
+ * `sync` is a barrier on the notification stream: PostgreSQL sends a listening session the
+ * notifications committed before a statement ahead of that statement's ReadyForQuery, and node-pg
+ * emits them in arrival order, so once a `SELECT 1` on this session returns, every wake-up committed
+ * before it was sent has been announced. The content app uses it to see a distribution change a
+ * client has just been told about (`src/content/app/routing-table.ts`).
  */
-import { Context, Deferred, Duration, Effect, Exit, Layer, Option, PubSub, Redacted, Schedule, Stream, SubscriptionRef } from "effect"
+import {
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  FiberId,
+  Layer,
+  Option,
+  PubSub,
+  Redacted,
+  type Scope,
+  Schedule,
+  Stream,
+  SubscriptionRef
+} from "effect"
 import pg from "pg"
 import { Db, DbError } from "../db/client.js"
 import { CHANNEL, decodeWakeup, type Wakeup } from "./notify.js"
@@ -25,6 +46,17 @@ export interface SessionShape {
   readonly connected: Effect.Effect<Connected>
   /** Held around every query on the session's client: worker runtimes of one process share it. */
   readonly queries: Effect.Semaphore
+  /**
+   * Calls `f` synchronously with every wake-up as it is announced, until the scope closes: for
+   * state that must be current the moment `sync` returns (a fiber taking from `wakeups` may not
+   * have run yet). `f` must be quick and must not throw.
+   */
+  readonly onWakeup: (f: (w: Wakeup) => void) => Effect.Effect<void, never, Scope.Scope>
+  /**
+   * Returns once every notification committed before the call has been announced. Callers that
+   * arrive while a round is waiting to start share it, so a burst costs one round trip.
+   */
+  readonly sync: Effect.Effect<void, DbError>
 }
 
 export class Session extends Context.Tag("cairn/Session")<Session, SessionShape>() {}
@@ -51,6 +83,11 @@ export const SessionLive = Layer.scoped(
     const db = yield* Db
     const url = Redacted.value(db.url)
     const wakeups = yield* PubSub.sliding<Wakeup>(4096)
+    const listeners = new Set<(w: Wakeup) => void>()
+    const announce = (w: Wakeup) => {
+      wakeups.unsafeOffer(w)
+      for (const f of listeners) f(w)
+    }
     const current = yield* SubscriptionRef.make<Option.Option<Connected>>(Option.none())
     let generation = 0
 
@@ -60,12 +97,12 @@ export const SessionLive = Layer.scoped(
       yield* Effect.logDebug("session connected").pipe(Effect.annotateLogs({ generation }))
       const lost = yield* Deferred.make<void>()
       client.on("notification", (msg) => {
-        if (msg.channel === CHANNEL) wakeups.unsafeOffer(decodeWakeup(msg.payload))
+        if (msg.channel === CHANNEL) announce(decodeWakeup(msg.payload))
       })
       client.once("end", () => Deferred.unsafeDone(lost, Exit.void))
       client.once("error", () => Deferred.unsafeDone(lost, Exit.void))
       yield* SubscriptionRef.set(current, Option.some({ client, generation }))
-      yield* PubSub.publish(wakeups, everything)
+      announce(everything)
       yield* Deferred.await(lost).pipe(
         Effect.ensuring(
           SubscriptionRef.set(current, Option.none()).pipe(
@@ -94,6 +131,37 @@ export const SessionLive = Layer.scoped(
       Effect.map(Option.getOrThrow)
     )
     const queries = yield* Effect.makeSemaphore(1)
-    return { wakeups, current, connected, queries }
+
+    const onWakeup = (f: (w: Wakeup) => void) =>
+      Effect.acquireRelease(Effect.sync(() => listeners.add(f)), () => Effect.sync(() => listeners.delete(f)))
+
+    // The round that callers join: it has not sent its statement yet, so it is a barrier for all of
+    // them. It is forgotten the moment it sends, and later callers make the next one.
+    const scope = yield* Effect.scope
+    let waitingRound: Deferred.Deferred<void, DbError> | undefined
+    const round = (done: Deferred.Deferred<void, DbError>) =>
+      Effect.flatMap(connected, ({ client }) =>
+        queries.withPermits(1)(
+          Effect.suspend(() => {
+            if (waitingRound === done) waitingRound = undefined
+            return Effect.tryPromise({
+              try: () => client.query("SELECT 1"),
+              catch: (cause) => new DbError({ message: `session sync failed: ${(cause as Error).message}`, cause })
+            })
+          })
+        )).pipe(
+          Effect.exit,
+          Effect.flatMap((exit) => Deferred.done(done, Exit.asVoid(exit)))
+        )
+    const sync = Effect.suspend(() => {
+      if (waitingRound === undefined) {
+        const done = Deferred.unsafeMake<void, DbError>(FiberId.none)
+        waitingRound = done
+        return Effect.zipRight(Effect.forkIn(round(done), scope), Deferred.await(done))
+      }
+      return Deferred.await(waitingRound)
+    })
+
+    return { wakeups, current, connected, queries, onWakeup, sync }
   })
 )

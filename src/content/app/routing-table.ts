@@ -3,18 +3,29 @@
  * relative path -> file (digest, size, whether the bytes are stored).
  *
  * Distributions change, so their table is loaded at start and reloaded whenever a wake-up says
- * distributions changed (`named.ts` sends one with every distribution revision and delete; the
- * session sends an "everything changed" wake-up after each reconnect, which covers notifications
- * lost while it was away). Publications never change, so each one's file map is loaded once, on
- * first use, and kept (the least recently used are dropped beyond `MAX_PUBLICATIONS`).
+ * distributions changed (`named.ts` sends one in the transaction of every distribution revision and
+ * delete; the session sends an "everything changed" wake-up after each reconnect, which covers
+ * notifications lost while it was away). Publications never change, so each one's file map is
+ * loaded once, on first use, and kept (the least recently used are dropped beyond
+ * `MAX_PUBLICATIONS`).
  *
- * So a request for a file that is stored makes no database query at all. Once both are loaded,
- * `routeNow` and `cachedPublication` answer synchronously, without a fiber: the content app's
- * common case (see `serve.ts`).
+ * Freshness. A wake-up makes the table stale at once (synchronously, `Session.onWakeup`), and
+ * requests arriving while it is stale wait for the reload: once the notification is in, nobody is
+ * served the old route. A client that was just told "distribution.set resolved" may still ask
+ * before the notification arrives; so a request about to answer 404 first asks `recheck`, which
+ * passes the session's notification barrier (`Session.sync`) and waits for any reload it reveals.
+ * A 404 thus reflects every distribution change committed before the request arrived, at the cost
+ * of one `SELECT 1` on the session shared by all the 404s of the moment; a hit costs nothing.
+ * (A hit on a path that a change committed a moment ago moved elsewhere can still be answered from
+ * the old publication until its notification arrives, typically well under a millisecond.)
+ *
+ * So a request for a file that is stored makes no database query at all. While the table is
+ * current and the publication loaded, `routeNow` and `cachedPublication` answer synchronously,
+ * without a fiber: the content app's common case (see `serve.ts`).
  */
 import { sql } from "drizzle-orm"
-import { Context, Deferred, Duration, Effect, Layer, PubSub, Queue, Schedule } from "effect"
-import { Db, type DbError } from "../../db/client.js"
+import { Context, Deferred, Duration, Effect, FiberId, Layer, Queue, Schedule } from "effect"
+import { Db, DbError } from "../../db/client.js"
 import { Session } from "../../engine/session.js"
 import { versionContent } from "../versions.js"
 import { countPublicationCache } from "./metrics.js"
@@ -26,6 +37,12 @@ export const MANIFEST_PATH = "PULP_MANIFEST"
 
 /** Publications whose file maps are kept in memory. */
 const MAX_PUBLICATIONS = 64
+
+/**
+ * How long a request waits for the barrier or a reload before it answers from the table it has:
+ * while the database is away, content it knows keeps being served.
+ */
+const FRESHNESS_WAIT = Duration.seconds(1)
 
 export interface FileEntry {
   /** The content unit; undefined for the publication's manifest. */
@@ -48,18 +65,20 @@ export interface Route {
 export interface RoutingTableShape {
   /**
    * The live distribution whose base path is a path-prefix of `segments` (base paths never
-   * overlap, so there is at most one), with the rest as a safe relative path.
+   * overlap, so there is at most one), with the rest as a safe relative path. Waits (bounded)
+   * while the table is stale; with `recheck`, first passes the notification barrier, so that every
+   * change committed before the call is seen. Fails only if no table was ever loaded.
    */
-  readonly route: (segments: ReadonlyArray<string>) => Effect.Effect<Route | undefined>
-  /** `route` without waiting: `NOT_LOADED` until the distributions have been loaded once. */
-  readonly routeNow: (segments: ReadonlyArray<string>) => Route | undefined | typeof NOT_LOADED
+  readonly route: (segments: ReadonlyArray<string>, recheck: boolean) => Effect.Effect<Route | undefined, DbError>
+  /** `route` without waiting: `NOT_CURRENT` while the table is not loaded or stale. */
+  readonly routeNow: (segments: ReadonlyArray<string>) => Route | undefined | typeof NOT_CURRENT
   /** A publication's files by relative path, its manifest included. */
   readonly publication: (id: string) => Effect.Effect<PublicationFiles, DbError>
   /** `publication` if its files are in memory already (counted as a hit), else undefined. */
   readonly cachedPublication: (id: string) => PublicationFiles | undefined
 }
 
-export const NOT_LOADED = Symbol("not loaded")
+export const NOT_CURRENT = Symbol("not current")
 
 export class RoutingTable extends Context.Tag("cairn/content/RoutingTable")<RoutingTable, RoutingTableShape>() {}
 
@@ -83,32 +102,57 @@ export const RoutingTableLive = Layer.scoped(
 
     // Plain variables, not Refs: requests read them synchronously (see `routeNow`).
     let distributions: Distributions | undefined
-    // Requests wait for the first load. It runs in the background so that building the server
-    // does no I/O here, and a database that is slow at start delays content requests only.
-    const loaded = yield* Deferred.make<void>()
-    const reload = loadDistributions.pipe(
-      Effect.flatMap((table) => Effect.sync(() => (distributions = table))),
-      Effect.tapError((e) => Effect.logWarning(`content app: loading distributions failed, retrying: ${e.message}`)),
-      // Keep serving the table we have until the database answers again.
-      Effect.retry(Schedule.exponential(Duration.millis(100), 2).pipe(Schedule.union(Schedule.spaced(Duration.seconds(5)))))
-    )
+    // Distribution wake-ups announced so far, and how many had been when the table in memory
+    // began loading: the table is current when the two are equal.
+    let changes = 0
+    let loadedAt = -1
+    const isCurrent = () => distributions !== undefined && loadedAt === changes
 
-    // Subscribe before the first load: a change committed after that load has a wake-up queued.
-    const wakeups = yield* PubSub.subscribe(session.wakeups)
-    const followChanges = Queue.take(wakeups).pipe(
-      Effect.flatMap((w) =>
-        w.distributions
-          // Wake-ups queued meanwhile are covered by this one reload.
-          ? Queue.takeAll(wakeups).pipe(Effect.zipRight(reload))
-          : Effect.void
-      ),
-      Effect.forever
-    )
-    yield* reload.pipe(
-      Effect.zipRight(Deferred.succeed(loaded, undefined)),
-      Effect.zipRight(followChanges),
-      Effect.forkScoped
-    )
+    // Requests waiting for a table at least as new as `changes` was when they began to wait, one
+    // Deferred per value of `changes` (so a flood of requests while the database is away adds none).
+    const waiting = new Map<number, Deferred.Deferred<void>>()
+    const kick = yield* Queue.sliding<void>(1)
+    const reloadOnce = Effect.suspend(() => {
+      const seen = changes
+      return loadDistributions.pipe(
+        Effect.tap((table) =>
+          Effect.sync(() => {
+            distributions = table
+            loadedAt = seen
+            for (const [need, done] of waiting) {
+              if (need > seen) continue
+              waiting.delete(need)
+              Deferred.unsafeDone(done, Effect.void)
+            }
+          })
+        ),
+        Effect.tapError((e) => Effect.logWarning(`content app: loading distributions failed, retrying: ${e.message}`)),
+        // Keep serving the table we have until the database answers again.
+        Effect.retry(Schedule.exponential(Duration.millis(100), 2).pipe(Schedule.union(Schedule.spaced(Duration.seconds(5)))))
+      )
+    })
+    // One load at a time; wake-ups arriving during a load (the sliding queue keeps one) cause
+    // exactly one more, whose snapshot starts after them.
+    yield* Queue.take(kick).pipe(Effect.zipRight(reloadOnce), Effect.forever, Effect.forkScoped)
+    yield* session.onWakeup((w) => {
+      if (!w.distributions) return
+      changes += 1
+      kick.unsafeOffer(undefined)
+    })
+    // The first load. Requests wait for it; it runs in the background so that building the server
+    // does no I/O here, and a database that is slow at start delays content requests only.
+    kick.unsafeOffer(undefined)
+
+    /** Waits (bounded) for a table loaded after every wake-up announced so far. */
+    const awaitCurrent = Effect.suspend(() => {
+      if (isCurrent()) return Effect.void
+      let done = waiting.get(changes)
+      if (done === undefined) {
+        done = Deferred.unsafeMake<void>(FiberId.none)
+        waiting.set(changes, done)
+      }
+      return Deferred.await(done).pipe(Effect.timeout(FRESHNESS_WAIT), Effect.ignore)
+    })
 
     const loadPublication = (id: string) =>
       Effect.gen(function*() {
@@ -159,9 +203,19 @@ export const RoutingTableLive = Layer.scoped(
       return known
     }
 
+    const route = (segments: ReadonlyArray<string>, recheck: boolean) =>
+      Effect.gen(function*() {
+        if (recheck) yield* session.sync.pipe(Effect.timeout(FRESHNESS_WAIT), Effect.ignore)
+        yield* awaitCurrent
+        if (distributions === undefined) {
+          return yield* new DbError({ message: "the content app has not loaded its routing table yet" })
+        }
+        return routeIn(distributions, segments)
+      })
+
     return {
-      route: (segments) => Effect.map(Deferred.await(loaded), () => routeIn(distributions!, segments)),
-      routeNow: (segments) => (distributions === undefined ? NOT_LOADED : routeIn(distributions, segments)),
+      route,
+      routeNow: (segments) => (isCurrent() ? routeIn(distributions!, segments) : NOT_CURRENT),
       publication: (id) =>
         Effect.suspend(() => {
           const known = cachedPublication(id)

@@ -26,7 +26,7 @@ import { countResponse } from "./metrics.js"
 import { OnDemand, UpstreamUnavailable } from "./on-demand.js"
 import { contentSegments } from "./paths.js"
 import { makeBodyReader } from "./read-body.js"
-import { MANIFEST_PATH, NOT_LOADED, RoutingTable } from "./routing-table.js"
+import { type FileEntry, MANIFEST_PATH, NOT_CURRENT, type Route, RoutingTable } from "./routing-table.js"
 
 export type ContentRequestHandler = (req: IncomingMessage, res: ServerResponse) => void
 
@@ -66,16 +66,29 @@ export const makeContentHandler = Effect.gen(function*() {
 
   const notFound = (req: IncomingMessage, res: ServerResponse, message: string) => failure(req, res, 404, "not_found", message)
 
+  /**
+   * The file at `segments`, or why there is none. With `recheck`, the routing table first catches
+   * up with every distribution change committed before now (see `routing-table.ts`).
+   */
+  const locate = async (segments: ReadonlyArray<string>, recheck: boolean): Promise<{ route: Route; file: FileEntry } | string> => {
+    const now = recheck ? NOT_CURRENT : table.routeNow(segments)
+    const route = now === NOT_CURRENT ? await run(table.route(segments, recheck)) : now
+    if (route === undefined) return "nothing is served at this path"
+    if (route.publicationId === null) return `the distribution at ${route.basePath} serves no publication yet`
+    const files = table.cachedPublication(route.publicationId) ?? await run(table.publication(route.publicationId))
+    const file = files.get(route.relativePath)
+    return file === undefined ? `${route.basePath} has no file ${route.relativePath}` : { route, file }
+  }
+
   const serve = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const segments = contentSegments(req.url ?? "")
     if (segments === undefined) return notFound(req, res, "not a valid content path")
-    const now = table.routeNow(segments)
-    const route = now === NOT_LOADED ? await run(table.route(segments)) : now
-    if (route === undefined) return notFound(req, res, "nothing is served at this path")
-    if (route.publicationId === null) return notFound(req, res, `the distribution at ${route.basePath} serves no publication yet`)
-    const files = table.cachedPublication(route.publicationId) ?? await run(table.publication(route.publicationId))
-    const file = files.get(route.relativePath)
-    if (file === undefined) return notFound(req, res, `${route.basePath} has no file ${route.relativePath}`)
+    // A miss is checked again against every change committed before the request: the client may
+    // have just been told that the distribution it asks for was set.
+    let found = await locate(segments, false)
+    if (typeof found === "string") found = await locate(segments, true)
+    if (typeof found === "string") return notFound(req, res, found)
+    const { route, file } = found
 
     const etag = etagOf(file.sha256)
     const headers: OutgoingHttpHeaders = {
