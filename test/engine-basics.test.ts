@@ -1,4 +1,4 @@
-import { sql } from "drizzle-orm"
+import { type SQL, sql } from "drizzle-orm"
 import { Duration, Effect, Layer } from "effect"
 import { beforeAll, describe, expect, it } from "vitest"
 import { Db } from "../src/db/client.js"
@@ -104,6 +104,39 @@ describe("engine basics", () => {
     expect(cone[0]!.finished_at).toBe(root.finished_at)
   })
 
+  it("analyzes the engine's tables when a graph is large next to what the planner knows of", async () => {
+    const fresh = await createTestDatabase()
+    const known = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const db = yield* Db
+      const reltuples = () =>
+        Effect.map(
+          db.rows<{ tasks: number; futures: number }>(sql`
+            SELECT (SELECT reltuples FROM pg_class WHERE oid = 'tasks'::regclass)::int AS tasks,
+                   (SELECT reltuples FROM pg_class WHERE oid = 'futures'::regclass)::int AS futures`),
+          (rows) => rows[0]!
+        )
+      const graph = (n: number) => {
+        const nodes: Record<string, unknown> = {}
+        for (let i = 0; i < n; i++) nodes[`n${i}`] = { task: "debug.sleep", params: i === 0 ? {} : { inputs: [{ $ref: `n${i - 1}.result` }] } }
+        return submitGraph({ nodes })
+      }
+      const start = yield* reltuples()
+      yield* graph(20) // small: nothing to do
+      const afterSmall = yield* reltuples()
+      yield* graph(150) // never analyzed: analyze, counting the submission's own rows
+      const afterLarge = yield* reltuples()
+      yield* graph(20) // small again
+      const afterSmallAgain = yield* reltuples()
+      yield* graph(100) // 100 >= a fifth of the 170 known: analyze
+      const afterGrowth = yield* reltuples()
+      return { start, afterSmall, afterLarge, afterSmallAgain, afterGrowth }
+    })).pipe(Effect.provide(engineLayer(fresh))) as Effect.Effect<any, never, never>)
+    expect(known.afterSmall).toEqual(known.start)
+    expect(known.afterLarge).toEqual({ tasks: 170, futures: 170 })
+    expect(known.afterSmallAgain).toEqual({ tasks: 170, futures: 170 })
+    expect(known.afterGrowth).toEqual({ tasks: 290, futures: 290 })
+  })
+
   it("refuses to change a settled future (trigger)", async () => {
     const err = await run(Effect.gen(function*() {
       yield* runWorker({ slots: 1 })
@@ -113,5 +146,44 @@ describe("engine basics", () => {
       return yield* db.rows(sql`UPDATE futures SET value = '2' WHERE id = ${f.id}`).pipe(Effect.flip)
     }))
     expect(err.message).toMatch(/settled future is immutable/)
+  })
+
+  it("the guards refuse every change but settling, and every delete", async () => {
+    const refusals = await run(Effect.gen(function*() {
+      const db = yield* Db
+      const refusal = (q: SQL) => db.rows(q).pipe(Effect.flip, Effect.map((e) => e.message))
+      // No worker yet: b stays blocked on a, and both futures stay pending.
+      const g = yield* submitGraph({
+        nodes: {
+          a: { task: "debug.sleep", params: { value: 1 } },
+          b: { task: "debug.sleep", params: { inputs: [{ $ref: "a.result" }] } }
+        }
+      })
+      const a = g.nodes.a!
+      const b = g.nodes.b!
+      const pending = {
+        futureValue: yield* refusal(sql`UPDATE futures SET value = '2' WHERE id = ${a.outputs.result}`),
+        futureIdentity: yield* refusal(sql`UPDATE futures SET state = 'resolved', settled_at = now(), output = 'x' WHERE id = ${a.outputs.result}`),
+        futureDelete: yield* refusal(sql`DELETE FROM futures WHERE id = ${b.outputs.result}`),
+        taskParams: yield* refusal(sql`UPDATE tasks SET params = '{}' WHERE id = ${b.task}`),
+        taskNode: yield* refusal(sql`UPDATE tasks SET node = 'x' WHERE id = ${b.task}`),
+        taskDelete: yield* refusal(sql`DELETE FROM tasks WHERE id = ${b.task}`)
+      }
+      yield* runWorker({ slots: 1 })
+      yield* waitSettled(b.outputs.result!)
+      const settled = {
+        taskError: yield* refusal(sql`UPDATE tasks SET error = '{}' WHERE id = ${a.task}`),
+        futureState: yield* refusal(sql`UPDATE futures SET state = 'failed' WHERE id = ${a.outputs.result}`)
+      }
+      return { ...pending, ...settled }
+    }))
+    expect(refusals.futureValue).toMatch(/is pending: it may change only by settling/)
+    expect(refusals.futureIdentity).toMatch(/only its settlement may be written/)
+    expect(refusals.futureDelete).toMatch(/futures are immutable/)
+    expect(refusals.taskParams).toMatch(/identity and params are immutable/)
+    expect(refusals.taskNode).toMatch(/identity and params are immutable/)
+    expect(refusals.taskDelete).toMatch(/cannot be deleted/)
+    expect(refusals.taskError).toMatch(/already succeeded: a settled task is immutable/)
+    expect(refusals.futureState).toMatch(/already resolved: a settled future is immutable/)
   })
 })

@@ -39,6 +39,7 @@ const { flags, out, command } = parseFlags("dag", "Per-edge latency and failure 
   slots: { default: 8, help: "slots per worker process" },
   rounds: { default: 3, quick: 1, help: "rounds (every shape once per round, interleaved)" },
   seed: { default: 7, help: "seed of the random DAG" },
+  variants: { default: "both", help: "which variants to run: both, success (no failure) or failure (for tuning the cascade)" },
   explain: { default: -1, help: "log plans of statements slower than this many ms (auto_explain; embedded server only); -1: off" }
 })
 
@@ -205,7 +206,9 @@ const main = async () => {
     await waitForWorkers(url, flags.workers, procs)
     await sleep(2000)
     const ctx = { url, api: server.url }
-    const order: Array<[Shape, boolean]> = [["chain", false], ["fanout", false], ["random", false], ["chain", true], ["fanout", true], ["random", true]]
+    if (!["both", "success", "failure"].includes(flags.variants)) throw new Error(`--variants must be both, success or failure, not ${flags.variants}`)
+    const order = ([["chain", false], ["fanout", false], ["random", false], ["chain", true], ["fanout", true], ["random", true]] as Array<[Shape, boolean]>)
+      .filter(([, failing]) => flags.variants === "both" || failing === (flags.variants === "failure"))
     for (let round = 1; round <= flags.rounds; round++) {
       for (const [shape, failing] of order) runs.push(await runShape(ctx, shape, failing, round))
     }

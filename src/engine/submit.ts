@@ -11,7 +11,10 @@
  *   3. inserts graph, tasks (seq in FCFS order), futures, input edges and key rows;
  *   4. settles at once the tasks whose inputs already failed or were canceled (cascade);
  *   5. enqueues the rest (cairn_enqueue: key rows with no earlier conflict become free; tasks with
- *      nothing to wait for become ready) and sends one NOTIFY.
+ *      nothing to wait for become ready) and sends one NOTIFY;
+ *   6. if the graph is large next to the tasks the planner knows of, analyzes the engine's tables
+ *      before committing (cairn_refresh_statistics), so that its first failure or claim is not
+ *      planned from statistics that predate it.
  *
  * FCFS order within a graph is the order of `nodes` in the request body, except that a node is
  * never placed before a node it takes data from (a stable topological order): the literal body order
@@ -404,11 +407,13 @@ export const submitGraph = (spec: GraphSpec) =>
           )
           changes = toChanges(r!.c)
         }
-        // Enqueue behind the keys and wake the workers: one round trip.
+        // Enqueue behind the keys and wake the workers, and give the planner statistics if this
+        // graph is large next to what it knows (cairn_refresh_statistics): one round trip.
         yield* txRows(
           tx,
           sql`SELECT cairn_notify(jsonb_set(${json(changes)}::jsonb, '{ready}',
-                to_jsonb(${changes.ready}::int + cairn_enqueue(${sql.param(taskIds)}::text[]))))`
+                to_jsonb(${changes.ready}::int + cairn_enqueue(${sql.param(taskIds)}::text[])))),
+                cairn_refresh_statistics(${taskIds.length}::int)`
         )
       })
     )
