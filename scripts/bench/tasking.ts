@@ -235,7 +235,7 @@ const main = async () => {
       }
       return [
         `${r.tasks}/${r.workers}`,
-        cell(/WITH picked AS/),
+        cell(/cairn_claim\(|WITH picked AS/),
         cell(/cairn_resolve/),
         cell(/INSERT INTO tasks/),
         cell(/cairn_enqueue/),

@@ -1,9 +1,11 @@
 /**
- * Claiming ready work: one statement. The partial index `tasks_ready (seq) WHERE state = 'ready'`
- * holds only ready rows, so the cost is O(log ready + claimed) whatever the number of blocked or
- * finished tasks; SKIP LOCKED hands concurrent claimers disjoint rows without waiting. The same
- * statement returns each task's resolved input values, saving a round trip before it runs.
- * Ready tasks are taken in submission order (seq), so the oldest ready work goes first.
+ * Claiming ready work: one statement, `cairn_claim` (drizzle/0009_targeted_wakeups.sql). The
+ * partial index `tasks_ready (seq) WHERE state = 'ready'` holds only ready rows, so the cost is
+ * O(log ready + claimed) whatever the number of blocked or finished tasks; SKIP LOCKED hands
+ * concurrent claimers disjoint rows without waiting. The same statement returns each task's
+ * resolved input values, saving a round trip before it runs. Ready tasks are taken in submission
+ * order (seq), so the oldest ready work goes first. A claim that filled its slots and saw ready work
+ * left over wakes idle workers for it (the baton: wake-ups name only a few idle workers).
  */
 import { sql } from "drizzle-orm"
 import { Effect } from "effect"
@@ -34,19 +36,7 @@ export const claimTasks = (workerId: string, limit: number) =>
       inputs: Record<string, { kind: string; value: unknown }>
       outputs: Record<string, string>
       latency_ms: number
-    }>(sql`
-      WITH picked AS (
-        SELECT id FROM tasks WHERE state = 'ready' ORDER BY seq LIMIT ${limit} FOR UPDATE SKIP LOCKED
-      )
-      UPDATE tasks t
-      SET state = 'running', worker_id = ${workerId}, started_at = clock_timestamp(), attempts = t.attempts + 1
-      FROM picked
-      WHERE t.id = picked.id
-      RETURNING t.id, t.graph_id, t.kind, t.params, t.attempts,
-        extract(epoch FROM clock_timestamp() - t.ready_at) * 1000 AS latency_ms,
-        (SELECT coalesce(jsonb_object_agg(f.id, jsonb_build_object('kind', f.kind, 'value', f.value)), '{}'::jsonb)
-         FROM task_inputs ti JOIN futures f ON f.id = ti.future_id WHERE ti.task_id = t.id) AS inputs,
-        (SELECT coalesce(jsonb_object_agg(o.output, o.id), '{}'::jsonb) FROM futures o WHERE o.producer_task = t.id) AS outputs`)
+    }>(sql`SELECT * FROM cairn_claim(${workerId}, ${limit}::int)`)
     return rows.map((r): ClaimedTask => ({
       id: r.id,
       graphId: r.graph_id,

@@ -5,7 +5,8 @@
  *
  * The payload is small JSON: `r` = tasks made ready, `f` = settled future ids (or "*" when too many
  * to list: listeners then re-check everything they wait for), `c` = task ids whose cancel was
- * requested (or "*"), `d` = 1 when distributions changed (content apps reload their routes).
+ * requested (or "*"), `d` = 1 when distributions changed (content apps reload their routes), `w` =
+ * the idle workers that should claim the ready work (absent: every idle worker should).
  * It is encoded in SQL by `cairn_notify(changes)` (drizzle/0005_engine_tuning.sql), so that a
  * worker settles a task and wakes everyone in one autocommit statement:
  * `SELECT cairn_notify(cairn_resolve(...))`.
@@ -31,15 +32,17 @@ export interface Wakeup {
   readonly futures: ReadonlyArray<string> | "*"
   readonly cancel: ReadonlyArray<string> | "*"
   readonly distributions: boolean
+  /** The workers asked to claim the `ready` work; undefined: every worker with a free slot. */
+  readonly workers: ReadonlyArray<string> | undefined
 }
 
 export const decodeWakeup = (payload: string | undefined): Wakeup => {
   try {
-    const o = JSON.parse(payload ?? "{}") as { r?: number; f?: string[] | "*"; c?: string[] | "*"; d?: number }
-    return { ready: o.r ?? 0, futures: o.f ?? [], cancel: o.c ?? [], distributions: o.d === 1 }
+    const o = JSON.parse(payload ?? "{}") as { r?: number; f?: string[] | "*"; c?: string[] | "*"; d?: number; w?: string[] }
+    return { ready: o.r ?? 0, futures: o.f ?? [], cancel: o.c ?? [], distributions: o.d === 1, workers: Array.isArray(o.w) ? o.w : undefined }
   } catch {
     // An unreadable payload still means "something changed": re-check everything.
-    return { ready: 1, futures: "*", cancel: "*", distributions: true }
+    return { ready: 1, futures: "*", cancel: "*", distributions: true, workers: undefined }
   }
 }
 

@@ -61,7 +61,7 @@ export interface SessionShape {
 
 export class Session extends Context.Tag("cairn/Session")<Session, SessionShape>() {}
 
-export const everything: Wakeup = { ready: 1, futures: "*", cancel: "*", distributions: true }
+export const everything: Wakeup = { ready: 1, futures: "*", cancel: "*", distributions: true, workers: undefined }
 
 const connectOnce = (url: string) =>
   Effect.tryPromise({

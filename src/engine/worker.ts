@@ -4,8 +4,9 @@
  * Life of a worker (one "generation" per database session):
  *   register  a `workers` row and take the session advisory lock (2, lock_key) on the Session's
  *             connection, in one transaction: from then on "lock free" means "this worker is dead".
- *   claim     when woken (NOTIFY with ready work, a slot freed, or the slow safety-net poll), claim
- *             up to the number of free slots with one SKIP LOCKED statement (claim.ts).
+ *   claim     when woken (NOTIFY with ready work that names this worker or nobody, a slot freed, or
+ *             the slow safety-net poll), claim up to the number of free slots with one SKIP LOCKED
+ *             statement (claim.ts).
  *   run       each task's handler in its own fiber; cancel = Fiber.interrupt, triggered by a NOTIFY
  *             (or found by the heartbeat, if the notification was lost).
  *   settle    one function call per outcome (cairn_resolve / cairn_fail / cairn_release), each
@@ -287,12 +288,15 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
         }
       })
 
-    /** Forwards wakeups: ready work kicks the claimer; cancel requests interrupt our fibers. */
+    /**
+     * Forwards wakeups: ready work kicks the claimer, if the wake-up names us or nobody (it names a
+     * few idle workers when more are idle than there is work); cancel requests interrupt our fibers.
+     */
     const listen = (me: string) =>
       Stream.fromPubSub(session.wakeups).pipe(
         Stream.runForEach((w) =>
           Effect.gen(function*() {
-            if (w.ready > 0) yield* Queue.offer(kick, undefined)
+            if (w.ready > 0 && (w.workers === undefined || w.workers.includes(me))) yield* Queue.offer(kick, undefined)
             if (w.cancel === "*") {
               const rows = yield* db.rows<{ id: string }>(
                 sql`SELECT id FROM tasks WHERE state = 'running' AND worker_id = ${me} AND cancel_requested`
