@@ -180,6 +180,7 @@ describe("database restart", () => {
       const api503 = await c.get(`/api/v1/graphs/${graphs[0]!.id}`)
       expect(api503.status).toBe(503)
       expect(api503.body.error.code).toBe("unavailable")
+      expect(api503.headers.get("retry-after")).toBe("2")
 
       await pgCtl(path.join(root, "data"), "start", { fsync: "off" })
       await until("/healthz to answer 200 again", async () => (await c.get("/healthz").catch(() => undefined))?.status === 200 || undefined, 60_000)

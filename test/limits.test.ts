@@ -193,6 +193,7 @@ describe("long-polls per client", () => {
 
     const refused = await expectRefused(() => call(small.url, "GET", `/api/v1/futures/${future}?wait=5`), 429, "too_many_requests", POLLS)
     expect(refused.json.error.details).toEqual({ limit: POLLS })
+    expect(refused.headers.get("retry-after")).toBe("1")
     // A plain read is not a long-poll.
     expect((await call(small.url, "GET", `/api/v1/futures/${future}`)).status).toBe(200)
     expect((await call(small.url, "GET", `/api/v1/futures/${future}?wait=0`)).status).toBe(200)

@@ -7,7 +7,7 @@
 import {
   HttpApiBuilder,
   HttpApiError,
-  type HttpApp,
+  HttpApp,
   HttpMethod,
   HttpServer,
   HttpServerError,
@@ -175,6 +175,20 @@ const OperationsRoutes = HttpApiBuilder.Router.use((router) =>
   })
 )
 
+/**
+ * `Retry-After` on the refusals that ask the client to come back: 429 (its long-polls are at the
+ * per-client limit; one answers within a minute at most, usually sooner) and 503 (the database is
+ * away; the server reconnects by itself). A pre-response handler, because the server writes the
+ * response (errors included, encoded with the contract's body) before a serve middleware returns.
+ */
+const RETRY_AFTER_SECONDS: Partial<Record<number, string>> = { 429: "1", 503: "2" }
+
+const withRetryAfter = (app: HttpApp.Default): HttpApp.Default =>
+  HttpApp.withPreResponseHandler(app, (_request, response) => {
+    const seconds = RETRY_AFTER_SECONDS[response.status]
+    return Effect.succeed(seconds === undefined ? response : HttpServerResponse.setHeader(response, "retry-after", seconds))
+  })
+
 export const ApiLive = HttpApiBuilder.api(CairnApi).pipe(
   Layer.provide([GraphsLive, TasksLive, FuturesLive, WorkersLive, RepositoriesLive, RemotesLive, DistributionsLive, UploadsLive]),
   Layer.provide(AuthorizationLive)
@@ -245,7 +259,7 @@ export const ServerLive = Layer.unwrapEffect(
       })
       return (nodeServer = server)
     }
-    return HttpApiBuilder.serve().pipe(
+    return HttpApiBuilder.serve(withRetryAfter).pipe(
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/api/v1/openapi.json" })),
       Layer.provide(OperationsRoutes),
       Layer.provide(ContractErrors.pipe(Layer.provide(AuthorizationLive))),

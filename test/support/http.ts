@@ -2,6 +2,7 @@
 export interface Answer {
   readonly status: number
   readonly contentType: string | null
+  readonly headers: Headers
   readonly text: string
   /** undefined when the body is not JSON (the tests then check status and text). */
   readonly json: any
@@ -15,5 +16,5 @@ export const readAnswer = async (res: Response): Promise<Answer> => {
   } catch {
     json = undefined
   }
-  return { status: res.status, contentType: res.headers.get("content-type"), text, json }
+  return { status: res.status, contentType: res.headers.get("content-type"), headers: res.headers, text, json }
 }

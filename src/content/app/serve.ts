@@ -132,7 +132,7 @@ export const makeContentHandler = Effect.gen(function*() {
     if (e instanceof UpstreamUnavailable) return failure(req, res, 502, "bad_gateway", e.message)
     if (e instanceof DbError) {
       log(Effect.logWarning(`content app: database error: ${e.message}`))
-      return failure(req, res, 503, "unavailable", "the database is unavailable")
+      return failure(req, res, 503, "unavailable", "the database is unavailable", { "retry-after": "2" })
     }
     // The store failed, or lost a file the database says it holds: not the client's doing.
     log(Effect.logError(`content app: ${e instanceof Error ? e.message : String(e)}`))
