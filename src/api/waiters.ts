@@ -8,6 +8,7 @@
 import { sql } from "drizzle-orm"
 import { Context, Deferred, Duration, Effect, Layer, Stream } from "effect"
 import { Db } from "../db/client.js"
+import { CLIENTS_CHANNEL } from "../engine/notify.js"
 import { Session } from "../engine/session.js"
 
 export interface FutureWaitersShape {
@@ -46,6 +47,7 @@ export const FutureWaitersLive = Layer.scoped(
       return Effect.forEach(set, (d) => Deferred.succeed(d, undefined), { discard: true })
     }
 
+    yield* session.listen(CLIENTS_CHANNEL)
     yield* Stream.fromPubSub(session.wakeups).pipe(
       Stream.runForEach((w) =>
         Effect.gen(function*() {

@@ -1,12 +1,16 @@
 /**
  * Wake-ups. Every engine transaction that makes work ready, settles futures or asks for a cancel
- * sends exactly one NOTIFY on the `cairn` channel, summarising all of it (NOTIFY serializes
- * committing transactions database-wide, so one per transaction, never one per row).
+ * sends its NOTIFYs once, summarising all of it (never one per row), on three kinds of channel, so
+ * that no process is woken for what it does not care about:
  *
- * The payload is small JSON: `r` = tasks made ready, `f` = settled future ids (or "*" when too many
- * to list: listeners then re-check everything they wait for), `c` = task ids whose cancel was
- * requested (or "*"), `d` = 1 when distributions changed (content apps reload their routes), `w` =
- * the idle workers that should claim the ready work (absent: every idle worker should).
+ *   `cairn`          API long-polls and content apps: `f` = settled future ids (or "*" when too
+ *                    many to list: listeners then re-check everything they wait for), `d` = 1 when
+ *                    distributions changed (content apps reload their routes);
+ *   `cairn_work`     every worker runtime: `r` = tasks made ready, for any idle worker, `c` = task
+ *                    ids whose cancel was requested (or "*");
+ *   `cairn_w_<id>`   one worker runtime: `r` ready tasks it is asked to claim (`w` = [its id]);
+ *                    a wake-up for ready work names about as many idle workers as there is work
+ *                    (drizzle/0009_targeted_wakeups.sql, 0010_wakeup_channels.sql).
  * It is encoded in SQL by `cairn_notify(changes)` (drizzle/0005_engine_tuning.sql), so that a
  * worker settles a task and wakes everyone in one autocommit statement:
  * `SELECT cairn_notify(cairn_resolve(...))`.
@@ -15,7 +19,12 @@ import { sql } from "drizzle-orm"
 import { Effect } from "effect"
 import { type Tx, txRows } from "../db/client.js"
 
-export const CHANNEL = "cairn"
+/** API long-polls and content apps: settled futures and distribution changes. */
+export const CLIENTS_CHANNEL = "cairn"
+/** Every worker runtime: ready work for whoever is idle, cancel requests. */
+export const WORKERS_CHANNEL = "cairn_work"
+/** One worker runtime: ready work it is asked to claim (as cairn_notify names the channel). */
+export const workerChannel = (workerId: string) => `cairn_w_${workerId.toLowerCase()}`
 
 /** What a cascade function (cairn_settle_cascade and friends) reports. */
 export interface Changes {

@@ -1,6 +1,8 @@
 /**
- * The process's one dedicated (unpooled) PostgreSQL session. It LISTENs on the `cairn` channel and
- * is the session a worker's liveness lock lives on, so "the session is gone" means both "we may have
+ * The process's one dedicated (unpooled) PostgreSQL session. It LISTENs on the channels its users
+ * ask for (`listen`: API long-polls and the content app on `cairn`, worker runtimes on
+ * `cairn_work` and their own `cairn_w_<id>`, see notify.ts) and is the session a worker's liveness
+ * lock lives on, so "the session is gone" means both "we may have
  * missed notifications" and "our workers are presumed dead by everyone else".
  *
  * It reconnects forever with capped exponential backoff. Each connection is published on `current`
@@ -32,7 +34,7 @@ import {
 } from "effect"
 import pg from "pg"
 import { Db, DbError } from "../db/client.js"
-import { CHANNEL, decodeWakeup, type Wakeup } from "./notify.js"
+import { decodeWakeup, type Wakeup } from "./notify.js"
 
 export interface Connected {
   readonly client: pg.Client
@@ -46,6 +48,12 @@ export interface SessionShape {
   readonly connected: Effect.Effect<Connected>
   /** Held around every query on the session's client: worker runtimes of one process share it. */
   readonly queries: Effect.Semaphore
+  /**
+   * LISTENs on `channel` until the scope closes (again after every reconnect); its notifications
+   * are announced on `wakeups`. Notifications sent before it returns may be missed: callers read
+   * the state they care about afterwards.
+   */
+  readonly listen: (channel: string) => Effect.Effect<void, never, Scope.Scope>
   /**
    * Calls `f` synchronously with every wake-up as it is announced, until the scope closes: for
    * state that must be current the moment `sync` returns (a fiber taking from `wakeups` may not
@@ -71,7 +79,6 @@ const connectOnce = (url: string) =>
       await client.connect()
       // Let the server notice a vanished peer (machine gone, cable cut) within seconds too.
       await client.query("SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3")
-      await client.query(`LISTEN ${CHANNEL}`)
       return client
     },
     catch: (cause) => new DbError({ message: `session connect failed: ${(cause as Error).message}`, cause })
@@ -89,7 +96,17 @@ export const SessionLive = Layer.scoped(
       for (const f of listeners) f(w)
     }
     const current = yield* SubscriptionRef.make<Option.Option<Connected>>(Option.none())
+    const queries = yield* Effect.makeSemaphore(1)
     let generation = 0
+
+    // Channel -> how many users listen on it; and the live client, read synchronously by `listen`
+    // so that a channel added while a connection is being set up is never missed by both.
+    const channels = new Map<string, number>()
+    let live: pg.Client | undefined
+    const listenOn = (client: pg.Client, channel: string, listen: boolean) =>
+      queries.withPermits(1)(
+        Effect.tryPromise(() => client.query(`${listen ? "LISTEN" : "UNLISTEN"} ${client.escapeIdentifier(channel)}`))
+      ).pipe(Effect.ignore) // a lost connection is noticed (and everything re-listened) by `oneConnection`
 
     const oneConnection = Effect.gen(function*() {
       const client = yield* connectOnce(url)
@@ -97,15 +114,20 @@ export const SessionLive = Layer.scoped(
       yield* Effect.logDebug("session connected").pipe(Effect.annotateLogs({ generation }))
       const lost = yield* Deferred.make<void>()
       client.on("notification", (msg) => {
-        if (msg.channel === CHANNEL) announce(decodeWakeup(msg.payload))
+        if (channels.has(msg.channel)) announce(decodeWakeup(msg.payload))
       })
       client.once("end", () => Deferred.unsafeDone(lost, Exit.void))
       client.once("error", () => Deferred.unsafeDone(lost, Exit.void))
+      // Published before listening, so that a `listen` from now on listens on this connection
+      // itself; listening twice on a channel is harmless.
+      live = client
       yield* SubscriptionRef.set(current, Option.some({ client, generation }))
+      yield* Effect.forEach([...channels.keys()], (channel) => listenOn(client, channel, true), { discard: true })
       announce(everything)
       yield* Deferred.await(lost).pipe(
         Effect.ensuring(
-          SubscriptionRef.set(current, Option.none()).pipe(
+          Effect.sync(() => (live = undefined)).pipe(
+            Effect.zipRight(SubscriptionRef.set(current, Option.none())),
             Effect.zipRight(Effect.promise(() => client.end().catch(() => undefined)))
           )
         )
@@ -130,7 +152,21 @@ export const SessionLive = Layer.scoped(
       Stream.runHead,
       Effect.map(Option.getOrThrow)
     )
-    const queries = yield* Effect.makeSemaphore(1)
+    const listen = (channel: string) =>
+      Effect.acquireRelease(
+        Effect.suspend(() => {
+          const n = channels.get(channel) ?? 0
+          channels.set(channel, n + 1)
+          return n === 0 && live ? listenOn(live, channel, true) : Effect.void
+        }),
+        () =>
+          Effect.suspend(() => {
+            const n = channels.get(channel) ?? 1
+            if (n > 1) return Effect.sync(() => channels.set(channel, n - 1))
+            channels.delete(channel)
+            return live ? listenOn(live, channel, false) : Effect.void
+          })
+      )
 
     const onWakeup = (f: (w: Wakeup) => void) =>
       Effect.acquireRelease(Effect.sync(() => listeners.add(f)), () => Effect.sync(() => listeners.delete(f)))
@@ -162,6 +198,6 @@ export const SessionLive = Layer.scoped(
       return Deferred.await(waitingRound)
     })
 
-    return { wakeups, current, connected, queries, onWakeup, sync }
+    return { wakeups, current, connected, queries, listen, onWakeup, sync }
   })
 )

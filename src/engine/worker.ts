@@ -29,7 +29,7 @@ import { Db, DbError, type Tx, txRows } from "../db/client.js"
 import { claimTasks, type ClaimedTask } from "./claim.js"
 import { TaskFailure } from "./errors.js"
 import { Commit, type HandlerResult, type OutputValues, type Progress, type ResolvedInput, TaskKinds } from "./kind.js"
-import { type Changes, toChanges } from "./notify.js"
+import { type Changes, toChanges, workerChannel, WORKERS_CHANNEL } from "./notify.js"
 import { Session } from "./session.js"
 import * as Metrics from "./metrics.js"
 
@@ -323,6 +323,9 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
         Effect.retry(Schedule.spaced(Duration.seconds(1)))
       )
       currentId = me.id
+      // Wake-ups that name this worker (for this generation's id); the claimer's first claim
+      // covers whatever was sent before.
+      yield* session.listen(workerChannel(me.id))
       yield* Effect.logInfo(`worker ${me.name} registered with ${slots} slot(s)`).pipe(Effect.annotateLogs({ worker: me.id }))
       const sessionLost = session.current.changes.pipe(
         Stream.filter((c) => Option.isNone(c) || c.value.generation !== conn.generation),
@@ -359,7 +362,8 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
       }
     })
 
-    yield* Effect.forever(generation).pipe(Effect.forkScoped)
+    yield* session.listen(WORKERS_CHANNEL)
+    yield* Effect.forever(Effect.scoped(generation)).pipe(Effect.forkScoped)
     // Added last, so it runs first when the scope closes: the generation (heartbeat, session) stays
     // alive while running tasks finish.
     yield* Effect.addFinalizer(() => drain)

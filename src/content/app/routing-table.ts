@@ -26,6 +26,7 @@
 import { sql } from "drizzle-orm"
 import { Context, Deferred, Duration, Effect, FiberId, Layer, Queue, Schedule } from "effect"
 import { Db, DbError } from "../../db/client.js"
+import { CLIENTS_CHANNEL } from "../../engine/notify.js"
 import { Session } from "../../engine/session.js"
 import { versionContent } from "../versions.js"
 import { countPublicationCache } from "./metrics.js"
@@ -134,6 +135,7 @@ export const RoutingTableLive = Layer.scoped(
     // One load at a time; wake-ups arriving during a load (the sliding queue keeps one) cause
     // exactly one more, whose snapshot starts after them.
     yield* Queue.take(kick).pipe(Effect.zipRight(reloadOnce), Effect.forever, Effect.forkScoped)
+    yield* session.listen(CLIENTS_CHANNEL)
     yield* session.onWakeup((w) => {
       if (!w.distributions) return
       changes += 1
