@@ -4,11 +4,12 @@
  * about ready work, which channel carries what, and the claim's baton. Worker rows are written by
  * hand (no worker runs here), and the NOTIFY payloads are read by a plain LISTEN connection.
  */
-import { Effect } from "effect"
+import { Effect, Option, Scope, Exit } from "effect"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { ulid } from "ulid"
 import { workerChannel } from "../src/engine/notify.js"
+import { Session } from "../src/engine/session.js"
 import { submitGraph } from "../src/engine/submit.js"
 import { createTestDatabase, engineLayer } from "./support/db.js"
 import { until } from "./support/processes.js"
@@ -135,5 +136,45 @@ describe("targeted wake-ups", () => {
     // A claim that got fewer than it asked for passes nothing either.
     await readyTasks(1)
     expect(await notified(`SELECT * FROM cairn_claim($1, 3)`, [others[1]])).toEqual([])
+  })
+})
+
+describe("the session's channels", () => {
+  it("hears a channel while someone listens on it, again after the connection is killed, and not after", async () => {
+    const heardBySession: Array<string> = []
+    await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const session = yield* Session
+      yield* session.onWakeup((w) => {
+        if (w.futures !== "*") heardBySession.push(...w.futures)
+      })
+      const send = (id: string) => Effect.promise(() => sql.query(`SELECT pg_notify('cairn_test', $1)`, [JSON.stringify({ f: [id] })]))
+      const heardAfterSync = (id: string) =>
+        Effect.gen(function*() {
+          yield* send(id)
+          yield* session.sync
+          return heardBySession.includes(id)
+        })
+
+      // (Listening before the first connection is covered by the "everything" wake-up that follows it.)
+      yield* session.connected
+      const listening = yield* Scope.make()
+      yield* session.listen("cairn_test").pipe(Scope.extend(listening))
+      expect(yield* heardAfterSync("before-kill")).toBe(true)
+
+      // Kill the session's connection; it reconnects and listens again.
+      const first = (yield* session.connected)
+      const pid = yield* session.queries.withPermits(1)(Effect.promise(() => first.client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")))
+      yield* Effect.promise(() => sql.query("SELECT pg_terminate_backend($1)", [pid.rows[0]!.pid]))
+      yield* Effect.promise(() =>
+        until("the session to reconnect", () =>
+          Effect.runPromise(Effect.map(session.current.get, (c) => Option.isSome(c) && c.value.generation !== first.generation)))
+      )
+      expect(yield* heardAfterSync("after-reconnect")).toBe(true)
+
+      // Nobody listens any more: the channel is not heard.
+      yield* Scope.close(listening, Exit.void)
+      expect(yield* heardAfterSync("after-close")).toBe(false)
+    })).pipe(Effect.provide(engineLayer(url))))
+    expect(heardBySession).toEqual(["before-kill", "after-reconnect"])
   })
 })
