@@ -1,8 +1,9 @@
 /**
  * Task kinds as the engine sees them: typed refs in params, progress reported by a running handler.
  */
-import { sql } from "drizzle-orm"
-import { Deferred, Duration, Effect, Schema } from "effect"
+import { type SQL, sql } from "drizzle-orm"
+import { PgDialect } from "drizzle-orm/pg-core"
+import { Deferred, Duration, Effect, Layer, Schema } from "effect"
 import { beforeAll, describe, expect, it } from "vitest"
 import { Db } from "../src/db/client.js"
 import type { InvalidRequest } from "../src/engine/errors.js"
@@ -41,9 +42,46 @@ const progressing = defineKind({
     })
 })
 
+/** Reports 1 (written by the throttle 250 ms later), then 2 at 300 ms, and finishes. */
+const twoReports = defineKind({
+  name: "test.two-reports",
+  params: Schema.Struct({}),
+  outputs: { out: "value" },
+  resources: noResources,
+  handler: (_, ctx) =>
+    Effect.gen(function*() {
+      yield* ctx.progress({ done: 1, total: 2, unit: "files" })
+      yield* Effect.sleep(Duration.millis(300))
+      yield* ctx.progress({ done: 2, total: 2, unit: "files" })
+      return { out: "done" }
+    })
+})
+
+/**
+ * A Db whose statements are held up by text: the throttled write of progress 1 takes 500 ms (so
+ * it is still in flight when the handler's last report is flushed), and the settle 1 s (so that a
+ * late write would still find the task running).
+ */
+const dialect = new PgDialect()
+const SlowDb = Layer.effect(
+  Db,
+  Effect.map(Db, (db) =>
+    Db.of({
+      ...db,
+      rows: <R>(q: SQL) => {
+        const text = dialect.sqlToQuery(q)
+        const slow = text.sql.includes("SET progress") && text.params.some((p) => String(p).includes(`"done":1`))
+          ? 500
+          : text.sql.includes("cairn_resolve") ? 1000 : 0
+        return slow === 0 ? db.rows<R>(q) : Effect.zipRight(Effect.sleep(Duration.millis(slow)), db.rows<R>(q))
+      }
+    })
+  )
+)
+
 const run = <A, E>(eff: Effect.Effect<A, E, any>) =>
   Effect.runPromise(
-    Effect.scoped(eff).pipe(Effect.provide(engineLayer(url, {}, [...builtinKinds, typed, progressing]))) as Effect.Effect<A, E, never>
+    Effect.scoped(eff).pipe(Effect.provide(engineLayer(url, {}, [...builtinKinds, typed, progressing, twoReports]))) as Effect.Effect<A, E, never>
   )
 
 describe("task kinds", () => {
@@ -79,5 +117,21 @@ describe("task kinds", () => {
       }
     }))
     expect(progress).toEqual({ done: 5, total: 5, unit: "files" })
+  })
+
+  it("keeps the last progress report when an earlier write is still in flight as the task ends", async () => {
+    const final = await run(Effect.gen(function*() {
+      yield* runWorker({ slots: 1 }).pipe(Effect.provide(SlowDb))
+      const g = yield* submitGraph({ nodes: { p: { task: "test.two-reports" } } })
+      const db = yield* Db
+      const deadline = Date.now() + 20_000
+      for (;;) {
+        const [t] = yield* db.rows<{ state: string; progress: unknown }>(sql`SELECT state, progress FROM tasks WHERE id = ${g.nodes.p!.task}`)
+        if (t?.state === "succeeded") return t.progress
+        if (Date.now() > deadline) throw new Error(`the task did not finish: ${JSON.stringify(t)}`)
+        yield* Effect.sleep(Duration.millis(25))
+      }
+    }))
+    expect(final).toEqual({ done: 2, total: 2, unit: "files" })
   })
 })

@@ -131,18 +131,20 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
     /**
      * Progress of a running task: `report` throttles writes to one per 250 ms; `flush` writes the
      * latest unwritten value at once, and runs before the task settles so that the last value
-     * always lands (a write after settling would match no row).
+     * always lands (a write after settling would match no row). Writes go one at a time: two in
+     * flight on different pooled connections could land out of order, the older value last.
      */
     const progressWriter = (task: ClaimedTask, me: string) => {
       let latest: Progress | undefined
       let unwritten = false
       let scheduled = false
-      const flush = Effect.suspend(() => {
+      const writing = Effect.unsafeMakeSemaphore(1)
+      const flush = writing.withPermits(1)(Effect.suspend(() => {
         if (!unwritten) return Effect.void
         unwritten = false
         return db.rows(sql`UPDATE tasks SET progress = ${JSON.stringify(latest)}::jsonb
                            WHERE id = ${task.id} AND state = 'running' AND worker_id = ${me}`).pipe(Effect.ignore)
-      })
+      }))
       const report = (p: Progress) =>
         Effect.suspend(() => {
           latest = p
