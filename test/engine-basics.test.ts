@@ -137,6 +137,33 @@ describe("engine basics", () => {
     expect(known.afterGrowth).toEqual({ tasks: 290, futures: 290 })
   })
 
+  it("reaps a task left running under a worker row that no longer exists, once it is older than half the stale interval", async () => {
+    const states = await run(Effect.gen(function*() {
+      const db = yield* Db
+      // No worker runs: the tasks stay ready until they are made orphans by hand.
+      const g = yield* submitGraph({
+        nodes: {
+          old: { task: "debug.sleep", params: {}, max_attempts: 2 },
+          fresh: { task: "debug.sleep", params: {}, max_attempts: 2 }
+        }
+      })
+      yield* db.rows(sql`UPDATE tasks SET state = 'running', worker_id = 'ghost-1', attempts = 1, started_at = now() - interval '1 minute'
+                         WHERE id = ${g.nodes.old!.task}`)
+      yield* db.rows(sql`UPDATE tasks SET state = 'running', worker_id = 'ghost-2', attempts = 1, started_at = now()
+                         WHERE id = ${g.nodes.fresh!.task}`)
+      const [reaped] = yield* db.rows<{ r: { dead: Array<string> } | null }>(sql`SELECT cairn_reap('nobody', interval '10 seconds') AS r`)
+      const rows = yield* db.rows<{ node: string; state: string; code: string | null }>(
+        sql`SELECT node, state, error->>'code' AS code FROM tasks WHERE graph_id = ${g.id} ORDER BY node`
+      )
+      return { dead: reaped!.r?.dead, rows }
+    }))
+    expect(states.dead).toEqual(["ghost-1"])
+    expect(states.rows).toEqual([
+      { node: "fresh", state: "running", code: null },
+      { node: "old", state: "ready", code: "worker_lost" }
+    ])
+  })
+
   it("refuses to change a settled future (trigger)", async () => {
     const err = await run(Effect.gen(function*() {
       yield* runWorker({ slots: 1 })
