@@ -2,8 +2,8 @@
  * The process's one dedicated (unpooled) PostgreSQL session. It LISTENs on the channels its users
  * ask for (`listen`: API long-polls and the content app on `cairn`, worker runtimes on
  * `cairn_work` and their own `cairn_w_<id>`, see notify.ts) and is the session a worker's liveness
- * lock lives on, so "the session is gone" means both "we may have
- * missed notifications" and "our workers are presumed dead by everyone else".
+ * lock lives on, so "the session is gone" means both "we may have missed notifications" and "our
+ * workers are presumed dead by everyone else".
  *
  * It reconnects forever with capped exponential backoff. Each connection is published on `current`
  * (with a generation number) so that the worker runtime can register on it, and a synthetic
