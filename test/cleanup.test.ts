@@ -90,6 +90,14 @@ const unit = (opts: { age?: typeof OLD; art?: Art } = {}) =>
 const rowExists = (table: "artifacts" | "content_units", id: string) =>
   Effect.flatMap(Db, (db) => Effect.map(db.rows(sql`SELECT 1 FROM ${sql.raw(table)} WHERE id = ${id}`), (rows) => rows.length > 0))
 
+/**
+ * A table of references the ownership checks know nothing about: each row stands for a reference
+ * they could not see yet (committed after their snapshot). Only the foreign key catches it.
+ */
+const createRaceRefs = Effect.flatMap(Db, (db) =>
+  db.rows(sql`CREATE TABLE race_refs (
+    content_id text REFERENCES content_units (id), artifact_id text REFERENCES artifacts (id))`))
+
 /** Row and bytes both there (true), both gone (false); anything else fails the test. */
 const artifactKept = (a: Art) =>
   Effect.gen(function*() {
@@ -265,10 +273,7 @@ describe("orphan cleanup", () => {
     const env = await fresh()
     await run(env, Effect.gen(function*() {
       const db = yield* Db
-      // A reference the ownership checks know nothing about stands for one they could not see yet:
-      // committed after their snapshot. Only the foreign key catches it.
-      yield* db.rows(sql`CREATE TABLE race_refs (
-        content_id text REFERENCES content_units (id), artifact_id text REFERENCES artifacts (id))`)
+      yield* createRaceRefs
       const arts = yield* Effect.all([artifact(), artifact(), artifact()])
       const units = yield* Effect.all([unit(), unit(), unit()])
       yield* db.rows(sql`INSERT INTO race_refs VALUES (${units[1]!}, NULL), (NULL, ${arts[1]!.id})`)
@@ -325,8 +330,7 @@ describe("orphan cleanup", () => {
     const env = await fresh()
     await run(env, Effect.gen(function*() {
       const db = yield* Db
-      yield* db.rows(sql`CREATE TABLE race_refs (
-        content_id text REFERENCES content_units (id), artifact_id text REFERENCES artifacts (id))`)
+      yield* createRaceRefs
       const arts = yield* Effect.forEach(Array.from({ length: 11 }), () => artifact())
       const units = yield* Effect.forEach(Array.from({ length: 11 }), () => unit())
       // First, last and two in the middle: every level of the halving meets one.
