@@ -1,5 +1,5 @@
 import { type SQL, sql } from "drizzle-orm"
-import { Duration, Effect, Layer } from "effect"
+import { Duration, Effect } from "effect"
 import { beforeAll, describe, expect, it } from "vitest"
 import { Db } from "../src/db/client.js"
 import { submitGraph } from "../src/engine/submit.js"
