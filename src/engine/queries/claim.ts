@@ -8,7 +8,6 @@
  * left over wakes idle workers for it (the baton: wake-ups name only a few idle workers).
  */
 import { sql } from "drizzle-orm"
-import { Effect } from "effect"
 import { type Tx, txRows } from "../../db/client.js"
 
 /** A task as a worker claimed it: everything it needs to run, without another statement. */
@@ -21,34 +20,14 @@ export interface ClaimedTask {
   readonly inputs: Record<string, { kind: string; value: unknown }>
   /** Output name -> future id. */
   readonly outputs: Record<string, string>
-  /** Milliseconds from ready to claimed. */
+  /** Milliseconds from ready to claimed (float8: node-pg reads it as a number). */
   readonly claimLatencyMs: number
-}
-
-interface ClaimRow {
-  readonly id: string
-  readonly graph_id: string
-  readonly kind: string
-  readonly params: unknown
-  readonly attempts: number
-  readonly inputs: Record<string, { kind: string; value: unknown }>
-  readonly outputs: Record<string, string>
-  readonly latency_ms: number
 }
 
 /** Claims up to `limit` ready tasks for `workerId`, oldest first. */
 export const claim = (on: Tx, workerId: string, limit: number) =>
-  Effect.map(
-    txRows<ClaimRow>(on, sql`SELECT * FROM cairn_claim(${workerId}, ${limit}::int)`),
-    (rows) =>
-      rows.map((r): ClaimedTask => ({
-        id: r.id,
-        graphId: r.graph_id,
-        kind: r.kind,
-        params: r.params,
-        attempts: r.attempts,
-        inputs: r.inputs,
-        outputs: r.outputs,
-        claimLatencyMs: Number(r.latency_ms)
-      }))
+  txRows<ClaimedTask>(
+    on,
+    sql`SELECT id, graph_id AS "graphId", kind, params, attempts, inputs, outputs, latency_ms AS "claimLatencyMs"
+        FROM cairn_claim(${workerId}, ${limit}::int)`
   )
