@@ -14,7 +14,9 @@
  *                         settles the node's resource keys;
  *   5. cycles             among this graph's data dependencies (plan.ts's order leaves them over).
  *
- * A node that failed a step is left out of the later ones. Nothing is written unless all pass.
+ * A node whose shape, kind or params size fails step 1 is left out of the later steps, and a node
+ * with any problem before step 4 is not checked against its kind (its own sentences say enough).
+ * Nothing is written unless every step passes.
  */
 import { ParseResult, Schema } from "effect"
 import type { TaskKind } from "../kind.js"
