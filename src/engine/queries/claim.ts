@@ -8,9 +8,9 @@
  * left over wakes idle workers for it (the baton: wake-ups name only a few idle workers).
  */
 import { sql } from "drizzle-orm"
-import { Effect } from "effect"
-import { Db } from "../db/client.js"
+import { type Tx, txRows } from "../../db/client.js"
 
+/** A task as a worker claimed it: everything it needs to run, without another statement. */
 export interface ClaimedTask {
   readonly id: string
   readonly graphId: string
@@ -20,31 +20,14 @@ export interface ClaimedTask {
   readonly inputs: Record<string, { kind: string; value: unknown }>
   /** Output name -> future id. */
   readonly outputs: Record<string, string>
-  /** Milliseconds from ready to claimed. */
+  /** Milliseconds from ready to claimed (float8: node-pg reads it as a number). */
   readonly claimLatencyMs: number
 }
 
-export const claimTasks = (workerId: string, limit: number) =>
-  Effect.gen(function*() {
-    const db = yield* Db
-    const rows = yield* db.rows<{
-      id: string
-      graph_id: string
-      kind: string
-      params: unknown
-      attempts: number
-      inputs: Record<string, { kind: string; value: unknown }>
-      outputs: Record<string, string>
-      latency_ms: number
-    }>(sql`SELECT * FROM cairn_claim(${workerId}, ${limit}::int)`)
-    return rows.map((r): ClaimedTask => ({
-      id: r.id,
-      graphId: r.graph_id,
-      kind: r.kind,
-      params: r.params,
-      attempts: r.attempts,
-      inputs: r.inputs,
-      outputs: r.outputs,
-      claimLatencyMs: Number(r.latency_ms)
-    }))
-  }).pipe(Effect.withSpan("cairn.claim", { captureStackTrace: false }))
+/** Claims up to `limit` ready tasks for `workerId`, oldest first. */
+export const claim = (on: Tx, workerId: string, limit: number) =>
+  txRows<ClaimedTask>(
+    on,
+    sql`SELECT id, graph_id AS "graphId", kind, params, attempts, inputs, outputs, latency_ms AS "claimLatencyMs"
+        FROM cairn_claim(${workerId}, ${limit}::int)`
+  )
