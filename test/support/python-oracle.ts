@@ -12,13 +12,13 @@ try:
     import packaging
     from packaging.version import Version, InvalidVersion
     from packaging.specifiers import SpecifierSet, InvalidSpecifier
-    from packaging.utils import canonicalize_name
+    from packaging.utils import canonicalize_name, parse_wheel_filename, parse_sdist_filename
     which = "packaging " + packaging.__version__
 except ImportError:
     from pip._vendor import packaging
     from pip._vendor.packaging.version import Version, InvalidVersion
     from pip._vendor.packaging.specifiers import SpecifierSet, InvalidSpecifier
-    from pip._vendor.packaging.utils import canonicalize_name
+    from pip._vendor.packaging.utils import canonicalize_name, parse_wheel_filename, parse_sdist_filename
     which = "pip's packaging " + packaging.__version__
 
 q = json.load(sys.stdin)
@@ -40,6 +40,16 @@ def satisfied(spec, v):
         return None
     return s.contains(v, prereleases=True)
 
+def filename(f):
+    try:
+        if f.endswith(".whl"):
+            name, version, _, _ = parse_wheel_filename(f)
+        else:
+            name, version = parse_sdist_filename(f)
+        return [name, str(version)]
+    except Exception:
+        return None
+
 print(json.dumps({
     "which": which,
     "major": int(packaging.__version__.split(".")[0]),
@@ -47,6 +57,7 @@ print(json.dumps({
     "compare": [compare(a, b) for a, b in q.get("pairs", [])],
     "specs": [satisfied(s, v) for s, v in q.get("specs", [])],
     "names": [canonicalize_name(n) for n in q.get("names", [])],
+    "filenames": [filename(f) for f in q.get("filenames", [])],
 }))
 `
 
@@ -59,6 +70,8 @@ export interface OracleQuestions {
   readonly specs?: ReadonlyArray<readonly [string, string]>
   /** canonicalize_name. */
   readonly names?: ReadonlyArray<string>
+  /** parse_wheel_filename / parse_sdist_filename: [normalised name, normalised version] or null. */
+  readonly filenames?: ReadonlyArray<string>
 }
 
 export interface OracleAnswers {
@@ -69,6 +82,7 @@ export interface OracleAnswers {
   readonly compare: ReadonlyArray<number>
   readonly specs: ReadonlyArray<boolean | null>
   readonly names: ReadonlyArray<string>
+  readonly filenames: ReadonlyArray<readonly [string, string] | null>
 }
 
 export const askPackaging = async (q: OracleQuestions): Promise<OracleAnswers> =>
