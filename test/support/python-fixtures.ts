@@ -10,7 +10,8 @@
  *   reproducible (fixed timestamps and owners). Overrides make invalid ones for tests.
  * - `buildRawArchive`: an archive with exactly the given entries, for hostile cases (`../` names,
  *   links, large runs of zeros).
- * - `writeStaticIndex`: a directory laid out as a publication (see simple-write.ts).
+ * - `writeStaticIndex`: a directory laid out as a publication (see simple-write.ts), with PEP 658
+ *   metadata files when given.
  */
 import { createHash } from "node:crypto"
 import * as fs from "node:fs/promises"
@@ -18,6 +19,7 @@ import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as path from "node:path"
 import {
+  metadataPath,
   negotiateSimpleFormat,
   packagePath,
   type PublishedFile,
@@ -38,6 +40,8 @@ export interface DistSpec {
   readonly module?: string
   readonly summary?: string
   readonly requiresPython?: string
+  /** Requires-Dist lines. */
+  readonly requiresDist?: ReadonlyArray<string>
   /** Instead of the standard file name (`{escaped}-{version}-py3-none-any.whl`, `{escaped}-{version}.tar.gz`). */
   readonly filename?: string
   /** Written into the metadata file instead of `name` / `version`. */
@@ -106,6 +110,8 @@ for s in specs:
         meta += "Summary: %s\n" % s["summary"]
     if s.get("requiresPython"):
         meta += "Requires-Python: %s\n" % s["requiresPython"]
+    for r in s.get("requiresDist") or []:
+        meta += "Requires-Dist: %s\n" % r
     meta += "\nA test distribution made by cairn's test fixtures.\n"
     meta_bytes = meta.encode()
     entries = [(module + "/__init__.py", ("__version__ = %r\n" % version).encode())]
@@ -197,7 +203,14 @@ export const buildRawArchive = async (dir: string, filename: string, entries: Re
 export interface IndexProject {
   /** As the metadata spells it. */
   readonly name: string
-  readonly files: ReadonlyArray<BuiltDist & Omit<PublishedFile, "filename" | "sha256" | "size">>
+  readonly files: ReadonlyArray<
+    & BuiltDist
+    & Omit<PublishedFile, "filename" | "sha256" | "size" | "metadataSha256">
+    & {
+      /** The core metadata to publish beside the file (PEP 658), e.g. what readDistribution read. */
+      readonly metadataBytes?: Uint8Array | undefined
+    }
+  >
 }
 
 export interface StaticIndexOptions {
@@ -219,7 +232,7 @@ export const writeStaticIndex = async (
       size: f.size,
       requiresPython: f.requiresPython,
       yanked: f.yanked,
-      metadataSha256: f.metadataSha256
+      metadataSha256: f.metadataBytes === undefined ? undefined : sha256Hex(f.metadataBytes)
     }))
   })))
   for (const page of pages) {
@@ -231,6 +244,7 @@ export const writeStaticIndex = async (
       const target = path.join(root, packagePath(p.name, f.filename))
       await fs.mkdir(path.dirname(target), { recursive: true })
       await fs.copyFile(f.path, target)
+      if (f.metadataBytes !== undefined) await fs.writeFile(path.join(root, metadataPath(p.name, f.filename)), f.metadataBytes)
     }
   }
 }
