@@ -8,7 +8,6 @@
  * own pip configuration adds other indexes and a find-links folder, which would hide whether the
  * package came from the index under test. `--only-binary :all:` keeps pip from building the sdist.
  */
-import { spawn } from "node:child_process"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -23,6 +22,7 @@ import {
   type StaticIndexServer,
   writeStaticIndex
 } from "./support/python-fixtures.js"
+import { runProcess } from "./support/python.js"
 
 let work: string
 let venv: string
@@ -31,16 +31,11 @@ let negotiating: StaticIndexServer
 let tampered: StaticIndexServer
 let tamperedJson: StaticIndexServer
 
-const run = (cmd: string, args: ReadonlyArray<string>, env: Record<string, string> = {}): Promise<{ code: number | null; output: string }> =>
-  new Promise((resolve, reject) => {
-    const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("PIP_") && k !== "PYTHONPATH"))
-    const child = spawn(cmd, args, { env: { ...clean, PIP_CONFIG_FILE: "/dev/null", ...env }, stdio: ["ignore", "pipe", "pipe"] })
-    let output = ""
-    child.stdout.on("data", (d) => (output += d))
-    child.stderr.on("data", (d) => (output += d))
-    child.on("error", reject)
-    child.on("close", (code) => resolve({ code, output }))
-  })
+/** Run without this machine's pip configuration (PIP_* variables, config files). */
+const run = (cmd: string, args: ReadonlyArray<string>, env: Record<string, string> = {}) => {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("PIP_") && k !== "PYTHONPATH"))
+  return runProcess(cmd, args, { env: { ...clean, PIP_CONFIG_FILE: "/dev/null", ...env } })
+}
 
 let targets = 0
 /** pip install into a fresh target directory; the installed module's __version__ (or the failure). */
@@ -55,7 +50,7 @@ const pipInstall = async (indexUrl: string, ...requirements: Array<string>) => {
     PYTHONPATH: target
   })
   expect(py.code, py.output).toBe(0)
-  const [version, helper] = py.output.trim().split(" ")
+  const [version, helper] = py.stdout.trim().split(" ")
   return { ok: true as const, version, helper, output: pip.output }
 }
 

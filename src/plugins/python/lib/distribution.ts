@@ -159,13 +159,22 @@ class Invalid extends Error {
   }
 }
 
+interface Closable {
+  destroy(e?: Error): unknown
+  once(event: "close", listener: () => void): unknown
+}
+
 /** Closes what a read opened, also when the Effect running it is interrupted. */
 class Resources {
-  private readonly streams = new Set<{ destroy: (e?: Error) => unknown }>()
+  private readonly streams = new Set<Closable>()
   private closed = false
-  add<S extends { destroy: (e?: Error) => unknown }>(s: S): S {
-    if (this.closed) s.destroy()
-    else this.streams.add(s)
+  add<S extends Closable>(s: S): S {
+    if (this.closed) {
+      s.destroy()
+    } else {
+      this.streams.add(s)
+      s.once("close", () => this.streams.delete(s))
+    }
     return s
   }
   closeAll() {
