@@ -185,17 +185,16 @@ class Resources {
 }
 
 /** All of a stream, failing with `tooLarge()` as soon as more than `max` bytes arrive. */
-const readBounded = (stream: AsyncIterable<Uint8Array>, max: number, tooLarge: () => Error): Promise<Buffer> =>
-  (async () => {
-    const chunks: Array<Buffer> = []
-    let total = 0
-    for await (const chunk of stream) {
-      total += chunk.length
-      if (total > max) throw tooLarge()
-      chunks.push(Buffer.from(chunk))
-    }
-    return Buffer.concat(chunks, total)
-  })()
+const readBounded = async (stream: AsyncIterable<Uint8Array>, max: number, tooLarge: () => Error): Promise<Buffer> => {
+  const chunks: Array<Buffer> = []
+  let total = 0
+  for await (const chunk of stream) {
+    total += chunk.length
+    if (total > max) throw tooLarge()
+    chunks.push(Buffer.from(chunk))
+  }
+  return Buffer.concat(chunks, total)
+}
 
 /** A stream from the source whose errors are marked as the source's. */
 const openMarked = (source: ByteSource, res: Resources, start: number, end: number): Readable => {
@@ -235,14 +234,16 @@ class SourceReader extends yauzl.RandomAccessReader {
       return
     }
     const end = Math.min(this.source.size, position + WINDOW)
-    readBounded(openMarked(this.source, this.res, position, end), WINDOW, () => new SourceFailure("the source sent more bytes than asked for"))
-      .then((bytes) => {
-        if (bytes.length < length) throw new Error("unexpected end of the zip file")
+    const tooMany = () => new SourceFailure("the source sent more bytes than asked for")
+    readBounded(openMarked(this.source, this.res, position, end), WINDOW, tooMany).then(
+      (bytes) => {
+        if (bytes.length < length) return callback(new Error("unexpected end of the zip file"))
         this.window = { start: position, bytes }
         bytes.copy(buffer, offset, 0, length)
         callback(null)
-      })
-      .catch((e: Error) => callback(e))
+      },
+      (e: Error) => callback(e)
+    )
   }
   override close(callback: (err: Error | null) => void): void {
     callback(null)
@@ -309,7 +310,8 @@ const readFromZip = async (
     const what = wanted === "wheel" ? "a .dist-info/METADATA file" : "a top-level PKG-INFO file"
     if (candidates.length === 0) throw new Invalid("no_metadata", `the archive has no ${what}`)
     if (candidates.length > 1) {
-      throw new Invalid("several_metadata", `the archive has more than one candidate for ${what} (${candidates.map((c) => c.fileName).join(", ")})`)
+      const names = candidates.map((c) => c.fileName).join(", ")
+      throw new Invalid("several_metadata", `the archive has more than one candidate for ${what} (${names})`)
     }
     const entry = candidates[0]!
     if (entry.uncompressedSize > limits.maxMetadataBytes) {
@@ -362,7 +364,11 @@ const readFromTarGz = async (
   raw.on("error", note((e) => e))
   gunzip.on("error", note((e) => e instanceof SourceFailure ? e : new Invalid("not_gzip", `not a valid gzip stream (${e.message})`)))
   counter.on("error", note((e) => e))
-  tar.on("error", note((e) => e instanceof SourceFailure || e instanceof Invalid ? e : new Invalid("not_tar", `not a valid tar archive (${e.message})`)))
+  const tarError = (e: unknown) =>
+    e instanceof SourceFailure || e instanceof Invalid
+      ? e
+      : new Invalid("not_tar", `not a valid tar archive (${e instanceof Error ? e.message : String(e)})`)
+  tar.on("error", note(tarError))
   // Each stage's failure ends the next one, so that the tar iteration below stops.
   raw.on("error", (e) => gunzip.destroy(e))
   gunzip.on("error", (e) => counter.destroy(e))
@@ -388,7 +394,7 @@ const readFromTarGz = async (
       entry.resume()
     }
   } catch (e) {
-    throw failure ?? (e instanceof Invalid || e instanceof SourceFailure ? e : new Invalid("not_tar", `not a valid tar archive (${e instanceof Error ? e.message : String(e)})`))
+    throw failure ?? tarError(e)
   }
   if (failure !== undefined) throw failure
   throw new Invalid("no_metadata", "the archive has no top-level PKG-INFO file")

@@ -90,7 +90,10 @@ export const parseCoreMetadata = (input: Uint8Array | string): Either.Either<Cor
   const getAll = (name: string) => (byName.get(name.toLowerCase()) ?? []).map(unfold)
   const get = (name: string) => getAll(name)[0]
   for (const key of SINGLE) {
-    if ((byName.get(key)?.length ?? 0) > 1) return fail(`the field ${quoteText(headers.find(([n]) => n.toLowerCase() === key)![0])} appears more than once`)
+    if ((byName.get(key)?.length ?? 0) > 1) {
+      const written = headers.find(([n]) => n.toLowerCase() === key)![0]
+      return fail(`the field ${quoteText(written)} appears more than once`)
+    }
   }
   const metadataVersion = get("Metadata-Version")
   const name = get("Name")

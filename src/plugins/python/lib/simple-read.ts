@@ -394,9 +394,10 @@ export const parseProjectPage = (
       return { format: "html" as const, apiVersion: doc.repositoryVersion, files, rejected }
     }
     const doc = yield* parseJson(page.url, decoded.text)
-    if (!Array.isArray(doc.files)) return yield* Either.left(new InvalidIndexPage({ url: page.url, reason: "the JSON document has no files array" }))
+    const invalid = (reason: string) => Either.left(new InvalidIndexPage({ url: page.url, reason }))
+    if (!Array.isArray(doc.files)) return yield* invalid("the JSON document has no files array")
     if (typeof doc.name === "string" && normalizeProjectName(doc.name) !== normalized) {
-      return yield* Either.left(new InvalidIndexPage({ url: page.url, reason: `the page is project ${quoteText(doc.name)}'s, not ${quoteText(project)}'s` }))
+      return yield* invalid(`the page is project ${quoteText(doc.name)}'s, not ${quoteText(project)}'s`)
     }
     const raws: Array<RawFile> = []
     const rejected: Array<RejectedEntry> = []
@@ -427,7 +428,9 @@ export const parseProjectList = (page: PageResponse, indexUrl: string = page.url
       names = doc.anchors.map((a) => a.text.trim())
     } else {
       const doc = yield* parseJson(page.url, decoded.text)
-      if (!Array.isArray(doc.projects)) return yield* Either.left(new InvalidIndexPage({ url: page.url, reason: "the JSON document has no projects array" }))
+      if (!Array.isArray(doc.projects)) {
+        return yield* Either.left(new InvalidIndexPage({ url: page.url, reason: "the JSON document has no projects array" }))
+      }
       apiVersion = (doc.meta as Record<string, unknown>)["api-version"] as string
       names = doc.projects.map((p, i) => isObject(p) && typeof p.name === "string" ? p.name : `projects[${i}]`)
     }
