@@ -31,7 +31,7 @@ import { TasksLive } from "./handlers/tasks.js"
 import { UploadsLive } from "./handlers/uploads.js"
 import { DistributionsLive, RemotesLive, RepositoriesLive } from "./handlers/named.js"
 import { WorkersLive } from "./handlers/workers.js"
-import { renderPrometheus } from "./prometheus.js"
+import { METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.js"
 import { limitBody } from "./request-body.js"
 import { FutureWaiters, FutureWaitersLive } from "./waiters.js"
 
@@ -134,43 +134,11 @@ const OperationsRoutes = HttpApiBuilder.Router.use((router) =>
     )
     yield* router.get(
       "/metrics",
-      Effect.gen(function*() {
-        // Whole-table counts: one sequential scan each per scrape (fine up to millions of rows at
-        // a 15 s scrape interval; see DESIGN.md "Observability").
-        const tasks = yield* db.rows<{ kind: string; state: string; n: number }>(
-          sql`SELECT kind, state, count(*)::int AS n FROM tasks GROUP BY kind, state`
-        ).pipe(Effect.orElseSucceed(() => []))
-        const futures = yield* db.rows<{ state: string; n: number }>(
-          sql`SELECT state, count(*)::int AS n FROM futures GROUP BY state`
-        ).pipe(Effect.orElseSucceed(() => []))
-        const [alive] = yield* db.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM workers`).pipe(
-          Effect.orElseSucceed(() => [{ n: 0 }])
-        )
-        const pool = db.pool
-        return HttpServerResponse.text(
-          renderPrometheus([
-            { name: "cairn_tasks", help: "Tasks by kind and state", samples: tasks.map((t) => ({ labels: { kind: t.kind, state: t.state }, value: t.n })) },
-            {
-              name: "cairn_ready_queue_depth",
-              help: "Tasks ready and waiting for a worker",
-              samples: [{ value: tasks.filter((t) => t.state === "ready").reduce((n, t) => n + t.n, 0) }]
-            },
-            { name: "cairn_futures", help: "Futures by state", samples: futures.map((f) => ({ labels: { state: f.state }, value: f.n })) },
-            { name: "cairn_workers_alive", help: "Registered live workers", samples: [{ value: alive?.n ?? 0 }] },
-            { name: "cairn_long_polls", help: "Long-polls waiting in this process", samples: [{ value: yield* waiters.size }] },
-            {
-              name: "cairn_db_pool_connections",
-              help: "This process's database pool",
-              samples: [
-                { labels: { state: "total" }, value: pool.totalCount },
-                { labels: { state: "idle" }, value: pool.idleCount },
-                { labels: { state: "waiting" }, value: pool.waitingCount }
-              ]
-            }
-          ]),
-          { contentType: "text/plain; version=0.0.4" }
-        )
-      })
+      renderMetrics.pipe(
+        Effect.provideService(Db, db),
+        Effect.provideService(FutureWaiters, waiters),
+        Effect.map((text) => HttpServerResponse.text(text, { contentType: METRICS_CONTENT_TYPE }))
+      )
     )
   })
 )

@@ -1,49 +1,58 @@
 /**
- * The content app's metrics (exported by GET /metrics with the rest of the process's).
+ * The content app's metrics, in the process's registry (`src/engine/metrics.ts`), exported by
+ * GET /metrics with the rest.
  *
- * Updated synchronously (`unsafeUpdate`) because the content app answers most requests outside
- * any fiber (see `serve.ts`). Each label set is its own metric made once from its full key:
- * `Metric.tagged` builds the key anew (and looks it up in the registry) on every update, which
- * costs more than the rest of a cached file's answer.
+ * Plain synchronous updates: the content app answers most requests outside any fiber (see
+ * `serve.ts`), and these run on every one of them.
  */
-import { Metric, MetricKey } from "effect"
+import { Counter, Gauge } from "prom-client"
+import { metricsRegistry } from "../../engine/metrics.js"
 
-const counter = (name: string, description: string, labels: Record<string, string>) => {
-  let key = MetricKey.counter(name, { description })
-  for (const [k, v] of Object.entries(labels)) key = MetricKey.tagged(key, k, v)
-  return Metric.fromMetricKey(key)
-}
+const registers = [metricsRegistry]
 
-const REQUESTS = "cairn_content_requests_total"
-const REQUESTS_HELP = "Content app responses, by method and status"
-const PUBLICATION_CACHE = "cairn_content_publication_cache_total"
-const PUBLICATION_CACHE_HELP = "Publication file-map lookups, by result (hit or miss)"
-const BODY_CACHE = "cairn_content_body_cache_total"
-const BODY_CACHE_HELP = "Lookups of small files' bytes in the content app's memory cache, by result (hit or miss)"
+const requests = new Counter({
+  name: "cairn_content_requests_total",
+  help: "Content app responses, by method and status",
+  labelNames: ["method", "status"] as const,
+  registers
+})
 
-const bytesServed = counter("cairn_content_bytes_served_total", "Body bytes the content app sent (as announced by content-length)", {})
-const publicationHit = counter(PUBLICATION_CACHE, PUBLICATION_CACHE_HELP, { result: "hit" })
-const publicationMiss = counter(PUBLICATION_CACHE, PUBLICATION_CACHE_HELP, { result: "miss" })
-const bodyHit = counter(BODY_CACHE, BODY_CACHE_HELP, { result: "hit" })
-const bodyMiss = counter(BODY_CACHE, BODY_CACHE_HELP, { result: "miss" })
-const bodyCacheBytes = Metric.gauge("cairn_content_body_cache_bytes", { description: "Bytes held by the content app's memory cache of small files" })
+const bytesServed = new Counter({
+  name: "cairn_content_bytes_served_total",
+  help: "Body bytes the content app sent (as announced by content-length)",
+  registers
+})
 
-// Methods are GET and HEAD, statuses a handful: a small, bounded map.
-const byResponse = new Map<string, ReturnType<typeof counter>>()
+const publicationCache = new Counter({
+  name: "cairn_content_publication_cache_total",
+  help: "Publication file-map lookups, by result (hit or miss)",
+  labelNames: ["result"] as const,
+  registers
+})
+
+const bodyCache = new Counter({
+  name: "cairn_content_body_cache_total",
+  help: "Lookups of small files' bytes in the content app's memory cache, by result (hit or miss)",
+  labelNames: ["result"] as const,
+  registers
+})
+
+const bodyCacheBytes = new Gauge({
+  name: "cairn_content_body_cache_bytes",
+  help: "Bytes held by the content app's memory cache of small files",
+  registers
+})
+
+const HIT = { result: "hit" } as const
+const MISS = { result: "miss" } as const
 
 export const countResponse = (method: string, status: number, bytes: number) => {
-  const key = `${method} ${status}`
-  let requests = byResponse.get(key)
-  if (requests === undefined) {
-    requests = counter(REQUESTS, REQUESTS_HELP, { method, status: String(status) })
-    byResponse.set(key, requests)
-  }
-  requests.unsafeUpdate(1, [])
-  if (bytes > 0) bytesServed.unsafeUpdate(bytes, [])
+  requests.inc({ method, status })
+  if (bytes > 0) bytesServed.inc(bytes)
 }
 
-export const countPublicationCache = (hit: boolean) => (hit ? publicationHit : publicationMiss).unsafeUpdate(1, [])
+export const countPublicationCache = (hit: boolean) => publicationCache.inc(hit ? HIT : MISS)
 
-export const countBodyCache = (hit: boolean) => (hit ? bodyHit : bodyMiss).unsafeUpdate(1, [])
+export const countBodyCache = (hit: boolean) => bodyCache.inc(hit ? HIT : MISS)
 
-export const setBodyCacheBytes = (bytes: number) => bodyCacheBytes.unsafeUpdate(bytes, [])
+export const setBodyCacheBytes = (bytes: number) => bodyCacheBytes.set(bytes)
