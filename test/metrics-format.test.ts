@@ -167,6 +167,9 @@ describe("GET /metrics", () => {
       cairn_tasks_run_total: ["counter", ["kind", "outcome"]],
       cairn_content_requests_total: ["counter", ["method", "status"]],
       cairn_content_bytes_served_total: ["counter", []],
+      cairn_content_publication_cache_total: ["counter", ["result"]],
+      cairn_content_body_cache_total: ["counter", ["result"]],
+      cairn_content_body_cache_bytes: ["gauge", []],
       cairn_cleanup_runs_total: ["counter", []],
       cairn_cleanup_deleted_total: ["counter", ["what"]],
       cairn_cleanup_bytes_freed_total: ["counter", []]
@@ -180,8 +183,10 @@ describe("GET /metrics", () => {
         expect(keys, `${name}{${s.labels}}`).toEqual(labels)
       }
     }
-    const requests = families.get("cairn_content_requests_total")!.samples
-    expect(requests.map((s) => s.labels)).toEqual(expect.arrayContaining(['method="GET",status="404"', 'method="HEAD",status="404"']))
+    const requests = new Map(families.get("cairn_content_requests_total")!.samples.map((s) => [s.labels, s.value]))
+    expect(requests.get('method="GET",status="404"')).toBe(2)
+    expect(requests.get('method="HEAD",status="404"')).toBe(1)
+    expect(families.get("cairn_content_bytes_served_total")!.samples[0]!.value).toBeGreaterThan(0)
     const runs = families.get("cairn_tasks_run_total")!.samples.map((s) => s.labels)
     expect(runs).toEqual(expect.arrayContaining(['kind="debug.sleep",outcome="succeeded"', 'kind="debug.sleep",outcome="failed"']))
   })
