@@ -33,8 +33,10 @@
  * that a file is stored once it has served it. `demoted` is in the report for when it is.
  */
 import { sql } from "drizzle-orm"
-import { Effect, Fiber, Layer, Metric, Option } from "effect"
+import { Effect, Fiber, Layer, Option } from "effect"
+import { Counter } from "prom-client"
 import { Db, type DbError, type Tx, txRows } from "../db/client.js"
+import { metricsRegistry } from "../engine/metrics.js"
 import { ARTIFACT_LOCK_CLASS } from "./artifacts.js"
 import { ArtifactStorage } from "./storage.js"
 
@@ -425,15 +427,16 @@ export const cleanupOrphans = (opts: CleanupOptions) =>
 // Metrics (GET /metrics of the process that ran the cleanup)
 // ---------------------------------------------------------------------------------------------
 
-const runs = Metric.counter("cairn_cleanup_runs_total", { description: "Orphan cleanups completed by this process" })
-const deleted = Metric.counter("cairn_cleanup_deleted_total", { description: "Rows orphan cleanups deleted, by what" })
-const freed = Metric.counter("cairn_cleanup_bytes_freed_total", { description: "Artifact bytes orphan cleanups freed" })
+const registers = [metricsRegistry]
+const runs = new Counter({ name: "cairn_cleanup_runs_total", help: "Orphan cleanups completed by this process", registers })
+const deleted = new Counter({ name: "cairn_cleanup_deleted_total", help: "Rows orphan cleanups deleted, by what", labelNames: ["what"] as const, registers })
+const freed = new Counter({ name: "cairn_cleanup_bytes_freed_total", help: "Artifact bytes orphan cleanups freed", registers })
 
 const countRun = (r: CleanupReport) =>
-  Effect.all([
-    Metric.increment(runs),
-    Metric.incrementBy(Metric.tagged(deleted, "what", "content_units"), r.content_units),
-    Metric.incrementBy(Metric.tagged(deleted, "what", "artifacts"), r.artifacts),
-    Metric.incrementBy(Metric.tagged(deleted, "what", "uploads"), r.uploads_expired),
-    Metric.incrementBy(freed, r.bytes_freed)
-  ], { discard: true })
+  Effect.sync(() => {
+    runs.inc()
+    deleted.inc({ what: "content_units" }, r.content_units)
+    deleted.inc({ what: "artifacts" }, r.artifacts)
+    deleted.inc({ what: "uploads" }, r.uploads_expired)
+    freed.inc(r.bytes_freed)
+  })

@@ -25,6 +25,7 @@
  */
 import { sql } from "drizzle-orm"
 import { Context, Deferred, Duration, Effect, FiberId, Layer, Queue, Schedule } from "effect"
+import { LRUCache } from "lru-cache"
 import { Db, DbError } from "../../db/client.js"
 import { CLIENTS_CHANNEL } from "../../engine/notify.js"
 import { Session } from "../../engine/session.js"
@@ -175,14 +176,7 @@ export const RoutingTableLive = Layer.scoped(
         return files as PublicationFiles
       })
 
-    // A Map iterates in insertion order: re-inserting on every hit makes the first key the least
-    // recently used.
-    const publications = new Map<string, PublicationFiles>()
-    const remember = (id: string, files: PublicationFiles) => {
-      publications.delete(id)
-      publications.set(id, files)
-      if (publications.size > MAX_PUBLICATIONS) publications.delete(publications.keys().next().value!)
-    }
+    const publications = new LRUCache<string, PublicationFiles>({ max: MAX_PUBLICATIONS })
     const loading = yield* makeSingleflight<string>()
 
     const routeIn = (table: Distributions, segments: ReadonlyArray<string>): Route | undefined => {
@@ -198,10 +192,7 @@ export const RoutingTableLive = Layer.scoped(
 
     const cachedPublication = (id: string) => {
       const known = publications.get(id)
-      if (known !== undefined) {
-        countPublicationCache(true)
-        remember(id, known)
-      }
+      if (known !== undefined) countPublicationCache(true)
       return known
     }
 
@@ -223,7 +214,7 @@ export const RoutingTableLive = Layer.scoped(
           const known = cachedPublication(id)
           if (known !== undefined) return Effect.succeed(known)
           countPublicationCache(false)
-          return loading(id, Effect.tap(loadPublication(id), (files) => Effect.sync(() => remember(id, files))))
+          return loading(id, Effect.tap(loadPublication(id), (files) => Effect.sync(() => publications.set(id, files))))
         }),
       cachedPublication
     }

@@ -7,8 +7,8 @@
  * Everything that can be answered from the routing table is: HEAD, 304 and 416 never fetch an
  * on-demand file nor open a stored one.
  *
- * This is a plain Node request handler, not an HttpApi route: the server hands it content
- * requests before the Effect app sees them (`src/api/server.ts`). A request for a small file whose
+ * This is a plain Node request handler, not an HttpApi route: the listener hands it content
+ * requests before the Effect app sees them (`src/api/listener.ts`). A request for a small file whose
  * publication is loaded and whose bytes are cached — the steady state — is answered synchronously,
  * with no fiber, no router, no middleware and no I/O: that per-request machinery cost ~20x what the
  * answer itself costs. Only the rare steps (waiting for the first routing load, loading a
