@@ -1,10 +1,20 @@
 -- cairn_on_settled: called by cairn_settle_cascade with every task a cascade settled, in the settle
--- transaction: the place where what a task owns is released. The engine owns nothing itself; this
--- body is the content store's (task_artifacts, slot locks), which drizzle/0004_content_rules.sql
--- installed by replacing the engine's empty hook. DESIGN.md §4 "Settle", §12 "Slot locks".
+-- transaction, after the FCFS and data release: the place where what other modules keep on behalf
+-- of a task is released. The engine owns nothing there and knows none of their tables: it runs,
+-- in name order, every function registered in `settle_hooks` (name, fn regprocedure taking
+-- text[]); each module registers its own (the content store: src/content/sql/
+-- cairn_content_on_settled.sql), so a second module cannot replace the first one's release. A
+-- hook must only release what its module owns, and must not fail: an error rolls back the
+-- settlement. DESIGN.md §4 "Settle".
 
 CREATE OR REPLACE FUNCTION cairn_on_settled(p_tasks text[]) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  v_hook regproc;
 BEGIN
-  DELETE FROM task_artifacts WHERE task_id = ANY(p_tasks);
-  DELETE FROM slot_locks WHERE owner_task = ANY(p_tasks);
+  IF cardinality(p_tasks) = 0 THEN
+    RETURN;
+  END IF;
+  FOR v_hook IN SELECT fn::oid::regproc FROM settle_hooks ORDER BY name LOOP
+    EXECUTE format('SELECT %s($1)', v_hook) USING p_tasks;
+  END LOOP;
 END $$;
