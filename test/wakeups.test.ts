@@ -1,7 +1,7 @@
 /**
- * Targeted wake-ups (drizzle/0009_targeted_wakeups.sql), at the SQL level: which workers a wake-up
- * for ready work names, when it names nobody (every idle worker is woken), when it says nothing
- * about ready work, which channel carries what, and the claim's baton. Worker rows are written by
+ * Targeted wake-ups (src/engine/sql/cairn_notify.sql, cairn_claim.sql), at the SQL level: which
+ * workers a wake-up for ready work names, when it names nobody (every idle worker is woken), when it
+ * says nothing about ready work, which channel carries what, and the claim's baton. Worker rows are written by
  * hand (no worker runs here), and the NOTIFY payloads are read by a plain LISTEN connection.
  */
 import { Effect, Option, Scope, Exit } from "effect"
@@ -115,9 +115,7 @@ describe("targeted wake-ups", () => {
       WHERE w.slots > (SELECT count(*) FROM tasks t WHERE t.worker_id = w.id AND t.state = 'running')`)
     expect(idle.rows[0]!.n).toBe(0)
     expect(await notified(`SELECT cairn_notify('{"ready": 4}'::jsonb)`)).toEqual([])
-    expect(await notified(`SELECT cairn_notify('{"ready": 4, "futures": ["f1"], "distributions": true}'::jsonb)`)).toEqual([
-      { channel: "cairn", body: { f: ["f1"], d: 1 } }
-    ])
+    expect(await notified(`SELECT cairn_notify('{"ready": 4, "futures": ["f1"]}'::jsonb)`)).toEqual([{ channel: "cairn", body: { f: ["f1"] } }])
     expect(await notified(`SELECT cairn_notify('{"cancel": ["t1"]}'::jsonb)`)).toEqual([{ channel: "cairn_work", body: { r: 0, c: ["t1"] } }])
   })
 

@@ -12,7 +12,6 @@ import { Effect } from "effect"
 import { monotonicFactory } from "ulid"
 import { Db, DbError, type Tx, txRows } from "../db/client.js"
 import { Conflict, InvalidRequest, NotFound, PreconditionFailed } from "../engine/errors.js"
-import { notifyChanges } from "../engine/notify.js"
 
 export type NamedKind = "repository" | "remote" | "distribution"
 
@@ -133,7 +132,6 @@ const insertRevision = (kind: NamedKind, tx: Tx, resourceId: string, name: strin
         // The live base path; the exclusion constraint refuses an overlap (23P01).
         yield* txRows(tx, sql`INSERT INTO distribution_paths (distribution_id, base_path) VALUES (${resourceId}, ${fields.base_path as string})
                               ON CONFLICT (distribution_id) DO UPDATE SET base_path = EXCLUDED.base_path`)
-        yield* notifyChanges(tx, { ready: 0, tasks: [], futures: [], distributions: true })
         break
       }
     }
@@ -276,7 +274,6 @@ export const deleteNamed = (kind: NamedKind, name: string) =>
         if (!n) return yield* new NotFound({ message: `no ${kind} named ${name}` })
         if (kind === "distribution") {
           yield* txRows(tx, sql`DELETE FROM distribution_paths WHERE distribution_id = ${n.resource_id}`)
-          yield* notifyChanges(tx, { ready: 0, tasks: [], futures: [], distributions: true })
         }
       })
     )

@@ -161,7 +161,7 @@ export const distributionRevisions = pgTable(
 export const distributionPaths = pgTable("distribution_paths", {
   distributionId: text("distribution_id").primaryKey().references(() => resources.id),
   basePath: text("base_path").notNull()
-  // span (textrange) and its exclusion constraint are added in the hand-written migration.
+  // span (textrange) and its exclusion constraint are added by drizzle/0004_content_rules.sql.
 })
 
 export const uploads = pgTable(

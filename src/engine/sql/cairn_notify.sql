@@ -17,20 +17,17 @@ DECLARE
   v_ready integer := coalesce((p->>'ready')::integer, 0);
   v_futures jsonb := coalesce(p->'futures', '[]'::jsonb);
   v_cancel jsonb := coalesce(p->'cancel', '[]'::jsonb);
-  v_dist boolean := coalesce((p->>'distributions')::boolean, false);
   v_wanted integer;
   v_idle text[];
   v_target text;
-  v_payload jsonb;
 BEGIN
   IF p IS NULL THEN
     RETURN p;
   END IF;
-  -- Clients of futures and distributions: API long-polls, content apps.
-  IF jsonb_array_length(v_futures) > 0 OR v_dist THEN
-    v_payload := jsonb_build_object('f', CASE WHEN jsonb_array_length(v_futures) > 60 THEN '"*"'::jsonb ELSE v_futures END);
-    IF v_dist THEN v_payload := v_payload || '{"d": 1}'::jsonb; END IF;
-    PERFORM pg_notify('cairn', v_payload::text);
+  -- Clients of futures: API long-polls.
+  IF jsonb_array_length(v_futures) > 0 THEN
+    PERFORM pg_notify('cairn', jsonb_build_object(
+      'f', CASE WHEN jsonb_array_length(v_futures) > 60 THEN '"*"'::jsonb ELSE v_futures END)::text);
   END IF;
   -- Workers: ready work for a few idle ones by name, or for all of them; cancel requests.
   IF v_ready > 0 THEN
