@@ -26,12 +26,13 @@ import { sql } from "drizzle-orm"
 import { Data, Effect } from "effect"
 import { monotonicFactory } from "ulid"
 import { Db, type DbError, type Tx, txRows } from "../db/client.js"
+import { LockClass } from "../db/locks.js"
 import { ArtifactStorage, type BadDigest, type PutResult, type StorageError } from "./storage.js"
 
 const newId = monotonicFactory()
 
-/** The advisory lock class of per-digest artifact locks (see the module comment). */
-export const ARTIFACT_LOCK_CLASS = 4
+/** The advisory lock class of per-digest artifact locks (see the module comment; src/db/locks.ts). */
+export const ARTIFACT_LOCK_CLASS = LockClass.artifactDigest
 
 /** The bytes of an artifact vanished between storing and adopting them (a cleanup won the race). */
 export class ArtifactGone extends Data.TaggedError("ArtifactGone")<{ readonly sha256: string }> {}
