@@ -22,7 +22,7 @@ import { Effect } from "effect"
 import pg from "pg"
 import { startEmbedded } from "../src/db/embedded.js"
 import { migrationsFolder, runMigrations } from "../src/db/migrate.js"
-import { changedFiles, type Check, checkSqlFiles, findSqlFiles, problems, projectRoot } from "../src/db/sql-files.js"
+import { blockingProblems, changedFiles, type Check, checkSqlFiles, findSqlFiles, problems, projectRoot } from "../src/db/sql-files.js"
 
 const { values } = parseArgs({ options: { name: { type: "string", default: "functions" }, check: { type: "boolean", default: false } } })
 if (!/^[a-z0-9_]+$/.test(values.name)) {
@@ -89,15 +89,20 @@ const main = async () => {
   const scratch = await scratchDatabase()
   try {
     const check = await checkDatabase(scratch.url)
-    const blocking = problems({ ...check, applied: [] })
+    const blocking = blockingProblems(check)
     if (blocking.length > 0) {
       console.error(`The files under src/**/sql/ cannot be turned into a migration:\n${blocking.map((p) => `  - ${p}`).join("\n")}`)
-      console.error("Add the missing file, or drop the object in a hand-written migration (npx drizzle-kit generate --custom).")
+      console.error(
+        "A file that does not apply: fix it; CREATE OR REPLACE cannot drop anything, change a function's return type or its\n" +
+          "argument names: do that first in a hand-written migration (npx drizzle-kit generate --custom --name ...).\n" +
+          "An object no file defines: add its file under src/<module>/sql/, or drop it in a hand-written migration.\n" +
+          "An object two files define: keep it in one. A file that defines nothing: remove it."
+      )
       return 1
     }
     const changed = changedFiles(check)
     if (changed.length === 0) {
-      console.log(`The migrations define all ${check.applied.length} files' functions and triggers as the files do: no migration needed.`)
+      console.log(`The migrations define the functions and triggers of all ${check.applied.length} files as the files do: no migration needed.`)
       return 0
     }
     for (const p of problems(check)) console.log(`  - ${p}`)

@@ -165,20 +165,32 @@ export const checkSqlFiles = async (client: pg.Client, files: ReadonlyArray<SqlF
 export const changedFiles = (check: Check): ReadonlyArray<SqlFile> =>
   check.applied.filter((r) => r.changes.length > 0).map((r) => r.file)
 
+const notApplied = (check: Check) => check.failed.map(({ file, error }) => `${file.path} does not apply: ${error}`)
+const unowned = (check: Check) => check.unowned.map((o) => `${o} is defined by the migrations but by no file under src/**/sql/`)
+const shared = (check: Check) => check.shared.map((s) => `${s.object} is defined by more than one file: ${s.files.join(", ")}`)
+const empty = (r: FileResult) => (r.objects.length === 0 ? [`${r.file.path} defines no function, trigger or settle hook`] : [])
+
 /** Every way the files and the database disagree, one sentence each; empty when they agree. */
 export const problems = (check: Check): ReadonlyArray<string> => [
-  ...check.failed.map(({ file, error }) => `${file.path} does not apply: ${error}`),
-  ...check.applied.flatMap((r) =>
-    r.objects.length === 0
-      ? [`${r.file.path} defines no function, trigger or settle hook`]
-      : r.changes.map((c) =>
-        c.before === undefined
-          ? `${r.file.path} defines ${c.object}, which the migrations do not`
-          : c.after === undefined
-          ? `${r.file.path} drops ${c.object}`
-          : `${r.file.path} defines ${c.object} differently from the migrations`
-      )
-  ),
-  ...check.unowned.map((o) => `${o} is defined by the migrations but by no file under src/**/sql/`),
-  ...check.shared.map((s) => `${s.object} is defined by more than one file: ${s.files.join(", ")}`)
+  ...notApplied(check),
+  ...check.applied.flatMap((r) => [
+    ...empty(r),
+    ...r.changes.map((c) =>
+      c.before === undefined
+        ? `${r.file.path} defines ${c.object}, which the migrations do not`
+        : c.after === undefined
+        ? `${r.file.path} drops ${c.object}`
+        : `${r.file.path} defines ${c.object} differently from the migrations`
+    )
+  ]),
+  ...unowned(check),
+  ...shared(check)
+]
+
+/** The problems a migration made of the changed files would not solve: they need a decision. */
+export const blockingProblems = (check: Check): ReadonlyArray<string> => [
+  ...notApplied(check),
+  ...check.applied.flatMap(empty),
+  ...unowned(check),
+  ...shared(check)
 ]
