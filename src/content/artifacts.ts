@@ -4,8 +4,9 @@
  * The bytes live in `ArtifactStorage` under their sha256; the row in `artifacts` says they are
  * part of the store. An artifact is kept while something owns it: a content unit
  * (`content_artifacts`), a publication's manifest, an unexpired upload (`uploads`), or an unsettled
- * task that is using it (`task_artifacts`, released by `cairn_on_settled` when the task settles; by
- * then the task's commit has made a content unit or publication own it, in the same transaction).
+ * task that is using it (`task_artifacts`, released when the task settles by the content store's
+ * settle hook, src/content/sql/cairn_content_on_settled.sql; by then the task's commit has made a
+ * content unit or publication own it, in the same transaction).
  *
  * The protocol with the orphan cleanup, per digest:
  *
@@ -25,12 +26,13 @@ import { sql } from "drizzle-orm"
 import { Data, Effect } from "effect"
 import { monotonicFactory } from "ulid"
 import { Db, type DbError, type Tx, txRows } from "../db/client.js"
+import { LockClass } from "../db/locks.js"
 import { ArtifactStorage, type BadDigest, type PutResult, type StorageError } from "./storage.js"
 
 const newId = monotonicFactory()
 
-/** The advisory lock class of per-digest artifact locks (see the module comment). */
-export const ARTIFACT_LOCK_CLASS = 4
+/** The advisory lock class of per-digest artifact locks (see the module comment; src/db/locks.ts). */
+export const ARTIFACT_LOCK_CLASS = LockClass.artifactDigest
 
 /** The bytes of an artifact vanished between storing and adopting them (a cleanup won the race). */
 export class ArtifactGone extends Data.TaggedError("ArtifactGone")<{ readonly sha256: string }> {}

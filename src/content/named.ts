@@ -12,7 +12,6 @@ import { Effect, Either } from "effect"
 import { monotonicFactory } from "ulid"
 import { Db, DbError, type Tx, txRows } from "../db/client.js"
 import { Conflict, InvalidRequest, NotFound, PreconditionFailed } from "../engine/errors.js"
-import { notifyChanges } from "../engine/notify.js"
 import { basePathProblem } from "./policy/paths.js"
 import { checkRemoteUrl } from "./policy/urls.js"
 
@@ -110,7 +109,6 @@ const insertRevision = (kind: NamedKind, tx: Tx, resourceId: string, name: strin
         // The live base path; the exclusion constraint refuses an overlap (23P01).
         yield* txRows(tx, sql`INSERT INTO distribution_paths (distribution_id, base_path) VALUES (${resourceId}, ${fields.base_path as string})
                               ON CONFLICT (distribution_id) DO UPDATE SET base_path = EXCLUDED.base_path`)
-        yield* notifyChanges(tx, { ready: 0, tasks: [], futures: [], distributions: true })
         break
       }
     }
@@ -253,7 +251,6 @@ export const deleteNamed = (kind: NamedKind, name: string) =>
         if (!n) return yield* new NotFound({ message: `no ${kind} named ${name}` })
         if (kind === "distribution") {
           yield* txRows(tx, sql`DELETE FROM distribution_paths WHERE distribution_id = ${n.resource_id}`)
-          yield* notifyChanges(tx, { ready: 0, tasks: [], futures: [], distributions: true })
         }
       })
     )

@@ -1,7 +1,8 @@
 /**
  * The process's one dedicated (unpooled) PostgreSQL session. It LISTENs on the channels its users
- * ask for (`listen`: API long-polls and the content app on `cairn`, worker runtimes on
- * `cairn_work` and their own `cairn_w_<id>`, see notify.ts) and is the session a worker's liveness
+ * ask for (`listen`: API long-polls on `cairn`, worker runtimes on `cairn_work` and their own
+ * `cairn_w_<id>` (see notify.ts), the content app on the content store's `cairn_content`), announces
+ * each notification as a `Wakeup` naming its channel, and is the session a worker's liveness
  * lock lives on, so "the session is gone" means both "we may have missed notifications" and "our
  * workers are presumed dead by everyone else".
  *
@@ -69,7 +70,8 @@ export interface SessionShape {
 
 export class Session extends Context.Tag("cairn/Session")<Session, SessionShape>() {}
 
-export const everything: Wakeup = { ready: 1, futures: "*", cancel: "*", distributions: true, workers: undefined }
+/** After a (re)connect: no channel in particular, anything may have changed. */
+export const everything: Wakeup = { channel: undefined, ready: 1, futures: "*", cancel: "*", workers: undefined }
 
 const connectOnce = (url: string) =>
   Effect.tryPromise({
@@ -114,7 +116,7 @@ export const SessionLive = Layer.scoped(
       yield* Effect.logDebug("session connected").pipe(Effect.annotateLogs({ generation }))
       const lost = yield* Deferred.make<void>()
       client.on("notification", (msg) => {
-        if (channels.has(msg.channel)) announce(decodeWakeup(msg.payload))
+        if (channels.has(msg.channel)) announce(decodeWakeup(msg.payload, msg.channel))
       })
       client.once("end", () => Deferred.unsafeDone(lost, Exit.void))
       client.once("error", () => Deferred.unsafeDone(lost, Exit.void))

@@ -2,12 +2,12 @@
  * The content app's routing table, in memory: base path -> distribution's publication ->
  * relative path -> file (digest, size, whether the bytes are stored).
  *
- * Distributions change, so their table is loaded at start and reloaded whenever a wake-up says
- * distributions changed (`named.ts` sends one in the transaction of every distribution revision and
- * delete; the session sends an "everything changed" wake-up after each reconnect, which covers
- * notifications lost while it was away). Publications never change, so each one's file map is
- * loaded once, on first use, and kept (the least recently used are dropped beyond
- * `MAX_PUBLICATIONS`).
+ * Distributions change, so their table is loaded at start and reloaded on every wake-up of the
+ * content store's channel `cairn_content` (sent by the transaction of every change to a
+ * distribution's name or base path: src/content/sql/cairn_distributions_changed.sql), and on the
+ * session's "everything changed" wake-up after each reconnect, which covers notifications lost
+ * while it was away. Publications never change, so each one's file map is loaded once, on first
+ * use, and kept (the least recently used are dropped beyond `MAX_PUBLICATIONS`).
  *
  * Freshness. A wake-up makes the table stale at once (synchronously, `Session.onWakeup`), and
  * requests arriving while it is stale wait for the reload: once the notification is in, nobody is
@@ -27,12 +27,14 @@ import { sql } from "drizzle-orm"
 import { Context, Deferred, Duration, Effect, FiberId, Layer, Queue, Schedule } from "effect"
 import { LRUCache } from "lru-cache"
 import { Db, DbError } from "../../db/client.js"
-import { CLIENTS_CHANNEL } from "../../engine/notify.js"
 import { Session } from "../../engine/session.js"
 import { versionContent } from "../versions.js"
 import { countPublicationCache } from "./metrics.js"
 import { relativePathOf } from "./paths.js"
 import { makeSingleflight } from "./singleflight.js"
+
+/** The content store's notifications: distributions changed (src/content/sql/cairn_distributions_changed.sql). */
+export const CONTENT_CHANNEL = "cairn_content"
 
 /** The publication's manifest is served under this relative path. */
 export const MANIFEST_PATH = "PULP_MANIFEST"
@@ -136,9 +138,9 @@ export const RoutingTableLive = Layer.scoped(
     // One load at a time; wake-ups arriving during a load (the sliding queue keeps one) cause
     // exactly one more, whose snapshot starts after them.
     yield* Queue.take(kick).pipe(Effect.zipRight(reloadOnce), Effect.forever, Effect.forkScoped)
-    yield* session.listen(CLIENTS_CHANNEL)
+    yield* session.listen(CONTENT_CHANNEL)
     yield* session.onWakeup((w) => {
-      if (!w.distributions) return
+      if (w.channel !== undefined && w.channel !== CONTENT_CHANNEL) return
       changes += 1
       kick.unsafeOffer(undefined)
     })
