@@ -161,7 +161,7 @@ export const distributionRevisions = pgTable(
 export const distributionPaths = pgTable("distribution_paths", {
   distributionId: text("distribution_id").primaryKey().references(() => resources.id),
   basePath: text("base_path").notNull()
-  // span (textrange) and its exclusion constraint are added by drizzle/0004_content_rules.sql.
+  // span (textrange) and its exclusion constraint are added by the hand-written migration drizzle/0004_content_rules.sql.
 })
 
 export const uploads = pgTable(

@@ -1,5 +1,5 @@
 /**
- * Claiming ready work: one statement, `cairn_claim` (drizzle/0009_targeted_wakeups.sql). The
+ * Claiming ready work: one statement, `cairn_claim` (src/engine/sql/cairn_claim.sql). The
  * partial index `tasks_ready (seq) WHERE state = 'ready'` holds only ready rows, so the cost is
  * O(log ready + claimed) whatever the number of blocked or finished tasks; SKIP LOCKED hands
  * concurrent claimers disjoint rows without waiting. The same statement returns each task's

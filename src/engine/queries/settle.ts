@@ -1,6 +1,6 @@
 /**
- * Settling a running task: one engine function per outcome (drizzle/0001_engine_functions.sql and
- * later), each matching `state = 'running' AND worker_id = $worker AND attempts = $attempt`, so a
+ * Settling a running task: one engine function per outcome (src/engine/sql/cairn_resolve.sql,
+ * cairn_fail.sql, cairn_release.sql), each matching `state = 'running' AND worker_id = $worker AND attempts = $attempt`, so a
  * worker that lost its task (reaped, canceled, taken over) changes nothing and gets no row back.
  *
  * Each call is wrapped in `cairn_notify`, which sends the wake-up from SQL and returns its argument:
