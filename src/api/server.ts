@@ -21,6 +21,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { timingSafeEqual, createHash } from "node:crypto"
 import { CairnConfig } from "../config/config.js"
 import { ContentApp, ContentAppLive, isContentRequest } from "../content/app/index.js"
+import { isConsoleRequest, serveConsole } from "../console/serve.js"
 import { Db } from "../db/client.js"
 import { Authorization } from "./auth.js"
 import { CairnApi } from "./definition.js"
@@ -223,7 +224,7 @@ const contentFirst = (server: Server, content: (req: IncomingMessage, res: Serve
   // `arguments`, not rest parameters: this runs for every request, and V8 passes `arguments`
   // through `apply` without building an array.
   server.emit = function(this: Server, event: string | symbol, req?: IncomingMessage, res?: ServerResponse) {
-    if (event === "request" && isContentRequest(req!)) {
+    if (event === "request" && (isContentRequest(req!) || isConsoleRequest(req!))) {
       content(req!, res!)
       return true
     }
@@ -250,7 +251,7 @@ export const ServerLive = Layer.unwrapEffect(
       server.on("request", (req) => served.add(req.socket))
       contentFirst(server, (req, res) => {
         served.add(req.socket)
-        content(req, res)
+        if (!serveConsole(req, res)) content(req, res)
       })
       server.on("connection", (socket) => {
         socket.setTimeout(idle, () => socket.destroy())
