@@ -55,15 +55,21 @@ export const SentenceView = ({ sentence, linkTo = taskHref }: { sentence: Senten
   </>
 )
 
+/** Whether a page was shown already (the first one leaves the focus where the browser put it). */
+let shown = false
+
 /**
- * The page's main heading: focused when the page changes, so that a screen reader announces it
- * and keyboard users start from the top of the new content.
+ * The page's main heading: focused when the user moves to another page, so that a screen reader
+ * announces it and keyboard users start from the top of the new content.
  */
 export const PageTitle = ({ children, title }: { children: ComponentChildren; title: string }) => {
   const ref = useRef<HTMLHeadingElement>(null)
   useEffect(() => {
+    if (shown) ref.current?.focus({ preventScroll: true })
+    shown = true
+  }, [])
+  useEffect(() => {
     document.title = `${title} · cairn`
-    ref.current?.focus({ preventScroll: true })
   }, [title])
   return <h1 tabIndex={-1} ref={ref}>{children}</h1>
 }

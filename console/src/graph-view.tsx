@@ -37,6 +37,9 @@ export interface ViewControls {
   readonly fit: () => void
 }
 
+/** Far enough out for a graph thousands of boxes wide. */
+const MIN_ZOOM = 0.002
+
 const clip = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 1)}…` : s)
 
 const pathOf = (pts: ReadonlyArray<readonly [number, number]>) => {
@@ -117,7 +120,7 @@ const BoxView = ({ b, x, y, selected, dim, match, onActivate }: BoxProps) => {
       data-node={b.type === "group" ? undefined : b.task.node}
       data-state={b.state}
       role="button"
-      tabIndex={-1}
+      tabindex={-1}
       aria-label={describe(b)}
       onClick={(e) => {
         if ((e.currentTarget.ownerSVGElement as SVGSVGElement & { dragged?: boolean }).dragged) return
@@ -163,6 +166,7 @@ const ArrowView = ({ a, pts, dim }: ArrowProps) => {
   )
 }
 
+// (In SVG, attributes keep their case: focusability needs `tabindex`, not `tabIndex`.)
 export const GraphView = (p: GraphViewProps) => {
   const svg = useRef<SVGSVGElement>(null)
   const root = useRef<SVGGElement>(null)
@@ -180,7 +184,7 @@ export const GraphView = (p: GraphViewProps) => {
   const zoomAt = (f: number, px?: number, py?: number) => {
     const { w, h } = size()
     const v = view.current
-    const k = Math.min(3, Math.max(0.03, v.k * f))
+    const k = Math.min(3, Math.max(MIN_ZOOM, v.k * f))
     const cx = px ?? w / 2
     const cy = py ?? h / 2
     view.current = { k, x: cx - (cx - v.x) * (k / v.k), y: cy - (cy - v.y) * (k / v.k) }
@@ -194,7 +198,7 @@ export const GraphView = (p: GraphViewProps) => {
     const l = p.layout
     if (!l) return
     const { w, h } = size()
-    const whole = Math.max(0.03, Math.min(1.2, (w - 16) / Math.max(1, l.width), (h - 16) / Math.max(1, l.height)))
+    const whole = Math.max(MIN_ZOOM, Math.min(1.2, (w - 16) / Math.max(1, l.width), (h - 16) / Math.max(1, l.height)))
     const k = readable ? Math.max(whole, 0.35) : whole
     view.current = { k, x: (w - l.width * k) / 2, y: Math.max(8, (h - l.height * k) / 2) }
     apply()
@@ -318,7 +322,7 @@ export const GraphView = (p: GraphViewProps) => {
     <svg
       ref={svg}
       class="graph-svg"
-      tabIndex={0}
+      tabindex={0}
       role="group"
       aria-label={`Drawing of the graph: ${p.drawing.boxes.length} boxes for ${p.tasks} tasks. Arrow keys pan, plus and minus zoom, 0 fits. The task table below lists every task.`}
       aria-busy={l === undefined}

@@ -34,10 +34,10 @@ const pause = (ms: number, signal: AbortSignal) =>
     })
   })
 
-/** Re-render when the token changes. */
+/** Re-render when the token changes or the server asks for one. */
 export const useAuthVersion = () => {
   const [, set] = useState(0)
-  useEffect(() => auth.subscribe(() => set(auth.version)), [])
+  useEffect(() => auth.subscribe(() => set((n) => n + 1)), [])
   return auth.version
 }
 

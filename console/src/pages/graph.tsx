@@ -153,12 +153,16 @@ export const GraphPage = ({ id, params }: { id: string; params: URLSearchParams 
   const activateNow = useRef(activate)
   activateNow.current = activate
   const onActivate = useCallback((b: Box) => activateNow.current(b), [])
+  /** The next match: centred and selected; a match inside a group opens the group first. */
   const findNext = () => {
-    if (matchList.length === 0) return
+    if (matchList.length === 0 || !m) return
     const b = matchList[hit % matchList.length]!
     setHit(hit + 1)
-    setFocus({ box: b.id, n: (focus?.n ?? 0) + 1 })
-    if (b.type === "task") select(b.task.id)
+    const task = b.members.find((t) => m.tasks.get(t)!.node.toLowerCase().includes(q))!
+    if (b.type === "group") setExpanded(new Set([...expanded, b.id]))
+    else setFocus({ box: b.id, n: (focus?.n ?? 0) + 1 })
+    if (b.type === "external") navigate(href(["tasks", task]))
+    else select(task)
   }
 
   const g = live.data
