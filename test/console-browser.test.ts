@@ -23,7 +23,8 @@ import { makeFiles, startUpstream, type Upstream } from "./support/upstream.js"
 declare const window: any, document: any, sessionStorage: any
 declare const getComputedStyle: (e: unknown) => { color: string; backgroundColor: string }
 
-const CHROMIUM = "/usr/bin/chromium"
+/** Debian's Chromium; CAIRN_CHROMIUM names another binary. */
+const CHROMIUM = process.env.CAIRN_CHROMIUM ?? "/usr/bin/chromium"
 const TOKEN = "console-e2e-token"
 
 let server: Server
