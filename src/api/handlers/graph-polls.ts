@@ -12,13 +12,11 @@
  * long-polls, and answer at once at shutdown.
  */
 import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Deferred, Duration, Effect, Option, PubSub, Queue } from "effect"
+import { Deferred, Duration, Effect, PubSub, Queue } from "effect"
 import { createHash } from "node:crypto"
-import { CairnConfig } from "../../config/config.js"
 import type { Wakeup } from "../../engine/notify.js"
 import { Session } from "../../engine/session.js"
-import { TooManyRequests } from "../errors.js"
-import { FutureWaiters } from "../waiters.js"
+import { asLongPoll, FutureWaiters } from "../waiters.js"
 
 export interface Watched<A, E, R> {
   /** The answer's body, read in full. */
@@ -53,16 +51,8 @@ const holdWhileUnchanged = <A, E, R>(watched: Watched<A, E, R>, wait: number, if
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
     const waiters = yield* FutureWaiters
-    const config = yield* CairnConfig
     const session = yield* Session
-    return yield* waiters.perClient(
-      Option.getOrElse(request.remoteAddress, () => "unknown"),
-      config.longPollsPerClient,
-      () =>
-        new TooManyRequests({
-          message: `a client may hold at most ${config.longPollsPerClient} long-polls (?wait=) at once; retry when one has answered`,
-          details: { limit: config.longPollsPerClient }
-        }),
+    return yield* asLongPoll(
       Effect.scoped(Effect.gen(function*() {
         // Subscribed and registered before the first read: a change committed after it is seen.
         const wakeups = yield* PubSub.subscribe(session.wakeups)
