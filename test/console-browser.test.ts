@@ -172,6 +172,28 @@ describe("the console in Chromium", () => {
     await p.close()
   })
 
+  it("submits the README's first graph from the Submit page and watches it run", async () => {
+    const { page, errors } = await open("#/submit")
+    const text = await page.getByLabel("Graph (JSON)").inputValue()
+    expect(JSON.parse(text)).toEqual(FIRST_GRAPH)
+    await page.getByRole("button", { name: "Submit" }).click()
+    await page.waitForURL(/#\/graphs\/[0-9A-Z]{26}$/)
+    await page.locator('[data-node="fetch"][data-state="running"], [data-node="fetch"][data-state="succeeded"]').first().waitFor()
+    await page.locator('[data-node="shout"][data-state="succeeded"]').waitFor()
+    await page.locator('[data-node="after"][data-state="failed"]').waitFor()
+    await expect.poll(() => page.locator(".graph-head").innerText()).toContain("failed")
+    // A graph the server refuses: the answer's message and every offending node, nothing submitted.
+    await page.goto(`${server.url}/ui/#/submit`)
+    await page.getByLabel("Graph (JSON)").fill(JSON.stringify({ nodes: { a: { task: "no.such" }, b: { task: "debug.sleep", params: { inputs: [{ $ref: "zz.result" }] } } } }))
+    await page.getByRole("button", { name: "Submit" }).click()
+    const alert = page.getByRole("alert")
+    await expect.poll(() => alert.innerText()).toMatch(/a: .*no\.such/)
+    expect(await alert.innerText()).toMatch(/b: .*zz/)
+    expect(page.url()).toContain("#/submit")
+    expect(errors.filter((e) => !/status of 400/.test(e))).toEqual([])
+    await page.close()
+  })
+
   it("shows a task go from blocked to succeeded live, with what it waits for in words", async () => {
     // `hold` keeps the key; `first` queues behind it on the key, `second` waits for first's result.
     const gate = await submit({ label: "gate", nodes: { hold: { task: "debug.sleep", params: { ms: 600_000 }, resources: { exclusive: ["e2e-gate"] } } } })
