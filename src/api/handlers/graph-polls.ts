@@ -27,6 +27,8 @@ export interface Watched<A, E, R> {
   readonly relevant: (w: Wakeup, last: A) => boolean
   /** How often to check when no relevant wake-up comes. */
   readonly tick: Duration.Duration
+  /** The least time between two checks, however many wake-ups come (a busy engine sends many). */
+  readonly gap?: Duration.Duration
 }
 
 /** A strong etag: a digest of the JSON body. */
@@ -62,9 +64,11 @@ const holdWhileUnchanged = <A, E, R>(watched: Watched<A, E, R>, wait: number, if
         const deadline = Date.now() + wait * 1000
         let stamp = watched.stamp === undefined ? undefined : yield* watched.stamp
         let last = yield* readJson(watched.read)
+        const gap = Duration.toMillis(watched.gap ?? Duration.zero)
         while (last.etag === ifNoneMatch) {
           const left = deadline - Date.now()
           if (left <= 0) break
+          if (gap > 0) yield* Effect.sleep(Duration.millis(Math.min(gap, left)))
           const relevant = Effect.repeat(Queue.take(wakeups), { until: (w) => watched.relevant(w, last.value) })
           const woke = yield* Effect.raceAll([
             Effect.as(relevant, "check" as const),

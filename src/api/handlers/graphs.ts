@@ -31,13 +31,15 @@ export const GraphsLive = HttpApiBuilder.group(CairnApi, "graphs", (h) =>
         read: toApi(listGraphs({ state: q.state, cursor: q.cursor, limit: q.limit ?? 50 })),
         // New graphs are not announced: the tick finds them.
         relevant: (w) => w.futures === "*" || w.futures.length > 0,
-        tick: Duration.seconds(2)
+        tick: Duration.seconds(2),
+        gap: Duration.millis(500)
       }, q.wait, headers["if-none-match"]))
     .handle("get", ({ path, urlParams, headers }) =>
       answerWatched({
         read: graphOr404(path.id),
         stamp: toApi(graphStamp(path.id)),
         relevant: (w, g) => w.futures === "*" || w.futures.some((f) => futuresOf(g).has(f)),
-        tick: Duration.seconds(1)
+        tick: Duration.seconds(1),
+        gap: Duration.millis(250)
       }, urlParams.wait, headers["if-none-match"]))
     .handle("cancel", ({ path }) => toApi(cancelGraph(path.id)).pipe(Effect.zipRight(graphOr404(path.id)))))
