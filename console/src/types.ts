@@ -4,9 +4,10 @@
 import type { Schema } from "effect"
 import type { ContentUnitView, DistributionView, RemoteView, RepositoryView, VersionView } from "../../src/api/named-groups.js"
 import type { WorkerView } from "../../src/api/schemas.js"
-import type { GraphSummary } from "../../src/engine/views.js"
+import type { GraphSummary } from "../../src/engine/graph-list.js"
 
-export type { GraphState, GraphSummary, StateCounts } from "../../src/engine/views.js"
+export type { GraphSummary, StateCounts } from "../../src/engine/graph-list.js"
+export type { GraphState } from "../../src/engine/views.js"
 
 export interface GraphPage {
   readonly items: ReadonlyArray<GraphSummary>
