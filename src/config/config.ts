@@ -16,6 +16,8 @@ export type StorageConfig =
     readonly endpoint: string | undefined
     readonly region: string
     readonly forcePathStyle: boolean
+    /** A request with no progress for this long fails and is retried; not an environment variable (tests set it). */
+    readonly requestTimeoutMs?: number | undefined
     /** Undefined: the AWS SDK's default chain (profile, instance role...). */
     readonly credentials: {
       readonly accessKeyId: Redacted.Redacted<string>

@@ -25,6 +25,7 @@ export const StorageLive = Layer.unwrapEffect(
         endpoint: storage.endpoint,
         region: storage.region,
         forcePathStyle: storage.forcePathStyle,
+        requestTimeoutMs: storage.requestTimeoutMs,
         credentials: storage.credentials && {
           accessKeyId: Redacted.value(storage.credentials.accessKeyId),
           secretAccessKey: Redacted.value(storage.credentials.secretAccessKey),

@@ -132,18 +132,20 @@ export const toS3StorageError = (
   const code = e.code ?? name
   const redact = (s: string) => where.secrets.reduce((t, secret) => secret.length > 0 ? t.split(secret).join("[redacted]") : t, s)
   const raw = redact(e.message ?? String(cause))
+  // HEAD answers have no body, so no error code: the SDK then names the error "Unknown" or the like.
+  const label = /^(Unknown|Error|\d+)$/.test(name) ? "" : ` ${name}`
   const sentence = CREDENTIAL_ERRORS.has(name)
     ? `the object store refused the credentials (${name})`
     : name === "AccessDenied" || status === 403
-    ? `the object store denied access to bucket ${where.bucket} (${name}): check the credentials and the bucket's policy`
+    ? `the object store denied access to bucket ${where.bucket} (403${label}): check the credentials and the bucket's policy`
     : name === "NoSuchBucket"
     ? `the object store has no bucket ${where.bucket}`
     : name === "CredentialsProviderError"
     ? `no credentials for the object store: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`
     : name === "SlowDown" || status === 503
-    ? `the object store is overloaded (${status ?? 503} ${name}); retried, still failing`
+    ? `the object store is overloaded or unavailable (${status ?? 503}${label}); retried, still failing`
     : status !== undefined && status >= 500
-    ? `the object store failed (${status} ${name}); retried, still failing`
+    ? `the object store failed (${status}${label}); retried, still failing`
     : NETWORK_CODES.has(code) || NETWORK_CODES.has(name)
     ? `the object store at ${where.endpoint} is unreachable (${code})`
     : name === "TimeoutError" || name === "RequestTimeout" || /timed? ?out/i.test(raw)
@@ -207,7 +209,9 @@ export const makeS3ArtifactStorage = (opts: S3StorageOptions): Effect.Effect<Art
       requestChecksumCalculation: "WHEN_REQUIRED",
       responseChecksumValidation: "WHEN_REQUIRED",
       maxAttempts: opts.maxAttempts ?? 3,
-      requestHandler: { connectionTimeout: 5_000, requestTimeout: opts.requestTimeoutMs ?? 60_000 }
+      // An idle socket (no byte either way) fails the request, which the SDK retries; no limit on a
+      // request's total time (a large object streams for as long as it takes).
+      requestHandler: { connectionTimeout: 5_000, socketTimeout: opts.requestTimeoutMs ?? 60_000 }
     })
     yield* Effect.addFinalizer(() => Effect.sync(() => client.destroy()))
 
