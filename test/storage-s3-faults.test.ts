@@ -12,6 +12,7 @@
 import { sql } from "drizzle-orm"
 import { Duration, Effect, Layer, Logger, LogLevel, ManagedRuntime, Redacted } from "effect"
 import { createHash } from "node:crypto"
+import { Readable } from "node:stream"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { createNamed } from "../src/content/named.js"
 import { S3ArtifactStorage } from "../src/content/storage-s3.js"
@@ -129,6 +130,29 @@ describe("object store faults under a sync", () => {
         expect(storedObjects(s3, PREFIX).has(`${PREFIX}${sha.slice(0, 2)}/${sha.slice(2, 4)}/${sha}`)).toBe(true)
       }
     })).finally(() => upstream.close())
+  })
+})
+
+describe("what landed is checked", () => {
+  it("a store that stores other bytes than it was sent fails the put, and the wrong object is removed", async () => {
+    const bytes = Buffer.from("exactly these bytes")
+    const sha = createHash("sha256").update(bytes).digest("hex")
+    await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const store = yield* S3ArtifactStorage.make(s3.options("landed/", proxy.endpoint))
+      proxy.set("pad-puts")
+      const announced = yield* Effect.flip(store.put(Readable.from([bytes]), { sha256: sha, size: bytes.length })).pipe(
+        Effect.ensuring(Effect.sync(() => proxy.set("none")))
+      )
+      expect(announced.message).toMatch(/the object store stored 20 bytes for an upload of 19 bytes/)
+      expect(yield* store.stat(sha)).toBeUndefined()
+      proxy.set("pad-puts")
+      const unannounced = yield* Effect.flip(store.put(Readable.from([bytes]))).pipe(Effect.ensuring(Effect.sync(() => proxy.set("none"))))
+      expect(unannounced.message).toMatch(/the object store stored 20 bytes for an upload of 19 bytes/)
+      expect(yield* store.stat(sha)).toBeUndefined()
+      expect([...storedObjects(s3, "landed/").keys()]).toEqual([])
+      // Once the store behaves, the same put succeeds.
+      expect(yield* store.put(Readable.from([bytes]), { sha256: sha })).toMatchObject({ sha256: sha, created: true })
+    })))
   })
 })
 

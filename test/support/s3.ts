@@ -7,12 +7,21 @@
  * not decode aws-chunked bodies, and has no multipart abort/list or UploadPartCopy. Tests must not
  * rely on it to refuse bad bytes or bad signatures: cairn checks what it needs itself.
  *
+ * One defect of s3rver is worked around here: deleting an object removes its directory when that
+ * empties it, racing a concurrent PUT into the same directory, whose write then fails unseen (the
+ * server answers 200, nothing is stored, and the error surfaces as an uncaught exception in this
+ * process). cairn notices what did not land (it checks every upload), but the orphan-cleanup race
+ * tests delete and store the same digests at the same time on purpose, so the store here keeps
+ * its empty directories (`deleteObject` without the pruning).
+ *
  * The proxy is a plain HTTP reverse proxy the test controls: it passes requests through, or
  * answers 503 SlowDown / 500 InternalError with S3's XML error body, or holds requests without an
- * answer (a store that is slow), or resets connections, or stops listening (a store that is down).
+ * answer (a store that is slow), or resets connections, or stops listening (a store that is down),
+ * or adds a byte to every PUT body (a store that stores something else than it was sent).
  */
 import * as fs from "node:fs"
 import * as http from "node:http"
+import { createRequire } from "node:module"
 import type { AddressInfo } from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -34,6 +43,18 @@ export interface S3Server {
 }
 
 let buckets = 0
+
+const require = createRequire(import.meta.url)
+const FilesystemStore = require("s3rver/lib/stores/filesystem.js") as {
+  prototype: { getResourcePath(bucket: string, key: string | undefined, what: string): string; deleteObject(bucket: string, key: string): Promise<void> }
+}
+FilesystemStore.prototype.deleteObject = async function(bucket, key) {
+  await Promise.all(["object", "object.md5", "metadata.json"].map((what) =>
+    fs.promises.unlink(this.getResourcePath(bucket, key, what)).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== "ENOENT") throw e
+    })
+  ))
+}
 
 /** s3rver on 127.0.0.1, a free port, with one bucket. */
 export const startS3 = async (): Promise<S3Server> => {
@@ -89,7 +110,7 @@ export const storedObjects = (s3: S3Server, prefix = ""): Map<string, Buffer> =>
   return out
 }
 
-export type Fault = "none" | "slowdown" | "internal" | "hang" | "reset"
+export type Fault = "none" | "slowdown" | "internal" | "hang" | "reset" | "pad-puts"
 
 export interface FaultProxy {
   readonly endpoint: string
@@ -136,19 +157,23 @@ export const startFaultProxy = async (target: string): Promise<FaultProxy> => {
         return
       case "reset":
         return void req.socket.destroy()
+      case "pad-puts":
       case "none": {
+        const pad = fault === "pad-puts" && req.method === "PUT" && req.headers["content-length"] !== undefined
+        const headers = pad ? { ...req.headers, "content-length": String(Number(req.headers["content-length"]) + 1) } : req.headers
         const out = http.request({
           host: upstream.hostname,
           port: upstream.port,
           method: req.method,
           path: req.url,
-          headers: req.headers
+          headers
         }, (up) => {
           res.writeHead(up.statusCode ?? 502, up.headers)
           up.pipe(res)
         })
         out.on("error", () => res.destroy())
-        req.pipe(out)
+        req.pipe(out, { end: !pad })
+        if (pad) req.on("end", () => out.end(Buffer.from("!")))
       }
     }
   })
