@@ -6,14 +6,13 @@
  * syncs and publishes of overlapping repositories racing cleanups in a loop.
  */
 import { sql } from "drizzle-orm"
-import { Duration, Effect, Fiber, Redacted } from "effect"
+import { Duration, Effect, Fiber } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { monotonicFactory } from "ulid"
 import { afterAll, describe, expect, it } from "vitest"
-import type { StorageConfig } from "../src/config/config.js"
 import { type ArtifactOwner, storeArtifact, withDigestSession } from "../src/content/artifacts.js"
 import { cleanupOrphans, recoverTombstones } from "../src/content/cleanup.js"
 import { createNamed } from "../src/content/named.js"
@@ -25,23 +24,10 @@ import type { InvalidRequest } from "../src/engine/errors.js"
 import { submitGraph } from "../src/engine/submit.js"
 import { runWorker } from "../src/engine/worker.js"
 import { createTestDatabase, engineLayer } from "./support/db.js"
-import { S3RVER_KEY, type S3Server, startS3, storedObjects } from "./support/s3.js"
+import { type S3Server, startS3, storedObjects } from "./support/s3.js"
 import { makeFiles, startUpstream } from "./support/upstream.js"
 
 const newId = monotonicFactory()
-
-const s3Storage = (s3: S3Server): StorageConfig => {
-  const o = s3.options("store/")
-  return {
-    kind: "s3",
-    bucket: o.bucket,
-    prefix: o.prefix,
-    endpoint: o.endpoint,
-    region: o.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: Redacted.make(S3RVER_KEY), secretAccessKey: Redacted.make(S3RVER_KEY), sessionToken: undefined }
-  }
-}
 
 interface Env {
   readonly url: string
@@ -61,7 +47,7 @@ const run = <A, E>(env: Env, eff: Effect.Effect<A, E, any>, opts: { workers?: nu
     Effect.scoped(Effect.gen(function*() {
       if (opts.workers) yield* runWorker({ slots: opts.workers })
       return yield* eff
-    })).pipe(Effect.provide(engineLayer(env.url, { dataDir: env.dataDir, ...(env.s3 ? { storage: s3Storage(env.s3) } : {}) }))) as Effect.Effect<A, E, never>
+    })).pipe(Effect.provide(engineLayer(env.url, { dataDir: env.dataDir, ...(env.s3 ? { storage: env.s3.storage("store/") } : {}) }))) as Effect.Effect<A, E, never>
   )
 
 // ---------------------------------------------------------------------------------------------

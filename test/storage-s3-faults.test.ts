@@ -10,7 +10,7 @@
  * No mock of the SDK: every request is a real HTTP request to a real server.
  */
 import { sql } from "drizzle-orm"
-import { Duration, Effect, Layer, Logger, LogLevel, ManagedRuntime, Redacted } from "effect"
+import { Duration, Effect, Layer, Logger, LogLevel, ManagedRuntime } from "effect"
 import { createHash } from "node:crypto"
 import { Readable } from "node:stream"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -21,7 +21,7 @@ import { Db } from "../src/db/client.js"
 import { submitGraph } from "../src/engine/submit.js"
 import { runWorker } from "../src/engine/worker.js"
 import { createTestDatabase, engineLayer } from "./support/db.js"
-import { type Fault, type FaultProxy, S3RVER_KEY, type S3Server, startFaultProxy, startS3, storedObjects } from "./support/s3.js"
+import { type Fault, type FaultProxy, type S3Server, startFaultProxy, startS3, storedObjects } from "./support/s3.js"
 import { makeFiles, startUpstream } from "./support/upstream.js"
 
 const PREFIX = "faults/"
@@ -39,19 +39,9 @@ beforeAll(async () => {
   s3 = await startS3()
   proxy = await startFaultProxy(s3.endpoint)
   const url = await createTestDatabase()
-  const o = s3.options(PREFIX, proxy.endpoint)
   rt = ManagedRuntime.make(Layer.merge(
     engineLayer(url, {
-      storage: {
-        kind: "s3",
-        bucket: o.bucket,
-        prefix: o.prefix,
-        endpoint: o.endpoint,
-        region: o.region,
-        forcePathStyle: true,
-        requestTimeoutMs: 1000,
-        credentials: { accessKeyId: Redacted.make(S3RVER_KEY), secretAccessKey: Redacted.make(S3RVER_KEY), sessionToken: undefined }
-      },
+      storage: { ...s3.storage(PREFIX, proxy.endpoint), requestTimeoutMs: 1000 },
       // No retries of the downloads: the store's failures are what is under test.
       downloadRetries: 0
     }),

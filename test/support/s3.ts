@@ -27,6 +27,8 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3"
 import S3rver from "s3rver"
+import { Redacted } from "effect"
+import type { StorageConfig } from "../../src/config/config.js"
 import type { S3StorageOptions } from "../../src/content/storage-s3.js"
 
 export const S3RVER_KEY = "S3RVER"
@@ -37,6 +39,8 @@ export interface S3Server {
   readonly directory: string
   /** Options for `S3ArtifactStorage` against this server, under `prefix`. */
   readonly options: (prefix?: string, endpoint?: string) => S3StorageOptions
+  /** The configuration (`CairnConfig.storage`) of a store on this server, under `prefix`. */
+  readonly storage: (prefix?: string, endpoint?: string) => Extract<StorageConfig, { kind: "s3" }>
   /** The environment a cairn process needs to use this server (under `prefix`). */
   readonly env: (prefix?: string, endpoint?: string) => Record<string, string>
   readonly close: () => Promise<void>
@@ -74,6 +78,15 @@ export const startS3 = async (): Promise<S3Server> => {
       region: "us-east-1",
       forcePathStyle: true,
       credentials: { accessKeyId: S3RVER_KEY, secretAccessKey: S3RVER_KEY }
+    }),
+    storage: (prefix = "", at = endpoint) => ({
+      kind: "s3",
+      bucket,
+      prefix,
+      endpoint: at,
+      region: "us-east-1",
+      forcePathStyle: true,
+      credentials: { accessKeyId: Redacted.make(S3RVER_KEY), secretAccessKey: Redacted.make(S3RVER_KEY), sessionToken: undefined }
     }),
     env: (prefix = "", at = endpoint) => ({
       CAIRN_STORAGE: "s3",
