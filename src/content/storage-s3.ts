@@ -48,7 +48,7 @@ import { Upload } from "@aws-sdk/lib-storage"
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner"
 import { Duration, Effect, Layer, type Scope } from "effect"
 import { randomBytes } from "node:crypto"
-import { PassThrough, type Readable } from "node:stream"
+import { PassThrough, Readable } from "node:stream"
 import {
   ArtifactStorage,
   type ArtifactStorageShape,
@@ -425,7 +425,8 @@ export const makeS3ArtifactStorage = (opts: S3StorageOptions): Effect.Effect<Art
               ? new BadRange({ start: range?.start ?? 0, end: range?.end ?? 0 })
               : toS3StorageError(e, "reading an artifact", where)
         })
-        if (range === undefined) return got.Body as Readable
+        // (An empty object may come without a body stream.)
+        if (range === undefined) return (got.Body as Readable | undefined) ?? Readable.from([])
         // A range past the end is a 416 on S3, but not on every server (some answer the whole
         // object, or an empty 206, or more than was asked for): the answer's Content-Range says
         // what was served, and is checked.
