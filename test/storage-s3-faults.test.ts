@@ -41,7 +41,10 @@ beforeAll(async () => {
   const url = await createTestDatabase()
   rt = ManagedRuntime.make(Layer.merge(
     engineLayer(url, {
-      storage: { ...s3.storage(PREFIX, proxy.endpoint), requestTimeoutMs: 1000 },
+      // Short enough for the "does not answer" case to be quick, long enough that a loaded machine
+      // does not stall an answer of s3rver that long (a retried part upload racing its first
+      // attempt is what s3rver answers 500 to).
+      storage: { ...s3.storage(PREFIX, proxy.endpoint), requestTimeoutMs: 5000 },
       // No retries of the downloads: the store's failures are what is under test.
       downloadRetries: 0
     }),
