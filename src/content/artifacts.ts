@@ -104,9 +104,9 @@ export const digestSession = Effect.gen(function*() {
         let clean = exit._tag === "Success"
         if (clean && (shared.size > 0 || exclusive.size > 0)) {
           clean = await client.query(
-            `SELECT pg_advisory_unlock_shared($1, hashtext(s)) FROM unnest($2::text[]) AS s
-             UNION ALL SELECT pg_advisory_unlock($1, hashtext(s)) FROM unnest($3::text[]) AS s`,
-            [ARTIFACT_LOCK_CLASS, [...shared], [...exclusive]]
+            `SELECT pg_advisory_unlock_shared(${ARTIFACT_LOCK_CLASS}, hashtext(s)) FROM unnest($1::text[]) AS s
+             UNION ALL SELECT pg_advisory_unlock(${ARTIFACT_LOCK_CLASS}, hashtext(s)) FROM unnest($2::text[]) AS s`,
+            [[...shared], [...exclusive]]
           ).then(() => true, () => false)
         }
         client.release(clean ? undefined : true)
