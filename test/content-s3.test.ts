@@ -17,7 +17,7 @@ import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { createTestDatabase } from "./support/db.js"
 import { api, type Server, startServer } from "./support/processes.js"
-import { type S3Server, startS3, storedObjects } from "./support/s3.js"
+import { type S3Server, startFaultProxy, startS3, storedObjects } from "./support/s3.js"
 import { startUpstream, type Upstream } from "./support/upstream.js"
 
 const PREFIX = "objects/"
@@ -209,5 +209,30 @@ describe("cairn on an object store", () => {
     for (const bytes of [small, large, upstreamFiles["lazy/b.bin"]]) expect(objects().has(keyOf(sha(bytes)))).toBe(true)
     const again = await fetch(`${server.url}/content/up/small.bin`)
     expect(sha(Buffer.from(await again.arrayBuffer()))).toBe(sha(small))
+  })
+})
+
+describe("/healthz with an object store", () => {
+  it("answers 503 naming the store while it cannot be reached, and 200 again once it is back", async () => {
+    const proxy = await startFaultProxy(s3.endpoint)
+    const other = await startServer(await createTestDatabase(), { ...s3.env("health/", proxy.endpoint), CAIRN_WORKERS: "0" })
+    try {
+      const health = async () => {
+        const r = await fetch(`${other.url}/healthz`)
+        return { status: r.status, body: await r.json() as { ok: boolean; db: string; storage: string } }
+      }
+      expect(await health()).toEqual({ status: 200, body: { ok: true, db: "ok", storage: "ok" } })
+      await proxy.down()
+      const down = await health()
+      expect(down.status).toBe(503)
+      expect(down.body).toMatchObject({ ok: false, db: "ok" })
+      expect(down.body.storage).toMatch(/^unreachable: /)
+      expect(down.body.storage).not.toContain(s3.env()["AWS_SECRET_ACCESS_KEY"]!)
+      await proxy.up()
+      expect(await health()).toEqual({ status: 200, body: { ok: true, db: "ok", storage: "ok" } })
+    } finally {
+      await other.stop()
+      await proxy.close()
+    }
   })
 })
