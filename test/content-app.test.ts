@@ -20,7 +20,9 @@ import { ulid } from "ulid"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { ServerLive } from "../src/api/server.js"
 import { formatManifest } from "../src/content/manifest.js"
+import type { GuardInput } from "../src/content/guards.js"
 import { createNamed, deleteNamed } from "../src/content/named.js"
+import { signContentPath } from "../src/content/sign.js"
 import { ArtifactStorage } from "../src/content/storage.js"
 import { LocalArtifactStorage } from "../src/content/storage-local.js"
 import { Db, txRows } from "../src/db/client.js"
@@ -148,16 +150,16 @@ const pointAt = (name: string, publication: string) =>
       Effect.gen(function*() {
         const revision = ulid()
         yield* txRows(tx, sql`
-          INSERT INTO distribution_revisions (id, distribution_id, name, base_path, publication_id)
-          SELECT ${revision}, n.resource_id, n.name, r.base_path, ${publication}
+          INSERT INTO distribution_revisions (id, distribution_id, name, base_path, publication_id, guard)
+          SELECT ${revision}, n.resource_id, n.name, r.base_path, ${publication}, r.guard
           FROM names n JOIN distribution_revisions r ON r.id = n.revision_id WHERE n.kind = 'distribution' AND n.name = ${name}`)
         yield* txRows(tx, sql`UPDATE names SET revision_id = ${revision} WHERE kind = 'distribution' AND name = ${name}`)
       })
     )
   })
 
-const distribute = (name: string, basePath: string, publication: string) =>
-  Effect.zipRight(createNamed("distribution", name, { base_path: basePath }), pointAt(name, publication))
+const distribute = (name: string, basePath: string, publication: string, guard?: GuardInput) =>
+  Effect.zipRight(createNamed("distribution", name, { base_path: basePath, guard }), pointAt(name, publication))
 
 // --- HTTP -------------------------------------------------------------------------------------
 
@@ -377,6 +379,29 @@ describe("serving stored files", () => {
       }
       expect((await get("/content/pub/main/missing")).status).toBe(404)
       expect((await get("/content/nowhere/x")).status).toBe(404)
+    }
+    expect(queries - before).toBe(0)
+  })
+
+  it("makes no database query for a guarded file either, allowed or refused", async () => {
+    const publication = await run(publish([{ path: "small.txt", bytes: Buffer.from("guarded at steady state\n") }]))
+    await run(distribute("guarded-token", "guarded/token", publication, { type: "token", tokens: ["steady-token"] }))
+    await run(distribute("guarded-signed", "guarded/signed", publication, { type: "signed" }))
+    const signed = await run(signContentPath("guarded-signed", "small.txt", 600, Date.now()))
+    const token = { authorization: "Bearer steady-token" }
+    await until("the guarded distributions to be routed", async () =>
+      (await get("/content/guarded/token/small.txt", token)).status === 200 && (await get(signed.path)).status === 200)
+    const before = queries
+    for (let i = 0; i < 20; i++) {
+      expect((await get("/content/guarded/token/small.txt", token)).status).toBe(200)
+      expect((await request("HEAD", "/content/guarded/token/small.txt", token)).status).toBe(200)
+      expect((await get("/content/guarded/token/small.txt", { ...token, range: "bytes=0-3" })).status).toBe(206)
+      expect((await get(signed.path)).status).toBe(200)
+      expect((await request("HEAD", signed.path)).status).toBe(200)
+      expect((await get(signed.path, { range: "bytes=0-3" })).status).toBe(206)
+      // Refusals pass the notification barrier (on the session), not the pool.
+      expect((await get("/content/guarded/token/small.txt")).status).toBe(401)
+      expect((await get("/content/guarded/signed/small.txt")).status).toBe(403)
     }
     expect(queries - before).toBe(0)
   })
