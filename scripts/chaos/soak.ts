@@ -21,7 +21,7 @@ import { makeDataDir, post, startServer, startWorkers, stopProcs, submitGraph, a
 import { createDatabase, startPostgres, withClient } from "../bench/lib/postgres.js"
 import { type Proc } from "../bench/lib/proc.js"
 import { prng, sleep, summarize } from "../bench/lib/stats.js"
-import { makeFiles, startUpstream } from "../../test/support/upstream.js"
+import { makeFiles, startUpstream } from "../lib/upstream.js"
 
 const { flags } = parseFlags("soak", "steady mixed load for a long time; memory, latency and errors over time", {
   minutes: { default: 30, help: "how long to run" },
