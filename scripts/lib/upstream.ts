@@ -11,6 +11,7 @@ import { createHash } from "node:crypto"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { formatManifest } from "../../src/content/manifest.js"
+import { mulberry32 } from "./random.js"
 
 export interface UpstreamOptions {
   /** The directory the repository is served under; default "/". Must start and end with "/". */
@@ -250,18 +251,6 @@ export const startUpstream = async (
   }
 }
 
-/** mulberry32: a small seeded PRNG, so fixtures are the same on every run. */
-const prng = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return (t ^ (t >>> 14)) >>> 0
-  }
-}
-
 /**
  * `n` files with deterministic pseudo-random contents and sizes in [minSize, maxSize], at
  * `dir<i % 3>/file-<i>.bin`.
@@ -272,7 +261,8 @@ export const makeFiles = (
 ): Record<string, Buffer> => {
   const minSize = opts.minSize ?? 0
   const maxSize = opts.maxSize ?? 4096
-  const next = prng(opts.seed ?? 1)
+  // Seeded: the same fixtures on every run.
+  const next = mulberry32(opts.seed ?? 1)
   const out: Record<string, Buffer> = {}
   for (let i = 0; i < n; i++) {
     const size = minSize + (next() % (maxSize - minSize + 1))
