@@ -29,9 +29,9 @@ export interface Proc {
   /** Its exit code (null when a signal ended it). */
   readonly exited: Promise<number | null>
   readonly alive: () => boolean
-  /** SIGTERM, then SIGKILL after `graceMs`; resolves with the exit code once it is gone. */
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves with the exit code once it (and its group) is gone. */
   readonly stop: (graceMs?: number) => Promise<number | null>
-  /** SIGKILL; resolves once it is gone. */
+  /** SIGKILL; resolves once it (and its group) is gone. */
   readonly kill9: () => Promise<void>
   /** SIGSTOP / SIGCONT. */
   readonly pause: () => void
@@ -72,11 +72,25 @@ export const spawnProc = (name: string, command: string, args: ReadonlyArray<str
     detached: group
   })
   const signal = (sig: NodeJS.Signals) => {
+    if (child.pid === undefined) return // never started
     try {
       if (group) process.kill(-child.pid!, sig)
       else child.kill(sig)
     } catch {
       // Already gone (ESRCH).
+    }
+  }
+  /** Kill what is left of its group and wait (bounded) until the last member has been reaped. */
+  const killGroup = async () => {
+    if (child.pid === undefined) return
+    signal("SIGKILL")
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline;) {
+      try {
+        process.kill(-child.pid!, 0)
+      } catch {
+        return
+      }
+      await new Promise((r) => setTimeout(r, 20))
     }
   }
   let out = ""
@@ -124,13 +138,14 @@ export const spawnProc = (name: string, command: string, args: ReadonlyArray<str
       const t = setTimeout(() => signal("SIGKILL"), graceMs)
       await exited
       clearTimeout(t)
-      // Whatever the leader left behind in its group goes too.
-      if (group) signal("SIGKILL")
+      // Whatever the leader left behind in its group goes too (tsx's esbuild service, at least).
+      if (group) await killGroup()
       return exited
     },
     kill9: async () => {
       signal("SIGKILL")
       await exited
+      if (group) await killGroup()
     },
     pause: () => void (alive() && signal("SIGSTOP")),
     resume: () => void (alive() && signal("SIGCONT"))

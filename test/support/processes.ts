@@ -32,8 +32,12 @@ export const spawnCairn = (entry: "serve" | "worker", env: Record<string, string
  */
 export const dataDirOf = (databaseUrl: string) => path.join(os.tmpdir(), `cairn-test-${new URL(databaseUrl).pathname.slice(1)}`)
 
+/** Bounded below vitest's 120 s hook timeout, so that a server that never starts says so, with its output. */
 export const startServer = (databaseUrl: string, env: Record<string, string> = {}): Promise<Server> =>
-  harness.startServer({ env: { ...fastTimings, DATABASE_URL: databaseUrl, CAIRN_DATA_DIR: dataDirOf(databaseUrl), CAIRN_WORKERS: "2", ...env }, timeoutMs: 60_000 })
+  harness.startServer({
+    env: { ...fastTimings, DATABASE_URL: databaseUrl, CAIRN_DATA_DIR: dataDirOf(databaseUrl), CAIRN_WORKERS: "2", ...env },
+    timeoutMs: 100_000
+  })
 
 export const startWorker = (databaseUrl: string, env: Record<string, string> = {}): Proc =>
   spawnCairn("worker", { DATABASE_URL: databaseUrl, CAIRN_DATA_DIR: dataDirOf(databaseUrl), CAIRN_WORKERS: "1", ...env })
