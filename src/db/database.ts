@@ -8,10 +8,11 @@ import { CairnConfig } from "../config/config.js"
 import { Db, DbError, makeDb } from "./client.js"
 import { startEmbedded } from "./embedded.js"
 import { runMigrations } from "./migrate.js"
+import { withLibpqSslModes } from "./url.js"
 
 export const resolveDatabaseUrl = Effect.gen(function*() {
   const config = yield* CairnConfig
-  if (Option.isSome(config.databaseUrl)) return config.databaseUrl.value
+  if (Option.isSome(config.databaseUrl)) return Redacted.make(withLibpqSslModes(Redacted.value(config.databaseUrl.value)))
   // The embedded server's progress lines go through our logger, like everything else.
   const runtime = yield* Effect.runtime<never>()
   const log = (line: string) => Runtime.runSync(runtime)(Effect.logInfo(line))
