@@ -3,7 +3,7 @@
  * CAIRN_DATA_DIR, started or joined), applies migrations, and provides `Db`.
  * Finalizers run in reverse: the pool closes before an embedded server we own is stopped.
  */
-import { Effect, Layer, Option, Redacted, Runtime } from "effect"
+import { Duration, Effect, Layer, Option, Redacted, Runtime } from "effect"
 import { CairnConfig } from "../config/config.js"
 import { Db, DbError, makeDb } from "./client.js"
 import { startEmbedded } from "./embedded.js"
@@ -35,6 +35,6 @@ export const DatabaseLive = Layer.scoped(
     const config = yield* CairnConfig
     const url = yield* resolveDatabaseUrl
     yield* runMigrations(Redacted.value(url))
-    return yield* makeDb(url, config.poolSize)
+    return yield* makeDb(url, config.poolSize, { queryTimeoutMs: Duration.toMillis(config.dbQueryTimeout) })
   })
 )

@@ -31,6 +31,7 @@ export const clusterTimings: Record<string, string> = {
   CAIRN_POLL_INTERVAL_MS: "5000",
   CAIRN_SHUTDOWN_GRACE_MS: "5000",
   CAIRN_DB_POOL_SIZE: "4",
+  CAIRN_DB_QUERY_TIMEOUT_MS: "5000",
   CAIRN_LOG_LEVEL: "info"
 }
 
