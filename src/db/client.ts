@@ -69,8 +69,11 @@ export interface PoolOptions {
 /** CAIRN_DB_QUERY_TIMEOUT_MS's default: far above any statement cairn sends (seconds at most). */
 export const DEFAULT_QUERY_TIMEOUT_MS = 30_000
 
-/** A new connection must be up within this long (a SYN lost to a dead link gets no answer at all). */
-const CONNECT_TIMEOUT_MS = 5_000
+/**
+ * A checkout must succeed within this long: pg-pool applies it both to a new connection (a SYN
+ * lost to a dead link gets no answer at all) and to waiting for a free connection of a full pool.
+ */
+const CONNECT_TIMEOUT_MS = 10_000
 
 export const makeDb = (url: Redacted.Redacted<string>, poolSize: number, options: PoolOptions = {}) =>
   Effect.gen(function*() {
