@@ -9,6 +9,9 @@
  *                      pulled out. Its processes live on; packets are lost silently, so TCP peers
  *                      notice only through timeouts, keepalives and their own checks.
  *   restore(host)      the link comes back; TCP connections that nobody gave up on carry on.
+ *   block(a, b)        only a and b stop reaching each other (each sends the other's packets to a
+ *                      hardware address that no host has), everything else still flows; unblock
+ *                      undoes it.
  *
  * Every name starts with a per-run prefix, `crn<our pid in base 36>`, so that two runs never touch
  * each other's namespaces, and a later run recognises the leftovers of a run that crashed (its pid
@@ -31,6 +34,9 @@ const ip = async (...args: Array<string>) => {
 }
 
 const PREFIX_TAG = "crn"
+
+/** A locally administered hardware address that no interface of a test network has. */
+const NOWHERE = "02:00:00:00:00:01"
 
 /** Throws with a sentence saying why this machine cannot run namespace tests. */
 export const preflight = async () => {
@@ -124,6 +130,9 @@ export interface Network {
   /** Pull the host's backend cable (its processes live on). */
   readonly cut: (name: string) => Promise<void>
   readonly restore: (name: string) => Promise<void>
+  /** a and b no longer reach each other (silently: their packets go nowhere); the rest of the network is untouched. */
+  readonly block: (a: string, b: string) => Promise<void>
+  readonly unblock: (a: string, b: string) => Promise<void>
   /** Commands run in a host's namespace (`ss`, `ip` ...): stdout. */
   readonly run: (name: string, cmd: string, args: ReadonlyArray<string>) => Promise<string>
   /** Kills whatever still runs in the namespaces, deletes them, the veths and the bridges. Idempotent. */
@@ -208,6 +217,16 @@ export const createNetwork = async (specs: ReadonlyArray<HostSpec>): Promise<Net
     rootAddr: `${back}.1`,
     cut: async (name) => void (await ip("link", "set", `${prefix}${host(name).name}0`, "down")),
     restore: async (name) => void (await ip("link", "set", `${prefix}${host(name).name}0`, "up")),
+    block: async (a, b) => {
+      for (const [from, to] of [[host(a), host(b)], [host(b), host(a)]] as const) {
+        await ip("-n", from.ns, "neigh", "replace", to.addr, "lladdr", NOWHERE, "dev", "eth0", "nud", "permanent")
+      }
+    },
+    unblock: async (a, b) => {
+      for (const [from, to] of [[host(a), host(b)], [host(b), host(a)]] as const) {
+        await ip("-n", from.ns, "neigh", "del", to.addr, "dev", "eth0").catch(() => undefined)
+      }
+    },
     run: async (name, cmd, args) => (await execFileP("ip", ["netns", "exec", host(name).ns, cmd, ...args])).stdout,
     destroy
   }

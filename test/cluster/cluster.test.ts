@@ -242,3 +242,42 @@ describe("an API host cut off from PostgreSQL", () => {
     console.log(`API cut: first 503 ${firstRefusalMs} ms after the cut, later ones in ${refusalMs} ms; its session dropped by the server ${sessionDroppedMs} ms after the cut; answers again ${Date.now() - restoredAt} ms after the link returned`)
   })
 })
+
+describe("connections", () => {
+  it("each process opens at most its pool (CAIRN_DB_POOL_SIZE) plus one session connection", async () => {
+    const pool = Number(cluster.cairnEnv("a1").CAIRN_DB_POOL_SIZE)
+    const hosts = ["a1", "a2", "w1", "w2"] as const
+    const addrs = new Map(hosts.map((h) => [cluster.net.host(h).addr, h]))
+    const peak = new Map<string, number>()
+    const sample = async () => {
+      const rows = (await cluster.db.query<{ addr: string; n: number }>(
+        `SELECT host(client_addr) AS addr, count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1`
+      )).rows
+      for (const r of rows) {
+        const h = addrs.get(r.addr)
+        if (h) peak.set(h, Math.max(peak.get(h) ?? 0, r.n))
+      }
+    }
+    // Load on every process at once: many concurrent requests on both API hosts, tasks on both workers.
+    const nodes = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`n${i}`, { task: "debug.sleep", params: { ms: 300 } }]))
+    const graph = await post(a1.url, "/api/v1/graphs", { nodes })
+    let done = false
+    const sampler = (async () => {
+      while (!done) {
+        await sample()
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    })()
+    await Promise.all([
+      ...[a1, a2].flatMap((a) => Array.from({ length: 24 }, () => get(a.url, `/api/v1/graphs/${graph.body.id}`))),
+      ...Object.values<any>(graph.body.nodes).map((n) => settled(a2.url, n.outputs.result))
+    ])
+    done = true
+    await sampler
+    console.log(`connections per host at peak: ${JSON.stringify(Object.fromEntries(peak))} (pool ${pool} + 1 session)`)
+    for (const h of hosts) {
+      expect(peak.get(h), h).toBeGreaterThanOrEqual(1)
+      expect(peak.get(h), h).toBeLessThanOrEqual(pool + 1)
+    }
+  })
+})

@@ -12,7 +12,8 @@
  * Every cairn process is a real `src/main/serve.ts` or `src/main/worker.ts` with DATABASE_URL
  * pointing at the pg host. Until the object-store backend exists, artifacts live in one directory
  * that every host sees (the namespaces share this machine's filesystem), as a shared filesystem
- * would be shared on real machines; `storageEnv` switches to the object store by configuration only.
+ * would be shared on real machines; `objectStore` switches to the object store (on the s3 host) by
+ * configuration only.
  */
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
@@ -50,6 +51,8 @@ export interface Cluster {
   /** The upstream's manifest URL and its files (relative path -> sha256). */
   readonly upstreamUrl: string
   readonly upstreamFiles: ReadonlyMap<string, string>
+  /** The `moreRepos` repositories: their manifest URL and files. */
+  readonly upstreams: ReadonlyMap<string, { readonly url: string; readonly files: ReadonlyMap<string, string> }>
   readonly startApi: (host: "a1" | "a2", env?: Record<string, string>) => Promise<ApiHost>
   readonly startWorker: (host: "w1" | "w2", env?: Record<string, string>) => Promise<HostProc & { readonly pid: number }>
   /** Env that every cairn process of this cluster gets (database, data dirs, timings, storage). */
@@ -62,11 +65,18 @@ export interface Cluster {
 export interface ClusterOptions {
   /** Files of the upstream: relative path -> content. */
   readonly files: Record<string, Buffer>
-  /** Storage settings for every cairn process (default: the shared artifacts directory). */
-  readonly storageEnv?: Record<string, string>
+  /** More upstream repositories, each in a directory of its own: directory -> files. */
+  readonly moreRepos?: Record<string, Record<string, Buffer>>
   /** Log every completed statement with its client address (for tests that must see a statement arrive). */
   readonly logStatements?: boolean
+  /**
+   * Run the object store (s3rver) on the s3 host, and give every cairn process the contract's
+   * CAIRN_STORAGE=s3 settings for it instead of the shared artifacts directory.
+   */
+  readonly objectStore?: boolean
 }
+
+export const S3_BUCKET = "cairn"
 
 export const startCluster = async (opts: ClusterOptions): Promise<Cluster> => {
   const net = await createNetwork([
@@ -107,18 +117,25 @@ export const startCluster = async (opts: ClusterOptions): Promise<Cluster> => {
     db = new pg.Pool({ connectionString: dbUrl, max: 4 })
     db.on("error", () => undefined)
 
-    // The upstream: files and their manifest in a directory, served as they are.
+    // The upstream: files and their manifest in a directory, served as they are; more
+    // repositories (their own manifests) in subdirectories.
     const upDir = path.join(dir, "upstream")
-    const upstreamFiles = new Map<string, string>()
-    for (const [rel, content] of Object.entries(opts.files)) {
-      await fs.mkdir(path.dirname(path.join(upDir, rel)), { recursive: true })
-      await fs.writeFile(path.join(upDir, rel), content)
-      upstreamFiles.set(rel, createHash("sha256").update(content).digest("hex"))
+    const writeRepo = async (sub: string, files: Record<string, Buffer>) => {
+      const digests = new Map<string, string>()
+      for (const [rel, content] of Object.entries(files)) {
+        await fs.mkdir(path.dirname(path.join(upDir, sub, rel)), { recursive: true })
+        await fs.writeFile(path.join(upDir, sub, rel), content)
+        digests.set(rel, createHash("sha256").update(content).digest("hex"))
+      }
+      await fs.writeFile(
+        path.join(upDir, sub, "PULP_MANIFEST"),
+        formatManifest([...digests].map(([relative_path, sha256]) => ({ relative_path, sha256, size: files[relative_path]!.length })))
+      )
+      return digests
     }
-    await fs.writeFile(
-      path.join(upDir, "PULP_MANIFEST"),
-      formatManifest([...upstreamFiles].map(([relative_path, sha256]) => ({ relative_path, sha256, size: opts.files[relative_path]!.length })))
-    )
+    const upstreamFiles = await writeRepo("", opts.files)
+    const moreUpstreams = new Map<string, ReadonlyMap<string, string>>()
+    for (const [sub, files] of Object.entries(opts.moreRepos ?? {})) moreUpstreams.set(sub, await writeRepo(sub, files))
     const up = net.host("up")
     // HTTP/1.1 (keep-alive): with python's default HTTP/1.0 the server closes each connection after
     // its response, and a FIN that reaches undici 7 while a download is paused by backpressure
@@ -127,12 +144,28 @@ export const startCluster = async (opts: ClusterOptions): Promise<Cluster> => {
     procs.push(upstream)
     await upstream.waitFor(/Serving HTTP on/, "the upstream's file server")
 
+    let storageEnv: Record<string, string> = { CAIRN_ARTIFACTS_DIR: path.join(dir, "artifacts") }
+    if (opts.objectStore) {
+      const s3Host = net.host("s3")
+      const s3 = spawnTsOn(s3Host, "s3", "scripts/lib/s3-server.ts", [path.join(dir, "s3"), s3Host.addr, "9000", S3_BUCKET])
+      procs.push(s3)
+      const endpoint = (await s3.waitFor(/s3 ready (\S+)/, "the object store", 60_000))[1]!
+      storageEnv = {
+        CAIRN_STORAGE: "s3",
+        CAIRN_S3_BUCKET: S3_BUCKET,
+        CAIRN_S3_ENDPOINT: endpoint,
+        CAIRN_S3_FORCE_PATH_STYLE: "true",
+        AWS_ACCESS_KEY_ID: "S3RVER",
+        AWS_SECRET_ACCESS_KEY: "S3RVER",
+        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true"
+      }
+    }
+
     const cairnEnv = (host: string): Record<string, string> => ({
       ...clusterTimings,
       DATABASE_URL: dbUrl,
       CAIRN_DATA_DIR: path.join(dir, `data-${host}`),
-      CAIRN_ARTIFACTS_DIR: path.join(dir, "artifacts"),
-      ...opts.storageEnv
+      ...storageEnv
     })
 
     return {
@@ -143,6 +176,7 @@ export const startCluster = async (opts: ClusterOptions): Promise<Cluster> => {
       pg: pgProc,
       upstreamUrl: `http://${up.addr}:8000/PULP_MANIFEST`,
       upstreamFiles,
+      upstreams: new Map([...moreUpstreams].map(([sub, files]) => [sub, { url: `http://${up.addr}:8000/${sub}/PULP_MANIFEST`, files }])),
       cairnEnv,
       startApi: async (name, env = {}) => {
         const h = net.host(name)
