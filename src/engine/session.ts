@@ -84,8 +84,11 @@ const connectOnce = (url: string) =>
       // Let the server notice a vanished peer (machine gone, cable cut) within seconds too:
       // keepalives for an idle session, and a bound on unacknowledged data for one that was being
       // sent notifications when the link died (keepalives do not run while data is in flight).
+      // The session is used at least every PROBE_MS, so the server drops it 11-16 s after the
+      // cut: after a worker on the far side has fenced itself (60% of the default 15 s heartbeat
+      // timeout), so its tasks are not retried while it may still run them (DESIGN.md §6).
       await client.query(
-        "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3; SET tcp_user_timeout = 11000"
+        "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3; SET tcp_user_timeout = 16000"
       )
       return client
     },

@@ -95,6 +95,7 @@ const keepaliveTimers = async (addr: string) => {
     const t = /timer:\(keepalive,(?:(\d+)min)?(?:([\d.]+)sec)?(?:([\d.]+)ms)?/.exec(line)
     if (peer && t) timers.set(Number(peer[1]), Number(t[1] ?? 0) * 60_000 + Number(t[2] ?? 0) * 1000 + Number(t[3] ?? 0))
   }
+  if (process.env.CAIRN_CLUSTER_LOGS) console.log(`ss (${addr}):\n${out}`)
   return timers
 }
 
@@ -119,7 +120,7 @@ describe("a worker host whose link is cut mid-task", () => {
       [first.worker_id]
     )).rows[0]!
     const keepalive = (await keepaliveTimers(cutAddr)).get(session.port)
-    expect(keepalive).toBeLessThanOrEqual(5000)
+    expect(keepalive).toBeLessThanOrEqual(10_000)
 
     const cutAt = Date.now()
     await cluster.net.cut(victim)
@@ -179,8 +180,8 @@ describe("an API host cut off from PostgreSQL", () => {
     expect(g.status).toBe(201)
     await settled(a1.url, g.body.nodes.a.outputs.result)
 
-    // Its session is the connection with the short keepalive (the pool's have the system's 2 h).
-    const sessionPorts = [...(await keepaliveTimers(cluster.net.host("a1").addr))].filter(([, ms]) => ms <= 5000).map(([port]) => port)
+    // Its session is the connection with the short keepalive (10 s; the pool's have the system's 2 h).
+    const sessionPorts = [...(await keepaliveTimers(cluster.net.host("a1").addr))].filter(([, ms]) => ms <= 10_000).map(([port]) => port)
     expect(sessionPorts).toHaveLength(1)
 
     const cutAt = Date.now()
