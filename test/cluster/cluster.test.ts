@@ -93,7 +93,9 @@ const keepaliveTimers = async (addr: string) => {
   for (const line of out.split("\n")) {
     const peer = new RegExp(`${addr.replace(/\./g, "\\.")}:(\\d+)`).exec(line)
     const t = /timer:\(keepalive,(?:(\d+)min)?(?:([\d.]+)sec)?(?:([\d.]+)ms)?/.exec(line)
-    if (peer && t) timers.set(Number(peer[1]), Number(t[1] ?? 0) * 60_000 + Number(t[2] ?? 0) * 1000 + Number(t[3] ?? 0))
+    // ss writes "119min", "4.500sec", "752ms", and this iproute2 also "8.080ms" for 8.080 s.
+    const ms = t?.[3] === undefined ? 0 : t[3].includes(".") ? Number(t[3]) * 1000 : Number(t[3])
+    if (peer && t) timers.set(Number(peer[1]), Number(t[1] ?? 0) * 60_000 + Number(t[2] ?? 0) * 1000 + ms)
   }
   if (process.env.CAIRN_CLUSTER_LOGS) console.log(`ss (${addr}):\n${out}`)
   return timers
