@@ -37,16 +37,8 @@ export const settled = async (base: string, future: string, timeoutMs = 180_000)
   }
 }
 
-/** Polls `f` until it returns something other than undefined/false (bounded); for state read from the database. */
-export const until = async <A>(what: string, f: () => Promise<A | undefined | false>, timeoutMs = 120_000, everyMs = 100): Promise<A> => {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const v = await f()
-    if (v !== undefined && v !== false) return v
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, everyMs))
-  }
-}
+/** Polls until a value comes (bounded); for state read from the database. */
+export { until } from "../../support/processes.js"
 
 export interface TaskRow {
   readonly id: string
