@@ -109,6 +109,24 @@ export const clearWatchdog = async (dataDir: string, ref: ProcessRef) => {
   if (current?.pid === ref.pid) await fs.rm(watchdogFile(dataDir), { force: true })
 }
 
+/**
+ * Ends the watchdog of `dataDir` (after the server was stopped by a process that exited): so that
+ * nothing writes into the data directory once the last process is gone.
+ */
+export const stopWatchdog = async (dataDir: string) => {
+  const w = await readWatchdog(dataDir)
+  if (w === undefined) return
+  if (isAlive(w)) {
+    try {
+      process.kill(w.pid, "SIGTERM")
+    } catch {
+      // gone meanwhile
+    }
+    for (let i = 0; i < 100 && isAlive(w); i++) await new Promise((r) => setTimeout(r, 50))
+  }
+  await clearWatchdog(dataDir, w)
+}
+
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url))
 const watchdogEntry = fileURLToPath(new URL("./embedded-watchdog.ts", import.meta.url))
 

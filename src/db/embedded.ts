@@ -19,7 +19,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { promisify } from "node:util"
 import pg from "pg"
-import { attach, detach, ensureWatchdog, liveAttachments } from "./embedded-lifecycle.js"
+import { attach, detach, ensureWatchdog, liveAttachments, stopWatchdog } from "./embedded-lifecycle.js"
 
 const run = promisify(execFile)
 
@@ -281,7 +281,10 @@ export const stopIfUnattached = (dataDir: string, log: (line: string) => void = 
 
 const detachAndStopIfLast = async (dataDir: string, log: (line: string) => void): Promise<"stopped" | "left running"> => {
   await detach(dataDir)
-  if (await stopIfUnattached(dataDir, log)) return "stopped"
+  if (await stopIfUnattached(dataDir, log)) {
+    await stopWatchdog(dataDir)
+    return "stopped"
+  }
   log("left the embedded PostgreSQL running for the other cairn processes that use it")
   return "left running"
 }
