@@ -122,6 +122,7 @@ export const startCluster = async (opts: ClusterOptions): Promise<Cluster> => {
     const upDir = path.join(dir, "upstream")
     const writeRepo = async (sub: string, files: Record<string, Buffer>) => {
       const digests = new Map<string, string>()
+      await fs.mkdir(path.join(upDir, sub), { recursive: true })
       for (const [rel, content] of Object.entries(files)) {
         await fs.mkdir(path.dirname(path.join(upDir, sub, rel)), { recursive: true })
         await fs.writeFile(path.join(upDir, sub, rel), content)
