@@ -40,8 +40,7 @@ export const DatabaseLive = Layer.scoped(
     const db = yield* makeDb(url, config.poolSize, { queryTimeoutMs: Duration.toMillis(config.dbQueryTimeout) })
     // Never run against a schema newer than this code: refuse to start, or stop when it moves on.
     yield* checkSchema(db.pool)
-    // yield* Effect.forkScoped(watchSchema(db.pool, Duration.times(config.heartbeatInterval, 5)))
-    void watchSchema
+    yield* Effect.forkScoped(watchSchema(db.pool, Duration.times(config.heartbeatInterval, 5)))
     return db
   })
 )
