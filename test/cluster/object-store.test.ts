@@ -67,7 +67,7 @@ describe.skipIf(!hasS3Backend)("the object store unreachable from one worker hos
         expect((await post(a1.url, "/api/v1/distributions", { name: o.repo, base_path: o.repo })).status).toBe(201)
         const g = await post(a1.url, "/api/v1/graphs", {
           nodes: {
-            publish: { task: "file.publish", params: { version: o.future.id } },
+            publish: { task: "file.publish", params: { version: { $ref: o.future.id } } },
             serve: { task: "distribution.set", params: { distribution: o.repo, publication: { $ref: "publish.publication" } } }
           }
         })
