@@ -3,19 +3,13 @@
  * its path to the object store (and only that: it still reaches PostgreSQL and the upstream).
  * Its tasks fail cleanly, naming the store; the other worker host goes on; nothing half-stored is
  * visible.
- *
- * It needs the S3 storage backend (src/content/storage-s3.ts and its dev dependency s3rver), which
- * is built on another branch: until that is merged, this file says so as a skipped test.
  */
 import { createHash } from "node:crypto"
-import * as fs from "node:fs"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { makeFiles } from "../support/upstream.js"
 import { type ApiHost, type Cluster, startCluster } from "./support/cluster.js"
 import { get, post, settled, taskRow } from "./support/client.js"
 import type { HostProc } from "./support/procs.js"
-
-const hasS3Backend = fs.existsSync(new URL("../../src/content/storage-s3.ts", import.meta.url))
 
 let cluster: Cluster
 let a1: ApiHost
@@ -24,7 +18,7 @@ let w2: HostProc & { readonly pid: number }
 const REPOS = 8
 const moreRepos = Object.fromEntries(Array.from({ length: REPOS }, (_, i) => [`r${i}`, makeFiles(6, { minSize: 1, maxSize: 32 * 1024, seed: 100 + i })]))
 
-describe.skipIf(!hasS3Backend)("the object store unreachable from one worker host (needs the S3 storage backend)", () => {
+describe("the object store unreachable from one worker host", () => {
   beforeAll(async () => {
     cluster = await startCluster({ files: {}, moreRepos, objectStore: true })
     a1 = await cluster.startApi("a1")
