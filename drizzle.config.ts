@@ -1,7 +1,8 @@
 import { defineConfig } from "drizzle-kit"
 
-// Migrations are generated from src/db/schema.ts; hand-written SQL (triggers, functions, partial
-// indexes drizzle cannot express) lives in `--custom` migrations beside them.
+// Table migrations are generated from the schema files below. Functions and triggers live one file
+// each under src/**/sql/ and `npm run db:functions` writes their migrations; checks and partial
+// indexes drizzle cannot express are hand-written `--custom` migrations (drizzle/README.md).
 export default defineConfig({
   dialect: "postgresql",
   schema: ["./src/db/schema.ts", "./src/db/content-schema.ts"],

@@ -152,7 +152,6 @@ const pointAt = (name: string, publication: string) =>
           SELECT ${revision}, n.resource_id, n.name, r.base_path, ${publication}
           FROM names n JOIN distribution_revisions r ON r.id = n.revision_id WHERE n.kind = 'distribution' AND n.name = ${name}`)
         yield* txRows(tx, sql`UPDATE names SET revision_id = ${revision} WHERE kind = 'distribution' AND name = ${name}`)
-        yield* notifyChanges(tx, { ready: 0, tasks: [], futures: [], distributions: true })
       })
     )
   })
@@ -424,14 +423,14 @@ describe("the session's notification barrier", () => {
       })
       for (let i = 0; i < 50; i++) {
         const id = ulid()
-        yield* db.transaction((tx) => notifyChanges(tx, { ready: 0, tasks: [], futures: [id], distributions: false }))
+        yield* db.transaction((tx) => notifyChanges(tx, { ready: 0, tasks: [], futures: [id] }))
         yield* session.sync
         expect(announced.has(id), `wake-up ${i}`).toBe(true)
       }
       // Concurrent callers all pass, sharing rounds.
       const ids = Array.from({ length: 100 }, () => ulid())
       yield* Effect.forEach(ids, (id) =>
-        db.transaction((tx) => notifyChanges(tx, { ready: 0, tasks: [], futures: [id], distributions: false })).pipe(
+        db.transaction((tx) => notifyChanges(tx, { ready: 0, tasks: [], futures: [id] })).pipe(
           Effect.zipRight(session.sync),
           Effect.map(() => announced.has(id))
         ), { concurrency: "unbounded" }).pipe(Effect.map((seen) => expect(seen.every(Boolean)).toBe(true)))

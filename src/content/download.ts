@@ -15,13 +15,10 @@
  * interrupting a download closes its connection.
  */
 import { Cause, Data, Duration, Effect, Either, Schedule } from "effect"
-import { isSafeRelativePath } from "./manifest.js"
+import { checkRemoteUrl, checkUrl, RemoteUrlError, shownUrl } from "./policy/urls.js"
 
-/** A URL cairn will not fetch (bad syntax, a scheme other than http/https, credentials). */
-export class RemoteUrlError extends Data.TaggedError("RemoteUrlError")<{
-  readonly url: string
-  readonly message: string
-}> {}
+// The URL policy, where its users have always found it.
+export { checkRemoteUrl, RemoteUrlError, resolveRelative } from "./policy/urls.js"
 
 export type DownloadFailureReason =
   /** A status other than 200 (after redirects). */
@@ -102,64 +99,6 @@ const HEADERS = {
   "accept-encoding": "identity"
 }
 
-/** The URL as error messages may show it: without user info. */
-const shown = (u: URL): string => {
-  if (u.username === "" && u.password === "") return u.href
-  const c = new URL(u.href)
-  c.username = ""
-  c.password = ""
-  return c.href
-}
-
-const checkUrl = (u: URL): Either.Either<URL, RemoteUrlError> => {
-  if (u.protocol !== "http:" && u.protocol !== "https:") {
-    return Either.left(
-      new RemoteUrlError({ url: shown(u), message: `remote URL must be http: or https:, not ${u.protocol} (${shown(u)})` })
-    )
-  }
-  // fetch refuses them anyway; credentials belong in the remote's settings, not in a URL that
-  // ends up in logs and error messages.
-  if (u.username !== "" || u.password !== "") {
-    return Either.left(new RemoteUrlError({ url: shown(u), message: `remote URL must not contain credentials: ${shown(u)}` }))
-  }
-  return Either.right(u)
-}
-
-/** Parse a remote URL, accepting only http: and https: without credentials. */
-export const checkRemoteUrl = (url: string): Either.Either<URL, RemoteUrlError> => {
-  let u: URL
-  try {
-    u = new URL(url)
-  } catch {
-    return Either.left(new RemoteUrlError({ url, message: `not a valid URL: ${JSON.stringify(url)}` }))
-  }
-  return checkUrl(u)
-}
-
-/**
- * The URL of `relativePath` (a manifest entry's path) next to `manifestUrl`, as Pulp resolves it:
- * in the manifest's directory, without the manifest's query string. Each segment is
- * percent-encoded, so a `?`, `#`, `%`, `:` or `,` in a file name is part of the name, and the
- * result is checked to stay under the manifest's directory.
- */
-export const resolveRelative = (manifestUrl: string | URL, relativePath: string): Either.Either<URL, RemoteUrlError> =>
-  Either.gen(function*() {
-    const base = yield* checkRemoteUrl(typeof manifestUrl === "string" ? manifestUrl : manifestUrl.href)
-    if (!isSafeRelativePath(relativePath)) {
-      return yield* Either.left(
-        new RemoteUrlError({ url: shown(base), message: `not a safe relative path: ${JSON.stringify(relativePath.slice(0, 200))}` })
-      )
-    }
-    const dir = new URL(".", base)
-    const resolved = new URL(relativePath.split("/").map(encodeURIComponent).join("/"), dir)
-    if (resolved.origin !== dir.origin || !resolved.pathname.startsWith(dir.pathname)) {
-      return yield* Either.left(
-        new RemoteUrlError({ url: resolved.href, message: `${JSON.stringify(relativePath)} resolves outside ${dir.href}` })
-      )
-    }
-    return resolved
-  })
-
 /** "fetch failed (ECONNRESET: read ECONNRESET)": undici puts the useful part on the cause. */
 const describe = (cause: unknown): string => {
   const e = cause as { message?: unknown; code?: unknown; cause?: unknown } | undefined
@@ -235,7 +174,7 @@ const follow = (start: URL, ac: AbortController, opts: RetryOptions) =>
     let url = start
     for (let hop = 0;; hop++) {
       const res = yield* fetchOnce(url, ac, opts.timeoutMs)
-      const via = hop === 0 ? "" : ` (from ${shown(url)} after ${hop} redirect${hop === 1 ? "" : "s"})`
+      const via = hop === 0 ? "" : ` (from ${shownUrl(url)} after ${hop} redirect${hop === 1 ? "" : "s"})`
       if (REDIRECTS.has(res.status)) {
         discard(res)
         if (hop >= opts.maxRedirects) {
@@ -445,7 +384,7 @@ const attempt = <A, E, R>(
         )
         if (!state.completed) {
           // The size checks run at the end of the body: a sink that stops early would skip them.
-          return yield* Effect.dieMessage(`download sink for ${shown(start)} returned without reading the whole body`)
+          return yield* Effect.dieMessage(`download sink for ${shownUrl(start)} returned without reading the whole body`)
         }
         return out
       }),
@@ -487,7 +426,7 @@ const get = <A, E, R>(
     }).pipe(
       Effect.tapError((e) =>
         isAttemptFailure(e) && e.retryable
-          ? Effect.logDebug(`GET ${shown(start)} attempt ${attempts} failed: ${e.detail}`)
+          ? Effect.logDebug(`GET ${shownUrl(start)} attempt ${attempts} failed: ${e.detail}`)
           : Effect.void
       )
     )
@@ -496,8 +435,8 @@ const get = <A, E, R>(
       Effect.catchIf(isAttemptFailure, (f) =>
         Effect.fail(
           new DownloadError({
-            message: `GET ${shown(start)} failed after ${attempts} attempt${attempts === 1 ? "" : "s"}: ${f.detail}`,
-            url: shown(start),
+            message: `GET ${shownUrl(start)} failed after ${attempts} attempt${attempts === 1 ? "" : "s"}: ${f.detail}`,
+            url: shownUrl(start),
             relativePath,
             attempts,
             reason: f.reason,

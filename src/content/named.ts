@@ -8,16 +8,16 @@
  * queued work. Deleting frees the name; the revisions stay as history.
  */
 import { sql } from "drizzle-orm"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import { monotonicFactory } from "ulid"
 import { Db, DbError, type Tx, txRows } from "../db/client.js"
 import { Conflict, InvalidRequest, NotFound, PreconditionFailed } from "../engine/errors.js"
-import { notifyChanges } from "../engine/notify.js"
+import { basePathProblem } from "./policy/paths.js"
+import { checkRemoteUrl } from "./policy/urls.js"
 
 export type NamedKind = "repository" | "remote" | "distribution"
 
 export const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
-const SEGMENT = /^[A-Za-z0-9._~-]+$/
 
 const newId = monotonicFactory()
 
@@ -41,30 +41,6 @@ export interface RevisionView {
   readonly revision: string
   readonly created_at: string
   readonly [field: string]: unknown
-}
-
-/** Base paths: relative, '/'-separated, no '.'/'..' or empty segments, URL-safe characters. */
-export const checkBasePath = (p: string): string | undefined => {
-  if (p.length === 0 || p.length > 256) return "base_path must have 1 to 256 characters"
-  if (p.startsWith("/")) return "base_path must be relative (no leading '/')"
-  for (const seg of p.split("/")) {
-    if (seg === "") return "base_path may not have empty segments ('//' or a trailing '/')"
-    if (seg === "." || seg === "..") return "base_path may not have '.' or '..' segments"
-    if (!SEGMENT.test(seg)) return "base_path segments may only use letters, digits and . _ ~ -"
-  }
-  return undefined
-}
-
-export const checkRemoteUrl = (u: string): string | undefined => {
-  let url: URL
-  try {
-    url = new URL(u)
-  } catch {
-    return `url ${JSON.stringify(u)} is not a URL`
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") return "url must be http or https"
-  if (url.username || url.password) return "url may not carry credentials"
-  return undefined
 }
 
 const iso = (d: unknown) => new Date(d as string).toISOString()
@@ -133,7 +109,6 @@ const insertRevision = (kind: NamedKind, tx: Tx, resourceId: string, name: strin
         // The live base path; the exclusion constraint refuses an overlap (23P01).
         yield* txRows(tx, sql`INSERT INTO distribution_paths (distribution_id, base_path) VALUES (${resourceId}, ${fields.base_path as string})
                               ON CONFLICT (distribution_id) DO UPDATE SET base_path = EXCLUDED.base_path`)
-        yield* notifyChanges(tx, { ready: 0, tasks: [], futures: [], distributions: true })
         break
       }
     }
@@ -143,12 +118,12 @@ const insertRevision = (kind: NamedKind, tx: Tx, resourceId: string, name: strin
 const validate = (kind: NamedKind, fields: Record<string, unknown>) => {
   const problems: Array<string> = []
   if (kind === "remote") {
-    const bad = checkRemoteUrl(String(fields.url))
-    if (bad) problems.push(bad)
+    const url = checkRemoteUrl(String(fields.url))
+    if (Either.isLeft(url)) problems.push(url.left.message)
   }
   if (kind === "distribution") {
-    const bad = checkBasePath(String(fields.base_path))
-    if (bad) problems.push(bad)
+    const bad = basePathProblem(String(fields.base_path))
+    if (bad !== undefined) problems.push(bad)
   }
   return problems.length > 0 ? Effect.fail(new InvalidRequest({ message: problems.join("; "), details: { problems } })) : Effect.void
 }
@@ -276,7 +251,6 @@ export const deleteNamed = (kind: NamedKind, name: string) =>
         if (!n) return yield* new NotFound({ message: `no ${kind} named ${name}` })
         if (kind === "distribution") {
           yield* txRows(tx, sql`DELETE FROM distribution_paths WHERE distribution_id = ${n.resource_id}`)
-          yield* notifyChanges(tx, { ready: 0, tasks: [], futures: [], distributions: true })
         }
       })
     )

@@ -8,8 +8,9 @@
  *   (the error says who holds it).
  * - `slotName(name, i)` = "name.slot(i)": N-way limits are N names; `acquireSlot` takes a free one,
  *   `takeSlots` as many free ones as wanted (up to a count) in one statement.
- * - A lock is released explicitly, when its owner task settles (the engine's on-settled hook), or
- *   when the worker holding it dies (foreign key, ON DELETE CASCADE from `workers`).
+ * - A lock is released explicitly, when its owner task settles (the content store's settle hook,
+ *   src/content/sql/cairn_content_on_settled.sql), or when the worker holding it dies (foreign
+ *   key, ON DELETE CASCADE from `workers`).
  */
 import { sql } from "drizzle-orm"
 import { Data, Effect } from "effect"

@@ -161,7 +161,7 @@ export const distributionRevisions = pgTable(
 export const distributionPaths = pgTable("distribution_paths", {
   distributionId: text("distribution_id").primaryKey().references(() => resources.id),
   basePath: text("base_path").notNull()
-  // span (textrange) and its exclusion constraint are added in the hand-written migration.
+  // span (textrange) and its exclusion constraint are added by the hand-written migration drizzle/0004_content_rules.sql.
 })
 
 export const uploads = pgTable(
@@ -188,7 +188,8 @@ export const slotLocks = pgTable(
   "slot_locks",
   {
     name: text("name").primaryKey(),
-    // Released when the owning task settles (engine hook), or when the worker holding it dies.
+    // Released when the owning task settles (src/content/sql/cairn_content_on_settled.sql), or
+    // when the worker holding it dies.
     ownerTask: text("owner_task").notNull().references(() => tasks.id),
     ownerWorker: text("owner_worker").references(() => workers.id, { onDelete: "cascade" }),
     acquiredAt: ts("acquired_at").notNull().default(sql`now()`)

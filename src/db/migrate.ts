@@ -1,6 +1,7 @@
 /**
  * Applies the drizzle migrations in `drizzle/`. drizzle's migrator takes no lock, so concurrent
- * starts (a server and three workers at once) would race: we hold a session advisory lock around it.
+ * starts (a server and three workers at once) would race: we hold a session advisory lock around it
+ * (MIGRATION_LOCK, src/db/locks.ts).
  */
 import { Effect } from "effect"
 import { migrate } from "drizzle-orm/node-postgres/migrator"
@@ -8,8 +9,7 @@ import { drizzle } from "drizzle-orm/node-postgres"
 import { fileURLToPath } from "node:url"
 import pg from "pg"
 import { DbError } from "./client.js"
-
-const MIGRATION_LOCK = 7_240_001 // any constant; pg_advisory_lock(bigint) space, distinct from the engine's (int, int) locks
+import { MIGRATION_LOCK } from "./locks.js"
 
 export const migrationsFolder = fileURLToPath(new URL("../../drizzle", import.meta.url))
 
@@ -20,10 +20,10 @@ export const runMigrations = (url: string) =>
       client.on("error", () => undefined)
       await client.connect()
       try {
-        await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK])
+        await client.query(`SELECT pg_advisory_lock(${MIGRATION_LOCK})`)
         await migrate(drizzle(client), { migrationsFolder })
       } finally {
-        await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => undefined)
+        await client.query(`SELECT pg_advisory_unlock(${MIGRATION_LOCK})`).catch(() => undefined)
         await client.end().catch(() => undefined)
       }
     },

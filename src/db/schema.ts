@@ -10,14 +10,17 @@
  * - `task_keys`: the live FCFS queues: one row per (unsettled task, resource key), deleted when the
  *   task settles, so its size is the number of unsettled tasks, never the history.
  * - `workers`: live worker processes, each tied to a session advisory lock (`lock_key`).
+ * - `settle_hooks`: functions other modules register to release what a task owned when it settles.
  *
- * Triggers, PL/pgSQL functions and partial indexes are in the hand-written migrations in `drizzle/`.
+ * Checks and partial indexes are in hand-written migrations in `drizzle/`; functions and triggers
+ * in one file each under `src/engine/sql/` (src/db/sql-files.ts).
  */
 import { sql } from "drizzle-orm"
 import {
   bigint,
   bigserial,
   boolean,
+  customType,
   index,
   integer,
   jsonb,
@@ -114,4 +117,18 @@ export const workers = pgTable("workers", {
   backendPid: integer("backend_pid").notNull(),
   startedAt: ts("started_at").notNull().defaultNow(),
   lastHeartbeat: ts("last_heartbeat").notNull().defaultNow()
+})
+
+/** A function's identity with its argument types, `name(text[])`: PostgreSQL checks it exists. */
+const regprocedure = customType<{ data: string }>({ dataType: () => "regprocedure" })
+
+/**
+ * Run by `cairn_on_settled` (src/engine/sql/cairn_on_settled.sql), in name order, with the ids of
+ * every task a cascade settled, in the settle transaction. Each module that owns rows on behalf of
+ * a task registers its own hook (the content store: src/content/sql/cairn_content_on_settled.sql),
+ * so one module can never replace another's release; the engine knows none of their tables.
+ */
+export const settleHooks = pgTable("settle_hooks", {
+  name: text("name").primaryKey(),
+  fn: regprocedure("fn").notNull()
 })

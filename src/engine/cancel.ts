@@ -4,18 +4,18 @@
  * their workers are told through the same transaction's NOTIFY to interrupt the handler fiber,
  * after which the worker settles them `canceled` (cairn_cancel, cairn_fail).
  */
-import { sql } from "drizzle-orm"
 import { Effect } from "effect"
-import { Db, txRows } from "../db/client.js"
+import { Db } from "../db/client.js"
 import { Conflict, NotFound } from "./errors.js"
-import { notifyChanges, toChanges } from "./notify.js"
+import { notifyChanges } from "./notify.js"
+import * as Q from "./queries/cancel.js"
 
 const cancelIds = (ids: ReadonlyArray<string>) =>
   Effect.flatMap(Db, (db) =>
     db.transaction((tx) =>
       Effect.gen(function*() {
-        const [r] = yield* txRows<{ c: unknown }>(tx, sql`SELECT cairn_cancel(${sql.param(ids)}::text[]) AS c`)
-        yield* notifyChanges(tx, toChanges(r!.c))
+        const changes = yield* Q.cancel(tx, ids)
+        yield* notifyChanges(tx, changes)
       })
     )
   )
@@ -23,10 +23,10 @@ const cancelIds = (ids: ReadonlyArray<string>) =>
 export const cancelTask = (id: string) =>
   Effect.gen(function*() {
     const db = yield* Db
-    const [t] = yield* db.rows<{ state: string }>(sql`SELECT state FROM tasks WHERE id = ${id}`)
-    if (!t) return yield* new NotFound({ message: `task ${id} does not exist` })
-    if (t.state === "succeeded" || t.state === "failed" || t.state === "canceled") {
-      return yield* new Conflict({ message: `task ${id} is already ${t.state}` })
+    const state = yield* Q.taskState(db.db, id)
+    if (!state) return yield* new NotFound({ message: `task ${id} does not exist` })
+    if (state === "succeeded" || state === "failed" || state === "canceled") {
+      return yield* new Conflict({ message: `task ${id} is already ${state}` })
     }
     yield* cancelIds([id])
   })
@@ -34,10 +34,7 @@ export const cancelTask = (id: string) =>
 export const cancelGraph = (id: string) =>
   Effect.gen(function*() {
     const db = yield* Db
-    const [g] = yield* db.rows<{ id: string }>(sql`SELECT id FROM graphs WHERE id = ${id}`)
-    if (!g) return yield* new NotFound({ message: `graph ${id} does not exist` })
-    const open = yield* db.rows<{ id: string }>(
-      sql`SELECT id FROM tasks WHERE graph_id = ${id} AND state IN ('blocked', 'ready', 'running')`
-    )
-    if (open.length > 0) yield* cancelIds(open.map((t) => t.id))
+    if (!(yield* Q.graphExists(db.db, id))) return yield* new NotFound({ message: `graph ${id} does not exist` })
+    const open = yield* Q.unsettledTasks(db.db, id)
+    if (open.length > 0) yield* cancelIds(open)
   })

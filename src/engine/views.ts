@@ -2,9 +2,9 @@
  * Read models: tasks, graphs and futures as the HTTP contract shows them. Built in bulk (a graph of
  * 10,000 nodes is four queries, not 40,000), and used by the API, the CLI and scripts/dag.ts.
  */
-import { type SQL, sql } from "drizzle-orm"
 import { Effect } from "effect"
 import { Db } from "../db/client.js"
+import * as Q from "./queries/views.js"
 
 export type TaskState = "blocked" | "ready" | "running" | "succeeded" | "failed" | "canceled"
 export type FutureState = "pending" | "resolved" | "failed" | "canceled"
@@ -87,55 +87,18 @@ const submittedForm = (value: unknown): unknown => {
   return value
 }
 
-interface TaskRow {
-  id: string
-  graph_id: string
-  node: string
-  kind: string
-  state: TaskState
-  params: unknown
-  exclusive: Array<string>
-  shared: Array<string>
-  worker: string | null
-  attempts: number
-  max_attempts: number
-  created_at: Date
-  ready_at: Date | null
-  started_at: Date | null
-  finished_at: Date | null
-  error: ErrorView | null
-  progress: TaskView["progress"] | null
-  seq: string
-}
-
-/** Task views for the tasks a WHERE clause selects, in the order given. */
-export const taskViews = (where: SQL, order: SQL = sql`t.seq`, limit?: number) =>
+/** Task views for the tasks a selection names, in its order. */
+export const taskViews = (selection: Q.TaskSelection) =>
   Effect.gen(function*() {
     const db = yield* Db
-    const rows = yield* db.rows<TaskRow>(sql`
-      SELECT t.id, t.graph_id, t.node, t.kind, t.state, t.params, t.exclusive, t.shared,
-             coalesce(w.name, t.worker_id) AS worker, t.attempts, t.max_attempts, t.created_at, t.ready_at,
-             t.started_at, t.finished_at, t.error, t.progress, t.seq
-      FROM tasks t LEFT JOIN workers w ON w.id = t.worker_id
-      WHERE ${where} ORDER BY ${order} ${limit === undefined ? sql`` : sql`LIMIT ${limit}`}`)
+    const rows = yield* Q.taskRows(db.db, selection)
     if (rows.length === 0) return []
-    const ids = sql.param(rows.map((r) => r.id))
-    const blockedIds = sql.param(rows.filter((r) => r.state === "blocked").map((r) => r.id))
+    const ids = rows.map((r) => r.id)
+    const blockedIds = rows.filter((r) => r.state === "blocked").map((r) => r.id)
     const [outputs, inputs, keys] = yield* Effect.all([
-      db.rows<{ producer_task: string; output: string; id: string }>(
-        sql`SELECT producer_task, output, id FROM futures WHERE producer_task = ANY(${ids}::text[])`
-      ),
-      db.rows<{ task_id: string; future: string; producer: string; state: string }>(sql`
-        SELECT ti.task_id, f.id AS future, f.producer_task AS producer, f.state
-        FROM task_inputs ti JOIN futures f ON f.id = ti.future_id
-        WHERE ti.task_id = ANY(${ids}::text[]) ORDER BY f.id`),
-      // For each key a blocked task waits on: the nearest earlier unsettled task it conflicts with.
-      db.rows<{ task_id: string; key: string; blocker: string | null }>(sql`
-        SELECT tk.task_id, tk.key,
-               (SELECT o.task_id FROM task_keys o
-                WHERE o.key = tk.key AND o.seq < tk.seq AND (o.exclusive OR tk.exclusive)
-                ORDER BY o.seq DESC LIMIT 1) AS blocker
-        FROM task_keys tk WHERE tk.task_id = ANY(${blockedIds}::text[]) AND NOT tk.free ORDER BY tk.key`)
+      Q.outputsOf(db.db, ids),
+      Q.inputsOf(db.db, ids),
+      Q.blockersOf(db.db, blockedIds)
     ], { concurrency: 3 })
     const outs = new Map<string, Record<string, string>>()
     for (const o of outputs) (outs.get(o.producer_task) ?? outs.set(o.producer_task, {}).get(o.producer_task)!)[o.output] = o.id
@@ -173,7 +136,7 @@ export const taskViews = (where: SQL, order: SQL = sql`t.seq`, limit?: number) =
   })
 
 export const getTask = (id: string) =>
-  Effect.map(taskViews(sql`t.id = ${id}`), (v) => v[0])
+  Effect.map(taskViews({ id, order: "seq" }), (v) => v[0])
 
 export interface TaskFilter {
   readonly graph?: string | undefined
@@ -186,12 +149,14 @@ export interface TaskFilter {
 /** Newest first (ids are ULIDs: time-ordered); the cursor is the last id of the previous page. */
 export const listTasks = (f: TaskFilter) =>
   Effect.gen(function*() {
-    const conds: Array<SQL> = [sql`true`]
-    if (f.graph) conds.push(sql`t.graph_id = ${f.graph}`)
-    if (f.state) conds.push(sql`t.state = ${f.state}`)
-    if (f.task) conds.push(sql`t.kind = ${f.task}`)
-    if (f.cursor) conds.push(sql`t.id < ${f.cursor}`)
-    const items = yield* taskViews(sql.join(conds, sql` AND `), sql`t.id DESC`, f.limit + 1)
+    const items = yield* taskViews({
+      graph: f.graph,
+      state: f.state,
+      kind: f.task,
+      before: f.cursor,
+      order: "newest",
+      limit: f.limit + 1
+    })
     const page = items.slice(0, f.limit)
     return { items: page, next_cursor: items.length > f.limit ? page[page.length - 1]!.id : undefined }
   })
@@ -207,11 +172,9 @@ export const graphState = (states: ReadonlyArray<TaskState>): GraphState => {
 export const getGraph = (id: string) =>
   Effect.gen(function*() {
     const db = yield* Db
-    const [g] = yield* db.rows<{ id: string; label: string | null; created_at: Date }>(
-      sql`SELECT id, label, created_at FROM graphs WHERE id = ${id}`
-    )
+    const g = yield* Q.graphRow(db.db, id)
     if (!g) return undefined
-    const tasks = yield* taskViews(sql`t.graph_id = ${id}`)
+    const tasks = yield* taskViews({ graph: id, order: "seq" })
     const state = graphState(tasks.map((t) => t.state))
     const done = state === "succeeded" || state === "failed" || state === "canceled"
     const finished = tasks.map((t) => t.finished_at ?? "").sort().pop()
@@ -228,16 +191,7 @@ export const getGraph = (id: string) =>
 export const getFuture = (id: string) =>
   Effect.gen(function*() {
     const db = yield* Db
-    const [f] = yield* db.rows<{
-      id: string
-      kind: string
-      state: FutureState
-      producer_task: string
-      created_at: Date
-      settled_at: Date | null
-      value: unknown
-      error: ErrorView | null
-    }>(sql`SELECT id, kind, state, producer_task, created_at, settled_at, value, error FROM futures WHERE id = ${id}`)
+    const f = yield* Q.futureRow(db.db, id)
     if (!f) return undefined
     const view: FutureView = compact({
       id: f.id,

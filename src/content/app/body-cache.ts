@@ -9,8 +9,10 @@
  * `maxEntryBytes` are streamed from the store instead: one would evict many small ones, and a
  * large file's cost is its bytes, not its opening.
  *
- * Concurrent misses for the same digest share one read (`load`).
+ * Concurrent misses for the same digest share one read (`load`); a hit is answered synchronously
+ * (lru-cache's own `fetch` always answers with a promise, hence the small map of reads here).
  */
+import { LRUCache } from "lru-cache"
 import { countBodyCache, setBodyCacheBytes } from "./metrics.js"
 
 /** The largest file kept, whatever the budget. */
@@ -26,37 +28,30 @@ export interface BodyCache {
 export const makeBodyCache = (budgetBytes: number): BodyCache => {
   // A single file may take a sixteenth of the budget at most, so a few large ones cannot empty it.
   const maxEntryBytes = Math.min(MAX_CACHED_FILE, Math.floor(budgetBytes / 16))
-  // A Map iterates in insertion order: re-inserting on every hit makes the first key the least
-  // recently used.
-  const entries = new Map<string, Buffer>()
+  // lru-cache counts sizes in positive integers: an empty file counts as one byte. No budget, no
+  // cache (lru-cache refuses a zero maxSize).
+  const entries = budgetBytes > 0
+    ? new LRUCache<string, Buffer>({ maxSize: budgetBytes, sizeCalculation: (body) => Math.max(1, body.length) })
+    : undefined
   const reading = new Map<string, Promise<Buffer>>()
-  let bytes = 0
 
   const remember = (sha256: string, read: Buffer) => {
-    if (budgetBytes === 0 || entries.has(sha256)) return
+    if (entries === undefined || read.length > maxEntryBytes || entries.has(sha256)) return
     // A Buffer may be a view of a larger allocation (a stream's chunk, Node's shared pool): keep
     // only its own bytes, so that the budget counts what the cache actually holds.
     const owned = read.byteOffset === 0 && read.buffer.byteLength === read.length
     const body = owned ? read : Buffer.allocUnsafeSlow(read.length)
     if (!owned) read.copy(body)
     entries.set(sha256, body)
-    bytes += body.length
-    while (bytes > budgetBytes) {
-      const [oldest, evicted] = entries.entries().next().value!
-      entries.delete(oldest)
-      bytes -= evicted.length
-    }
-    setBodyCacheBytes(bytes)
+    setBodyCacheBytes(entries.calculatedSize)
   }
 
   return {
     maxEntryBytes,
     load: (sha256, read) => {
-      const known = entries.get(sha256)
+      const known = entries?.get(sha256)
       if (known !== undefined) {
         countBodyCache(true)
-        entries.delete(sha256)
-        entries.set(sha256, known)
         return known
       }
       countBodyCache(false)
@@ -65,7 +60,7 @@ export const makeBodyCache = (budgetBytes: number): BodyCache => {
         pending = read().then(
           (body) => {
             reading.delete(sha256)
-            if (body.length <= maxEntryBytes) remember(sha256, body)
+            remember(sha256, body)
             return body
           },
           (e) => {

@@ -1,8 +1,9 @@
 /**
  * The content app: `GET|HEAD /content/{base_path}/{relative_path}` (and the publication's
  * `PULP_MANIFEST`), outside `/api/v1` and without auth. `ContentApp` is a plain Node request
- * handler that the server calls for the requests `isContentRequest` picks, ahead of the HttpApi
- * app (see `serve.ts` for why); `ContentAppLive` needs Db, Session, ArtifactStorage and CairnConfig.
+ * handler that the listener puts in front of the HttpApi app for the requests `isContentRequest`
+ * picks (`src/api/listener.ts`; see `serve.ts` for why); `ContentAppLive` needs Db, Session,
+ * ArtifactStorage and CairnConfig.
  */
 import { Context, Layer } from "effect"
 import type { IncomingMessage } from "node:http"

@@ -1,49 +1,78 @@
 /**
- * The content app's metrics (exported by GET /metrics with the rest of the process's).
+ * The content app's metrics, in the process's registry (`src/engine/metrics.ts`), exported by
+ * GET /metrics with the rest.
  *
- * Updated synchronously (`unsafeUpdate`) because the content app answers most requests outside
- * any fiber (see `serve.ts`). Each label set is its own metric made once from its full key:
- * `Metric.tagged` builds the key anew (and looks it up in the registry) on every update, which
- * costs more than the rest of a cached file's answer.
+ * These run on every content request, outside any fiber (see `serve.ts`). So each label set is a
+ * plain number, made once, that the hot path increments; prom-client copies the numbers into its
+ * counters when /metrics is scraped (its `collect` hook). prom-client's own `inc` hashes the label
+ * set on every call, which costs several times what all the rest of the counting does.
  */
-import { Metric, MetricKey } from "effect"
+import { Counter, Gauge } from "prom-client"
+import { metricsRegistry } from "../../engine/metrics.js"
 
-const counter = (name: string, description: string, labels: Record<string, string>) => {
-  let key = MetricKey.counter(name, { description })
-  for (const [k, v] of Object.entries(labels)) key = MetricKey.tagged(key, k, v)
-  return Metric.fromMetricKey(key)
+const registers = [metricsRegistry]
+
+interface Cell<L extends string> {
+  readonly labels: Readonly<Record<L, string>>
+  n: number
 }
 
-const REQUESTS = "cairn_content_requests_total"
-const REQUESTS_HELP = "Content app responses, by method and status"
-const PUBLICATION_CACHE = "cairn_content_publication_cache_total"
-const PUBLICATION_CACHE_HELP = "Publication file-map lookups, by result (hit or miss)"
-const BODY_CACHE = "cairn_content_body_cache_total"
-const BODY_CACHE_HELP = "Lookups of small files' bytes in the content app's memory cache, by result (hit or miss)"
+/** A prom-client counter fed at scrape time; `cell(labels)` makes the number of one label set. */
+const scrapedCounter = <L extends string>(name: string, help: string, labelNames: ReadonlyArray<L>) => {
+  const cells: Array<Cell<L>> = []
+  new Counter({
+    name,
+    help,
+    labelNames,
+    registers,
+    collect() {
+      this.reset()
+      for (const c of cells) this.inc(c.labels, c.n)
+    }
+  })
+  return (labels: Record<L, string>): Cell<L> => {
+    const cell = { labels, n: 0 }
+    cells.push(cell)
+    return cell
+  }
+}
 
-const bytesServed = counter("cairn_content_bytes_served_total", "Body bytes the content app sent (as announced by content-length)", {})
-const publicationHit = counter(PUBLICATION_CACHE, PUBLICATION_CACHE_HELP, { result: "hit" })
-const publicationMiss = counter(PUBLICATION_CACHE, PUBLICATION_CACHE_HELP, { result: "miss" })
-const bodyHit = counter(BODY_CACHE, BODY_CACHE_HELP, { result: "hit" })
-const bodyMiss = counter(BODY_CACHE, BODY_CACHE_HELP, { result: "miss" })
-const bodyCacheBytes = Metric.gauge("cairn_content_body_cache_bytes", { description: "Bytes held by the content app's memory cache of small files" })
+const requests = scrapedCounter("cairn_content_requests_total", "Content app responses, by method and status", ["method", "status"])
+const bytesServed = scrapedCounter("cairn_content_bytes_served_total", "Body bytes the content app sent (as announced by content-length)", [])({})
+const publicationCache = scrapedCounter("cairn_content_publication_cache_total", "Publication file-map lookups, by result (hit or miss)", ["result"])
+const bodyCache = scrapedCounter(
+  "cairn_content_body_cache_total",
+  "Lookups of small files' bytes in the content app's memory cache, by result (hit or miss)",
+  ["result"]
+)
+
+const bodyCacheBytes = new Gauge({
+  name: "cairn_content_body_cache_bytes",
+  help: "Bytes held by the content app's memory cache of small files",
+  registers
+})
+
+const publicationHit = publicationCache({ result: "hit" })
+const publicationMiss = publicationCache({ result: "miss" })
+const bodyHit = bodyCache({ result: "hit" })
+const bodyMiss = bodyCache({ result: "miss" })
 
 // Methods are GET and HEAD, statuses a handful: a small, bounded map.
-const byResponse = new Map<string, ReturnType<typeof counter>>()
+const byResponse = new Map<string, Cell<"method" | "status">>()
 
 export const countResponse = (method: string, status: number, bytes: number) => {
   const key = `${method} ${status}`
-  let requests = byResponse.get(key)
-  if (requests === undefined) {
-    requests = counter(REQUESTS, REQUESTS_HELP, { method, status: String(status) })
-    byResponse.set(key, requests)
+  let cell = byResponse.get(key)
+  if (cell === undefined) {
+    cell = requests({ method, status: String(status) })
+    byResponse.set(key, cell)
   }
-  requests.unsafeUpdate(1, [])
-  if (bytes > 0) bytesServed.unsafeUpdate(bytes, [])
+  cell.n += 1
+  bytesServed.n += bytes
 }
 
-export const countPublicationCache = (hit: boolean) => (hit ? publicationHit : publicationMiss).unsafeUpdate(1, [])
+export const countPublicationCache = (hit: boolean) => void ((hit ? publicationHit : publicationMiss).n += 1)
 
-export const countBodyCache = (hit: boolean) => (hit ? bodyHit : bodyMiss).unsafeUpdate(1, [])
+export const countBodyCache = (hit: boolean) => void ((hit ? bodyHit : bodyMiss).n += 1)
 
-export const setBodyCacheBytes = (bytes: number) => bodyCacheBytes.unsafeUpdate(bytes, [])
+export const setBodyCacheBytes = (bytes: number) => bodyCacheBytes.set(bytes)

@@ -2,12 +2,12 @@
  * The content app's routing table, in memory: base path -> distribution's publication ->
  * relative path -> file (digest, size, whether the bytes are stored).
  *
- * Distributions change, so their table is loaded at start and reloaded whenever a wake-up says
- * distributions changed (`named.ts` sends one in the transaction of every distribution revision and
- * delete; the session sends an "everything changed" wake-up after each reconnect, which covers
- * notifications lost while it was away). Publications never change, so each one's file map is
- * loaded once, on first use, and kept (the least recently used are dropped beyond
- * `MAX_PUBLICATIONS`).
+ * Distributions change, so their table is loaded at start and reloaded on every wake-up of the
+ * content store's channel `cairn_content` (sent by the transaction of every change to a
+ * distribution's name or base path: src/content/sql/cairn_distributions_changed.sql), and on the
+ * session's "everything changed" wake-up after each reconnect, which covers notifications lost
+ * while it was away. Publications never change, so each one's file map is loaded once, on first
+ * use, and kept (the least recently used are dropped beyond `MAX_PUBLICATIONS`).
  *
  * Freshness. A wake-up makes the table stale at once (synchronously, `Session.onWakeup`), and
  * requests arriving while it is stale wait for the reload: once the notification is in, nobody is
@@ -25,13 +25,16 @@
  */
 import { sql } from "drizzle-orm"
 import { Context, Deferred, Duration, Effect, FiberId, Layer, Queue, Schedule } from "effect"
+import { LRUCache } from "lru-cache"
 import { Db, DbError } from "../../db/client.js"
-import { CLIENTS_CHANNEL } from "../../engine/notify.js"
 import { Session } from "../../engine/session.js"
 import { versionContent } from "../versions.js"
 import { countPublicationCache } from "./metrics.js"
 import { relativePathOf } from "./paths.js"
 import { makeSingleflight } from "./singleflight.js"
+
+/** The content store's notifications: distributions changed (src/content/sql/cairn_distributions_changed.sql). */
+export const CONTENT_CHANNEL = "cairn_content"
 
 /** The publication's manifest is served under this relative path. */
 export const MANIFEST_PATH = "PULP_MANIFEST"
@@ -135,9 +138,9 @@ export const RoutingTableLive = Layer.scoped(
     // One load at a time; wake-ups arriving during a load (the sliding queue keeps one) cause
     // exactly one more, whose snapshot starts after them.
     yield* Queue.take(kick).pipe(Effect.zipRight(reloadOnce), Effect.forever, Effect.forkScoped)
-    yield* session.listen(CLIENTS_CHANNEL)
+    yield* session.listen(CONTENT_CHANNEL)
     yield* session.onWakeup((w) => {
-      if (!w.distributions) return
+      if (w.channel !== undefined && w.channel !== CONTENT_CHANNEL) return
       changes += 1
       kick.unsafeOffer(undefined)
     })
@@ -175,14 +178,7 @@ export const RoutingTableLive = Layer.scoped(
         return files as PublicationFiles
       })
 
-    // A Map iterates in insertion order: re-inserting on every hit makes the first key the least
-    // recently used.
-    const publications = new Map<string, PublicationFiles>()
-    const remember = (id: string, files: PublicationFiles) => {
-      publications.delete(id)
-      publications.set(id, files)
-      if (publications.size > MAX_PUBLICATIONS) publications.delete(publications.keys().next().value!)
-    }
+    const publications = new LRUCache<string, PublicationFiles>({ max: MAX_PUBLICATIONS })
     const loading = yield* makeSingleflight<string>()
 
     const routeIn = (table: Distributions, segments: ReadonlyArray<string>): Route | undefined => {
@@ -198,10 +194,7 @@ export const RoutingTableLive = Layer.scoped(
 
     const cachedPublication = (id: string) => {
       const known = publications.get(id)
-      if (known !== undefined) {
-        countPublicationCache(true)
-        remember(id, known)
-      }
+      if (known !== undefined) countPublicationCache(true)
       return known
     }
 
@@ -223,7 +216,7 @@ export const RoutingTableLive = Layer.scoped(
           const known = cachedPublication(id)
           if (known !== undefined) return Effect.succeed(known)
           countPublicationCache(false)
-          return loading(id, Effect.tap(loadPublication(id), (files) => Effect.sync(() => remember(id, files))))
+          return loading(id, Effect.tap(loadPublication(id), (files) => Effect.sync(() => publications.set(id, files))))
         }),
       cachedPublication
     }

@@ -1,0 +1,4 @@
+CREATE TABLE "settle_hooks" (
+	"name" text PRIMARY KEY NOT NULL,
+	"fn" "regprocedure" NOT NULL
+);

@@ -1,0 +1,100 @@
+/**
+ * Settling a finished attempt: the handler's exit and why it was stopped (if it was) decide the
+ * outcome (`outcomeOf`, pure), and one engine function records it (queries/settle.ts):
+ *
+ *   success           cairn_resolve with the output values; a `Commit` result writes its payload
+ *                     rows and resolves in one transaction, which takes the task's resource keys
+ *                     before any row (keys before rows, the engine's lock order) and rolls back,
+ *                     payload and all, if the task is no longer ours;
+ *   failure           cairn_fail 'failed' with the handler's code (`task_crashed` for a defect);
+ *   interrupted       by a cancel request (or by itself): cairn_fail 'canceled'; by the drain:
+ *                     cairn_release (ready again, attempt not spent); by a lost generation: nothing,
+ *                     it is no longer ours to settle.
+ *
+ * Every call names the worker generation and the attempt (fencing): a worker that lost its task
+ * (reaped, canceled, taken over) matches no row and changes nothing. A settle that fails on the
+ * database is retried for up to the heartbeat timeout; after that the reaper retries or fails the
+ * task, as for a lost worker.
+ */
+import { Cause, Duration, Effect, Exit, Option, Schedule, Schema } from "effect"
+import { CairnConfig } from "../../config/config.js"
+import { Db, DbError } from "../../db/client.js"
+import type { TaskFailure } from "../errors.js"
+import { Commit, type HandlerResult } from "../kind.js"
+import * as Q from "../queries/settle.js"
+import type { Running, StopReason } from "./running.js"
+
+export type Outcome =
+  | { readonly _tag: "resolve"; readonly result: HandlerResult }
+  | { readonly _tag: "fail"; readonly how: "failed" | "canceled"; readonly code: string; readonly message: string }
+  | { readonly _tag: "release" }
+  | { readonly _tag: "abandon" }
+
+/** What to record for an attempt that ended with `exit`, having been stopped for `reason` (if it was). */
+export const outcomeOf = (exit: Exit.Exit<HandlerResult, TaskFailure>, reason: StopReason | undefined): Outcome => {
+  if (Exit.isSuccess(exit)) return { _tag: "resolve", result: exit.value }
+  if (Cause.isInterruptedOnly(exit.cause)) {
+    if (reason === "lost") return { _tag: "abandon" }
+    if (reason === "shutdown") return { _tag: "release" }
+    return { _tag: "fail", how: "canceled", code: "canceled", message: "canceled by request" }
+  }
+  const failure = Cause.failureOption(exit.cause)
+  return Option.isSome(failure)
+    ? { _tag: "fail", how: "failed", code: failure.value.code, message: failure.value.message }
+    : { _tag: "fail", how: "failed", code: "task_crashed", message: Cause.pretty(exit.cause).split("\n")[0] ?? "the handler crashed" }
+}
+
+class LostOwnership extends Schema.TaggedError<LostOwnership>()("LostOwnership", {}) {}
+
+export const makeCompleter = Effect.gen(function*() {
+  const config = yield* CairnConfig
+  const db = yield* Db
+
+  /** Records the outcome: the changes it announced, or undefined if the task was no longer ours. */
+  const settle = (r: Running, exit: Exit.Exit<HandlerResult, TaskFailure>) => {
+    const attempt: Q.Attempt = { task: r.task.id, worker: r.workerId, attempt: r.task.attempts }
+    const outcome = outcomeOf(exit, r.reason)
+    switch (outcome._tag) {
+      case "abandon":
+        return Effect.succeed(undefined)
+      case "release":
+        return Q.release(db.db, attempt)
+      case "fail":
+        return Q.fail(db.db, attempt, outcome.how, outcome.code, outcome.message)
+      case "resolve": {
+        const result = outcome.result
+        if (!(result instanceof Commit)) return Q.resolve(db.db, attempt, result)
+        return db.transaction((tx) =>
+          Effect.gen(function*() {
+            yield* Q.lockTaskKeys(tx, attempt.task)
+            const values = yield* result.run(tx)
+            const changes = yield* Q.resolve(tx, attempt, values)
+            if (!changes) return yield* new LostOwnership()
+            return changes
+          })
+        ).pipe(
+          Effect.catchTag("LostOwnership", () => Effect.succeed(undefined)),
+          Effect.catchTag("TaskFailure", (f) => Q.fail(db.db, attempt, "failed", f.code, f.message))
+        )
+      }
+    }
+  }
+
+  /** Settles, retrying database errors; never fails and is not interrupted halfway. */
+  const complete = (r: Running, exit: Exit.Exit<HandlerResult, TaskFailure>) =>
+    settle(r, exit).pipe(
+      Effect.withSpan("cairn.settle", {
+        attributes: { task: r.task.id, graph: r.task.graphId, kind: r.task.kind },
+        captureStackTrace: false
+      }),
+      Effect.retry({
+        while: (e) => e instanceof DbError,
+        schedule: Schedule.exponential(Duration.millis(50)).pipe(Schedule.upTo(config.heartbeatTimeout))
+      }),
+      Effect.tapError((e) => Effect.logWarning(`could not settle task ${r.task.id}: ${e.message}; the reaper will retry it`)),
+      Effect.ignore,
+      Effect.uninterruptible
+    )
+
+  return { complete }
+})

@@ -1,0 +1,95 @@
+/**
+ * Running one claimed task: its params decoded by its kind's Schema, its handler in a fiber of its
+ * own (so a cancel, the drain or a lost session stops it by interruption, see running.ts), with the
+ * `cairn.run` span and log annotations naming the task; then one log line for the attempt, the last
+ * progress write, and the settle (completer.ts). The task stays in the table of running tasks, and
+ * so holds its slot, until it is settled.
+ */
+import { Cause, Effect, Exit, Fiber, Option, Schema } from "effect"
+import { Db } from "../../db/client.js"
+import { TaskFailure } from "../errors.js"
+import { type HandlerResult, type Progress, type ResolvedInput, TaskKinds } from "../kind.js"
+import * as Metrics from "../metrics.js"
+import type { ClaimedTask } from "../queries/claim.js"
+import { makeCompleter } from "./completer.js"
+import { progressWriter } from "./progress.js"
+import type { RunningTasks } from "./running.js"
+
+/** One line per finished attempt: info for success, warning with the error otherwise. */
+const logOutcome = (task: ClaimedTask, exit: Exit.Exit<HandlerResult, TaskFailure>, ms: number) => {
+  if (Exit.isSuccess(exit)) return Effect.logInfo(`task ${task.kind} succeeded in ${ms} ms`)
+  if (Cause.isInterruptedOnly(exit.cause)) return Effect.logInfo(`task ${task.kind} was interrupted after ${ms} ms`)
+  const failure = Cause.failureOption(exit.cause)
+  const why = Option.isSome(failure) ? `${failure.value.code}: ${failure.value.message}` : Cause.pretty(exit.cause).split("\n")[0]
+  return Effect.logWarning(`task ${task.kind} failed after ${ms} ms (attempt ${task.attempts}): ${why}`)
+}
+
+/**
+ * `finished` runs after each task has settled and left the table (the producer's wake-up: a slot
+ * is free).
+ */
+export const makeExecutor = (running: RunningTasks, finished: Effect.Effect<void>) =>
+  Effect.gen(function*() {
+    const db = yield* Db
+    const registry = yield* TaskKinds
+    const completer = yield* makeCompleter
+
+    /** The handler of the task's kind with its params decoded, or the failure saying why it cannot run. */
+    const handlerOf = (task: ClaimedTask, workerId: string, progress: (p: Progress) => Effect.Effect<void>) => {
+      const kind = registry.kinds.get(task.kind)
+      if (!kind) {
+        return Effect.fail(new TaskFailure({ code: "unknown_task_kind", message: `this worker does not know task kind ${task.kind}` }))
+      }
+      return Schema.decodeUnknown(kind.params)(task.params).pipe(
+        Effect.mapError((e) => new TaskFailure({ code: "bad_params", message: e.message })),
+        Effect.flatMap((params) =>
+          kind.handler(params, {
+            taskId: task.id,
+            graphId: task.graphId,
+            attempt: task.attempts,
+            outputs: task.outputs,
+            workerId,
+            inputs: new Map(Object.entries(task.inputs) as Array<[string, ResolvedInput]>),
+            progress
+          })
+        ),
+        // Handlers' services were captured with the registry; nothing is left to provide.
+        (eff) => Effect.provide(eff, registry.context) as Effect.Effect<HandlerResult, TaskFailure>
+      )
+    }
+
+    /** Starts the task in the background; it takes its slot at once. */
+    const start = (task: ClaimedTask, workerId: string) =>
+      Effect.suspend(() => {
+        const { running: r, finished: leave } = running.add(task, workerId)
+        Metrics.claimToStart(task.claimLatencyMs)
+        const progress = progressWriter(db.db, task.id, workerId)
+        const handler = handlerOf(task, workerId, progress.report)
+        const began = Date.now()
+        return Effect.gen(function*() {
+          yield* Effect.logDebug(`task ${task.kind} started (attempt ${task.attempts})`)
+          const fiber = yield* Effect.forkDaemon(
+            handler.pipe(
+              Effect.withSpan("cairn.run", { attributes: { task: task.id, graph: task.graphId, kind: task.kind }, captureStackTrace: false }),
+              Effect.annotateLogs({ task: task.id, graph: task.graphId })
+            )
+          )
+          r.fiber = fiber
+          // Stopped before its fiber existed (a cancel or a lost session in between).
+          if (r.reason !== undefined) yield* Fiber.interruptFork(fiber)
+          const exit = yield* Fiber.await(fiber)
+          Metrics.taskFinished(task.kind, Date.now() - began, exit)
+          yield* logOutcome(task, exit, Date.now() - began)
+          yield* progress.flush
+          yield* completer.complete(r, exit)
+        }).pipe(
+          Effect.annotateLogs({ task: task.id, graph: task.graphId, kind: task.kind, worker: workerId }),
+          Effect.ensuring(Effect.sync(leave)),
+          Effect.zipRight(finished),
+          Effect.forkDaemon,
+          Effect.asVoid
+        )
+      })
+
+    return { start }
+  })

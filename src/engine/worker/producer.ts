@@ -1,0 +1,78 @@
+/**
+ * Fetching work when woken. The producer claims up to the number of free slots with one statement
+ * (queries/claim.ts) and hands each task to the executor; it claims again at once while a claim
+ * fills every free slot (more may be ready), and otherwise waits for a wake-up:
+ *
+ *   - ready work on `cairn_work` (any idle worker) or on this generation's own channel
+ *     `cairn_w_<id>`, if the wake-up names this worker or nobody (it names a few idle workers when
+ *     more are idle than there is work, see notify.ts);
+ *   - a slot freed (the executor settled a task);
+ *   - the slow safety-net poll (CAIRN_POLL_INTERVAL_MS).
+ *
+ * The same wake-ups carry cancel requests, which stop the listed tasks running here ("*": every
+ * running task of this worker whose cancel was requested).
+ */
+import { Effect, Queue, Stream } from "effect"
+import { CairnConfig } from "../../config/config.js"
+import { Db } from "../../db/client.js"
+import { workerChannel, WORKERS_CHANNEL } from "../notify.js"
+import { claim, type ClaimedTask } from "../queries/claim.js"
+import * as Q from "../queries/worker.js"
+import { Session } from "../session.js"
+import type { RunningTasks } from "./running.js"
+
+/** Listens on `cairn_work` until the scope closes. */
+export const makeProducer = (running: RunningTasks) =>
+  Effect.gen(function*() {
+    const config = yield* CairnConfig
+    const db = yield* Db
+    const session = yield* Session
+    const kick = yield* Queue.sliding<void>(1)
+    yield* session.listen(WORKERS_CHANNEL)
+
+    /** Makes the claim loop look for work (again). */
+    const wake = Effect.asVoid(Queue.offer(kick, undefined))
+
+    const claimLoop = (workerId: string, start: (task: ClaimedTask, workerId: string) => Effect.Effect<void>) =>
+      Effect.gen(function*() {
+        for (;;) {
+          const free = running.free
+          if (free > 0) {
+            const claimed = yield* claim(db.db, workerId, free).pipe(
+              Effect.withSpan("cairn.claim", { captureStackTrace: false }),
+              Effect.tapError((e) => Effect.logWarning(`claim failed: ${e.message}`)),
+              Effect.orElseSucceed(() => [] as ReadonlyArray<ClaimedTask>)
+            )
+            for (const t of claimed) yield* start(t, workerId)
+            if (claimed.length === free) continue
+          }
+          yield* Queue.take(kick).pipe(Effect.timeout(config.pollInterval), Effect.ignore)
+        }
+      })
+
+    /** Ready work wakes the claim loop; cancel requests stop our tasks. */
+    const forward = (workerId: string) =>
+      Stream.fromPubSub(session.wakeups).pipe(
+        Stream.runForEach((w) =>
+          Effect.gen(function*() {
+            if (w.ready > 0 && (w.workers === undefined || w.workers.includes(workerId))) yield* wake
+            const cancels = w.cancel === "*"
+              ? yield* Q.cancelRequested(db.db, workerId).pipe(Effect.orElseSucceed(() => []))
+              : w.cancel
+            yield* running.cancel(cancels)
+          })
+        )
+      )
+
+    /**
+     * Claims for the worker generation `workerId` until interrupted. Its own channel is listened on
+     * first; the first claim covers whatever was sent before.
+     */
+    const run = (workerId: string, start: (task: ClaimedTask, workerId: string) => Effect.Effect<void>) =>
+      Effect.zipRight(
+        session.listen(workerChannel(workerId)),
+        Effect.all([claimLoop(workerId, start), forward(workerId)], { concurrency: "unbounded", discard: true })
+      )
+
+    return { wake, run }
+  })
