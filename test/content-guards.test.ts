@@ -420,6 +420,8 @@ describe("a guard is a field of the distribution's revisions", () => {
         { type: "token", tokens: ["ünïcode"] },
         { type: "token", tokens: Array.from({ length: 101 }, (_, i) => `t${i}`) },
         { type: "token", tokens: [TOKEN_A], extra: 1 },
+        { type: "token", tokens: [TOKEN_B, "has a space"] },
+        { type: "token", tokens: TOKEN_A },
         { type: "signed", key: "00".repeat(32) },
         { type: "nope" },
         "signed",
@@ -431,6 +433,11 @@ describe("a guard is a field of the distribution's revisions", () => {
         expect(created.body.error.code).toBe("bad_request")
         const patched = await patch("tok", { guard })
         expect(patched.status, JSON.stringify(guard)).toBe(400)
+        // The answer names the problem without quoting the guard given: its tokens are secrets.
+        for (const answer of [created, patched]) {
+          expect(answer.body.error.message).toMatch(/^invalid request: guard: guard must be null/)
+          for (const token of [TOKEN_A, TOKEN_B]) expect(JSON.stringify(answer.body)).not.toContain(token)
+        }
       }
       expect(await writes.fingerprint()).toEqual(before)
     } finally {

@@ -27,9 +27,10 @@ export const RemoteFields = {
   policy: Schema.optional(Schema.Literal("immediate", "on_demand")),
   download_concurrency: Schema.optional(Schema.Int.pipe(Schema.between(1, 64)))
 }
-const GuardToken = Schema.String.pipe(Schema.pattern(GUARD_TOKEN)).annotations({
-  message: () => "a guard token is 1 to 1024 visible ASCII characters, without spaces"
-})
+const GuardToken = Schema.String.pipe(Schema.pattern(GUARD_TOKEN))
+
+const GUARD_SHAPE = `guard must be null, { "type": "signed" } or { "type": "token", "tokens": [...] } with 1 to ${MAX_GUARD_TOKENS} ` +
+  "tokens of 1 to 1024 visible ASCII characters without spaces (the value given is not repeated: it may hold secrets)"
 
 export const GuardInput = Schema.Union(
   Schema.Struct({
@@ -59,7 +60,12 @@ export const GuardView = Schema.Union(
 export const DistributionFields = {
   base_path: Schema.String.pipe(Schema.maxLength(256)),
   publication: Schema.optional(Schema.NullOr(Schema.String)),
-  guard: Schema.optional(Schema.NullOr(GuardInput)).annotations({
+  // One message for any bad guard, and `exact` (no `| undefined` member): Schema's own messages
+  // would quote the value given ("Expected null, actual {...}"), tokens included, in the 400 answer.
+  guard: Schema.optionalWith(
+    Schema.NullOr(GuardInput).annotations({ message: () => ({ message: GUARD_SHAPE, override: true }) }),
+    { exact: true }
+  ).annotations({
     description: "Who may read the content under the base path: null (default) anyone. A PATCH without `guard` keeps it; " +
       "`null` removes it. Checked by the content app from memory, with no database query."
   })
@@ -102,7 +108,9 @@ const makeGroup = <G extends string, P extends string, F extends Schema.Struct.F
   View: V
 ) => {
   const Create = Schema.Struct({ name: Name, ...fields }).annotations({ ...strict, identifier: `${group}Create` })
-  const Patch = Schema.partial(Schema.Struct(fields)).annotations({ ...strict, identifier: `${group}Patch` })
+  // `exact`: a JSON body has no undefined, and a `| undefined` member would make Schema quote a
+  // refused value in its message (see `guard`).
+  const Patch = Schema.partialWith(Schema.Struct(fields), { exact: true }).annotations({ ...strict, identifier: `${group}Patch` })
   return HttpApiGroup.make(group)
     .add(HttpApiEndpoint.post("create", `/${plural}`).setPayload(Create).addSuccess(View, { status: 201 }))
     .add(HttpApiEndpoint.get("list", `/${plural}`).addSuccess(Schema.Array(View)))
