@@ -11,13 +11,13 @@
  */
 import { createHash, randomBytes } from "node:crypto"
 import pg from "pg"
+import { ulid } from "ulid"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { signatureOf, signedPath } from "../src/content/guards.js"
 import { createTestDatabase, watchWrites } from "./support/db.js"
 import { type Answer, readAnswer } from "./support/http.js"
 import { api, type Server, startServer, until } from "./support/processes.js"
 import { type S3Server, startS3 } from "./support/s3.js"
-
 import { startUpstream, type Upstream } from "./support/upstream.js"
 
 const TOKEN_A = "guard-token-A-5d0c9e1b"
@@ -395,6 +395,30 @@ describe("a guard is a field of the distribution's revisions", () => {
     // The new URL works at once (the refusal by the old key is checked again); then the old one is refused.
     expect((await content(fresh.path)).status).toBe(200)
     const refused = await content(old.path)
+    expect(refused.status).toBe(403)
+    expect(refused.json.error.message).toMatch(/signature does not match/)
+  })
+
+  it("a signed URL opens only its own distribution, even one that holds the same key (a copied row)", async () => {
+    await distribute("twin", "g/twin", { type: "signed" })
+    // A revision of twin with sig's key, written in one transaction as a PATCH writes one.
+    const { key } = await keyOf("sig")
+    const revision = ulid()
+    await db.query("BEGIN")
+    await db.query(
+      `INSERT INTO distribution_revisions (id, distribution_id, name, base_path, publication_id, guard)
+       SELECT $2, n.resource_id, n.name, r.base_path, r.publication_id, jsonb_build_object('type', 'signed', 'key', $3::text)
+       FROM names n JOIN distribution_revisions r ON r.id = n.revision_id WHERE n.kind = 'distribution' AND n.name = $1`,
+      ["twin", revision, key.toString("hex")]
+    )
+    await db.query(`UPDATE names SET revision_id = $2 WHERE kind = 'distribution' AND name = $1`, ["twin", revision])
+    await db.query("COMMIT")
+    expect((await keyOf("twin")).key.equals(key)).toBe(true)
+    // Twin's own URL works (the content app has its key)...
+    expect((await content((await sign("twin", "dir/f.txt")).path)).status).toBe(200)
+    // ...and sig's URL for the same file, moved to twin's base path, does not: the MAC names the distribution.
+    const moved = (await sign("sig", "dir/f.txt")).path.replace("/g/sig/", "/g/twin/")
+    const refused = await content(moved)
     expect(refused.status).toBe(403)
     expect(refused.json.error.message).toMatch(/signature does not match/)
   })
