@@ -251,10 +251,8 @@ describe("cairn", () => {
     const bad = [
       [["dist", "update", "files", "--guard-token-file", path.join(tmp, "missing.txt")], /cannot read .*missing\.txt: no such file/],
       [["dist", "update", "files", "--guard-token-file", writeTmp("bad-tokens.txt", "cli-guard-fine\ncli guard secret\n")], /bad-tokens\.txt line 2: a guard token is/],
-      [["dist", "update", "files", "--guard-token-file", writeTmp("empty-tokens.txt", "# none\n")], /must hold 1 to 100 tokens/],
       [["dist", "update", "files", "--guard", "signed", "--no-guard"], /give only one of/],
-      [["dist", "sign", "files", name], /does not serve signed URLs/],
-      [["dist", "sign", "files", name, "--expires", "soon"], /--expires/]
+      [["dist", "sign", "files", name], /does not serve signed URLs/]
     ] as const
     const failed = await Promise.all(bad.map(([args]) => cairn(args)))
     for (const [i, r] of failed.entries()) {
@@ -281,7 +279,8 @@ describe("cairn", () => {
     expect(opened.code, opened.stderr).toBe(0)
     expect(JSON.parse(opened.stdout).guard).toBeNull()
     expect((await fetch(file)).status).toBe(200)
-  })
+    // A dozen invocations of the binary, a second or more each (several on a loaded machine).
+  }, 300_000)
 
   it("upload --repo streams a file into an artifact and adds it to the repository as a new version", async () => {
     const content = Buffer.from("uploaded through the cli\n".repeat(1000))
