@@ -21,10 +21,76 @@ const revisionBase = {
 }
 
 export const RepositoryFields = { description: Schema.optional(Schema.NullOr(Schema.String.pipe(Schema.maxLength(10_000)))) }
+/** A string field whose value must never be echoed back in an error message (it may be a secret). */
+const secretString = (field: string, max: number) =>
+  Schema.String.pipe(Schema.maxLength(max)).annotations({ message: () => `${field} must be a string of at most ${max} characters` })
+
+const wholeNumber = (field: string, min: number, max: number, unit: string) =>
+  Schema.Int.pipe(Schema.between(min, max)).annotations({ message: () => `${field} must be a whole number of ${unit} from ${min} to ${max}` })
+
+const nullable = <S extends Schema.Schema.AnyNoContext>(s: S, description: string) =>
+  Schema.optional(Schema.NullOr(s)).annotations({ description })
+
+/** The network settings of a remote (src/content/remote-settings.ts checks them further). */
+export const RemoteSettingsFields = {
+  proxy_url: nullable(
+    Schema.String.pipe(Schema.maxLength(4096)),
+    "HTTP proxy for every request of this remote: http://[user:password@]host:port (https:// too). Its credentials are " +
+      "write-only (the view shows the URL without them, and has_proxy_credentials). https upstreams are reached through " +
+      "CONNECT, http ones are forwarded."
+  ),
+  ca_cert: nullable(
+    Schema.String.pipe(Schema.maxLength(1_000_000)),
+    "PEM certificates trusted for the remote's TLS connections (upstream and https proxy) instead of the system's roots."
+  ),
+  client_cert: nullable(
+    Schema.String.pipe(Schema.maxLength(100_000)),
+    "PEM client certificate (chain, the client's own first) presented to the upstream; needs client_key."
+  ),
+  client_key: nullable(
+    secretString("client_key", 100_000),
+    "PEM private key of client_cert, unencrypted. Write-only: never returned (has_client_key says whether one is set)."
+  ),
+  username: nullable(
+    Schema.String.pipe(Schema.maxLength(1024)),
+    "Basic auth user name, sent to the remote URL's origin only (not to redirect targets elsewhere)."
+  ),
+  password: nullable(
+    secretString("password", 4096),
+    "Basic auth password (needs username). Write-only: never returned (has_password says whether one is set)."
+  ),
+  headers: nullable(
+    Schema.Record({ key: Schema.String, value: secretString("a header value", 8192) }),
+    "Extra request headers, name -> value, sent to the remote URL's origin only. The values are write-only (the view " +
+      "lists header_names); a PATCH with headers replaces all of them. Headers cairn sets itself (host, accept-encoding, " +
+      "range, proxy-authorization, connection headers) cannot be given."
+  ),
+  connect_timeout_ms: nullable(
+    wholeNumber("connect_timeout_ms", 1, 3_600_000, "milliseconds"),
+    "Time to open a connection (TCP, proxy CONNECT, TLS). Default: CAIRN_DOWNLOAD_TIMEOUT_MS."
+  ),
+  total_timeout_ms: nullable(
+    wholeNumber("total_timeout_ms", 1, 7 * 86_400_000, "milliseconds"),
+    "Longest time for one request from connecting to the last byte (each attempt). Default: none (the idle timeout " +
+      "CAIRN_DOWNLOAD_TIMEOUT_MS still applies between bytes)."
+  ),
+  max_retries: nullable(
+    wholeNumber("max_retries", 0, 20, "retries"),
+    "Retries of a request that failed in a way worth retrying (5xx, 429, network, timeout). Default: CAIRN_DOWNLOAD_RETRIES."
+  ),
+  rate_limit: nullable(
+    Schema.Number.pipe(Schema.greaterThan(0), Schema.lessThanOrEqualTo(100_000)).annotations({
+      message: () => "rate_limit must be a number of requests per second above 0 and at most 100000"
+    }),
+    "Requests per second to this remote across the whole cluster (every attempt and redirect counts). Default: none."
+  )
+}
+
 export const RemoteFields = {
   url: Schema.String.pipe(Schema.maxLength(4096)),
   policy: Schema.optional(Schema.Literal("immediate", "on_demand")),
-  download_concurrency: Schema.optional(Schema.Int.pipe(Schema.between(1, 64)))
+  download_concurrency: Schema.optional(Schema.Int.pipe(Schema.between(1, 64))),
+  ...RemoteSettingsFields
 }
 export const DistributionFields = {
   base_path: Schema.String.pipe(Schema.maxLength(256)),
@@ -35,10 +101,24 @@ const viewOf = <V extends Schema.Struct.Fields>(identifier: string, view: V) =>
   Schema.Struct({ ...revisionBase, ...view }).annotations({ identifier })
 
 export const RepositoryView = viewOf("RepositoryRevision", { description: Schema.NullOr(Schema.String) })
+const shown = <S extends Schema.Schema.AnyNoContext>(s: S, description: string) => s.annotations({ description })
+
 export const RemoteView = viewOf("RemoteRevision", {
   url: Schema.String,
   policy: Schema.Literal("immediate", "on_demand"),
-  download_concurrency: Schema.Number
+  download_concurrency: Schema.Number,
+  proxy_url: shown(Schema.NullOr(Schema.String), "the proxy, without its credentials"),
+  has_proxy_credentials: shown(Schema.Boolean, "whether proxy_url was given with credentials (never shown)"),
+  ca_cert: shown(Schema.NullOr(Schema.String), "PEM certificates trusted instead of the system's roots"),
+  client_cert: shown(Schema.NullOr(Schema.String), "PEM client certificate"),
+  has_client_key: shown(Schema.Boolean, "whether client_key is set (never shown)"),
+  username: shown(Schema.NullOr(Schema.String), "basic auth user name"),
+  has_password: shown(Schema.Boolean, "whether password is set (never shown)"),
+  header_names: shown(Schema.Array(Schema.String), "names of the extra headers, lowercase (their values are never shown)"),
+  connect_timeout_ms: shown(Schema.NullOr(Schema.Number), "null: CAIRN_DOWNLOAD_TIMEOUT_MS"),
+  total_timeout_ms: shown(Schema.NullOr(Schema.Number), "null: no limit"),
+  max_retries: shown(Schema.NullOr(Schema.Number), "null: CAIRN_DOWNLOAD_RETRIES"),
+  rate_limit: shown(Schema.NullOr(Schema.Number), "requests per second across the cluster; null: none")
 })
 export const DistributionView = viewOf("DistributionRevision", {
   base_path: Schema.String,
