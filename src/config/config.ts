@@ -45,6 +45,8 @@ export interface CairnConfigShape {
   readonly pollInterval: Duration.Duration
   readonly apiTokens: ReadonlyArray<Redacted.Redacted<string>>
   readonly poolSize: number
+  /** How long a database statement may wait for its answer before it fails (0: no limit); see src/db/client.ts. */
+  readonly dbQueryTimeout: Duration.Duration
   readonly logLevel: string
   /** Largest accepted JSON request body (bytes); larger: 413. Uploads have their own limit. */
   readonly bodyMaxBytes: number
@@ -202,6 +204,7 @@ export const cairnConfig: Config.Config<CairnConfigShape> = Config.all({
   poolSize: positiveInt("CAIRN_DB_POOL_SIZE", 10).pipe(
     Config.validate({ message: "CAIRN_DB_POOL_SIZE must be at least 2", validation: (n) => n >= 2 })
   ),
+  dbQueryTimeout: millis("CAIRN_DB_QUERY_TIMEOUT_MS", 30_000),
   logLevel: Config.literal("trace", "debug", "info", "warning", "error", "none")("CAIRN_LOG_LEVEL").pipe(
     Config.withDefault("info" as const)
   ),
