@@ -127,7 +127,7 @@ const BASE_HEADERS: Readonly<Record<string, string>> = {
   "accept-encoding": "identity"
 }
 /** Buffered body bytes above which the socket is paused (the sink is slower than the network). */
-const PAUSE_AT = 1 << 20
+export const PAUSE_AT = 1 << 20
 const RESUME_AT = 256 << 10
 /** An error or redirect body longer than this is not drained for keep-alive: the connection is closed. */
 const DRAIN_MAX = 64 << 10
@@ -147,6 +147,13 @@ class Abort extends Error {
  * One request: a callback handler that records the response head, queues body chunks for the
  * reader (pausing the socket when too many wait) and records how it ended. Events after an error
  * are ignored (a proxy wrapper may report an error and still deliver the rest of the response).
+ *
+ * It never pauses when the upstream may close the connection next: on the chunk that completes a
+ * Content-Length, or at all for a body that ends when the connection does (neither a length nor
+ * chunked). undici 7's HTTP/1 parser, paused when the connection's end arrives with nothing left
+ * to read, fails an assertion in a socket event handler, which nothing can catch: the process dies
+ * (fixed in undici 8, which needs Node 22). Such a body is bounded by `limit` instead: the chunk
+ * that passes it is the last one queued (the reader fails on it) and the request is aborted.
  */
 class Exchange implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | undefined
@@ -163,6 +170,15 @@ class Exchange implements Dispatcher.DispatchHandler {
   onHead: ((error: Error | undefined) => void) | undefined
   private wake: (() => void) | undefined
 
+  /** Body bytes still to come by the Content-Length; undefined: chunked, or until the connection closes. */
+  private owed: number | undefined
+  /** The body ends when the connection does. */
+  private untilClose = false
+  private received = 0
+
+  /** `limit`: body bytes past which reading stops (the reader fails on them); undefined: none. */
+  constructor(private readonly limit: number | undefined) {}
+
   onRequestStart(controller: Dispatcher.DispatchController) {
     this.controller = controller
     if (this.abortReason !== undefined) controller.abort(this.abortReason)
@@ -171,6 +187,10 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (this.error !== undefined) return
     this.status = statusCode
     this.headers = headers
+    // The framing as undici's parser reads it: Content-Length in bytes on the wire, whatever the encoding.
+    const length = header(headers, "content-length")?.trim()
+    this.owed = length !== undefined && /^[0-9]+$/.test(length) ? Number(length) : undefined
+    this.untilClose = this.owed === undefined && !/chunked/i.test(header(headers, "transfer-encoding") ?? "")
     const h = this.onHead
     this.onHead = undefined
     h?.(undefined)
@@ -184,7 +204,11 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
     this.chunks.push(chunk)
     this.buffered += chunk.byteLength
-    if (this.buffered >= PAUSE_AT) controller.pause()
+    this.received += chunk.byteLength
+    if (this.owed !== undefined) this.owed -= chunk.byteLength
+    if (this.untilClose) {
+      if (this.limit !== undefined && this.received > this.limit) this.abort(new Abort("done"))
+    } else if (this.buffered >= PAUSE_AT && this.owed !== 0) controller.pause()
     this.notify()
   }
   onResponseEnd() {
@@ -322,9 +346,9 @@ interface AttemptState {
  * One GET, up to its response head. Plain callbacks rather than a race with a timer fiber: this
  * runs once per file of a sync. Interrupting it aborts the request.
  */
-const requestHead = (url: URL, via: Route, state: AttemptState, idleMs: number, totalMs: number | undefined) =>
+const requestHead = (url: URL, via: Route, state: AttemptState, idleMs: number, totalMs: number | undefined, limit: number | undefined) =>
   Effect.async<Exchange, AttemptFailure>((resume) => {
-    const ex = new Exchange()
+    const ex = new Exchange(limit)
     state.current = ex
     if (totalMs !== undefined && state.timer === undefined) {
       // From the first request of the attempt (not from the wait for the rate limit before it).
@@ -350,12 +374,12 @@ const requestHead = (url: URL, via: Route, state: AttemptState, idleMs: number, 
   })
 
 /** GET `start`, following up to `maxRedirects` redirects; succeeds with a 200 response only. */
-const follow = (start: URL, via: Route, state: AttemptState, opts: RetryOptions) =>
+const follow = (start: URL, via: Route, state: AttemptState, opts: RetryOptions, limit: number | undefined) =>
   Effect.gen(function*() {
     let url = start
     for (let hop = 0;; hop++) {
       if (via.pace !== undefined) yield* via.pace
-      const ex = yield* requestHead(url, via, state, opts.timeoutMs, via.totalTimeoutMs)
+      const ex = yield* requestHead(url, via, state, opts.timeoutMs, via.totalTimeoutMs, limit)
       const via_ = hop === 0 ? "" : ` (from ${shownUrl(url)} after ${hop} redirect${hop === 1 ? "" : "s"})`
       if (ex.status === 200) return ex
       ex.discard()
@@ -492,7 +516,7 @@ const attempt = <A, E, R>(
     Effect.sync((): AttemptState => ({ current: undefined, timedOut: false, timer: undefined })),
     (state) =>
       Effect.gen(function*() {
-        const ex = yield* follow(start, via, state, opts)
+        const ex = yield* follow(start, via, state, opts, limits.exact ?? limits.max)
         const length = contentLength(ex.headers)
         if (length !== undefined) {
           // The headers already say the body is wrong: fail before reading any of it.
