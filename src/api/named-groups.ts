@@ -21,67 +21,76 @@ const revisionBase = {
 }
 
 export const RepositoryFields = { description: Schema.optional(Schema.NullOr(Schema.String.pipe(Schema.maxLength(10_000)))) }
-/** A string field whose value must never be echoed back in an error message (it may be a secret). */
-const secretString = (field: string, max: number) =>
-  Schema.String.pipe(Schema.maxLength(max)).annotations({ message: () => `${field} must be a string of at most ${max} characters` })
-
-const wholeNumber = (field: string, min: number, max: number, unit: string) =>
-  Schema.Int.pipe(Schema.between(min, max)).annotations({ message: () => `${field} must be a whole number of ${unit} from ${min} to ${max}` })
-
-const nullable = <S extends Schema.Schema.AnyNoContext>(s: S, description: string) =>
-  Schema.optional(Schema.NullOr(s)).annotations({ description })
+/**
+ * A nullable, optional setting whose error says what is expected and never echoes the value sent
+ * (for secrets; the others follow suit), and whose description the OpenAPI document carries.
+ */
+const setting = <S extends Schema.Schema.AnyNoContext>(s: S, expected: string, description: string) =>
+  Schema.optionalWith(
+    Schema.NullOr(s).annotations({ message: () => ({ message: expected, override: true }), description }),
+    { exact: true }
+  )
 
 /** The network settings of a remote (src/content/remote-settings.ts checks them further). */
 export const RemoteSettingsFields = {
-  proxy_url: nullable(
+  proxy_url: setting(
     Schema.String.pipe(Schema.maxLength(4096)),
+    "proxy_url must be a URL of at most 4096 characters, or null",
     "HTTP proxy for every request of this remote: http://[user:password@]host:port (https:// too). Its credentials are " +
       "write-only (the view shows the URL without them, and has_proxy_credentials). https upstreams are reached through " +
       "CONNECT, http ones are forwarded."
   ),
-  ca_cert: nullable(
+  ca_cert: setting(
     Schema.String.pipe(Schema.maxLength(1_000_000)),
+    "ca_cert must be PEM text of at most 1000000 characters, or null",
     "PEM certificates trusted for the remote's TLS connections (upstream and https proxy) instead of the system's roots."
   ),
-  client_cert: nullable(
+  client_cert: setting(
     Schema.String.pipe(Schema.maxLength(100_000)),
+    "client_cert must be PEM text of at most 100000 characters, or null",
     "PEM client certificate (chain, the client's own first) presented to the upstream; needs client_key."
   ),
-  client_key: nullable(
-    secretString("client_key", 100_000),
+  client_key: setting(
+    Schema.String.pipe(Schema.maxLength(100_000)),
+    "client_key must be PEM text of at most 100000 characters, or null",
     "PEM private key of client_cert, unencrypted. Write-only: never returned (has_client_key says whether one is set)."
   ),
-  username: nullable(
+  username: setting(
     Schema.String.pipe(Schema.maxLength(1024)),
+    "username must be a string of at most 1024 characters, or null",
     "Basic auth user name, sent to the remote URL's origin only (not to redirect targets elsewhere)."
   ),
-  password: nullable(
-    secretString("password", 4096),
+  password: setting(
+    Schema.String.pipe(Schema.maxLength(4096)),
+    "password must be a string of at most 4096 characters, or null",
     "Basic auth password (needs username). Write-only: never returned (has_password says whether one is set)."
   ),
-  headers: nullable(
-    Schema.Record({ key: Schema.String, value: secretString("a header value", 8192) }),
+  headers: setting(
+    Schema.Record({ key: Schema.String, value: Schema.String }),
+    "headers must be an object of header name -> string value, or null",
     "Extra request headers, name -> value, sent to the remote URL's origin only. The values are write-only (the view " +
       "lists header_names); a PATCH with headers replaces all of them. Headers cairn sets itself (host, accept-encoding, " +
       "range, proxy-authorization, connection headers) cannot be given."
   ),
-  connect_timeout_ms: nullable(
-    wholeNumber("connect_timeout_ms", 1, 3_600_000, "milliseconds"),
+  connect_timeout_ms: setting(
+    Schema.Int.pipe(Schema.between(1, 3_600_000)),
+    "connect_timeout_ms must be a whole number of milliseconds from 1 to 3600000, or null",
     "Time to open a connection (TCP, proxy CONNECT, TLS). Default: CAIRN_DOWNLOAD_TIMEOUT_MS."
   ),
-  total_timeout_ms: nullable(
-    wholeNumber("total_timeout_ms", 1, 7 * 86_400_000, "milliseconds"),
-    "Longest time for one request from connecting to the last byte (each attempt). Default: none (the idle timeout " +
-      "CAIRN_DOWNLOAD_TIMEOUT_MS still applies between bytes)."
+  total_timeout_ms: setting(
+    Schema.Int.pipe(Schema.between(1, 7 * 86_400_000)),
+    `total_timeout_ms must be a whole number of milliseconds from 1 to ${7 * 86_400_000}, or null`,
+    "Longest time for one request from sending it to its last byte (each attempt). Default: none (the idle timeout " +
+      "CAIRN_DOWNLOAD_TIMEOUT_MS still applies to the headers and between bytes)."
   ),
-  max_retries: nullable(
-    wholeNumber("max_retries", 0, 20, "retries"),
+  max_retries: setting(
+    Schema.Int.pipe(Schema.between(0, 20)),
+    "max_retries must be a whole number from 0 to 20, or null",
     "Retries of a request that failed in a way worth retrying (5xx, 429, network, timeout). Default: CAIRN_DOWNLOAD_RETRIES."
   ),
-  rate_limit: nullable(
-    Schema.Number.pipe(Schema.greaterThan(0), Schema.lessThanOrEqualTo(100_000)).annotations({
-      message: () => "rate_limit must be a number of requests per second above 0 and at most 100000"
-    }),
+  rate_limit: setting(
+    Schema.Number.pipe(Schema.greaterThan(0), Schema.lessThanOrEqualTo(100_000)),
+    "rate_limit must be a number of requests per second above 0 and at most 100000, or null",
     "Requests per second to this remote across the whole cluster (every attempt and redirect counts). Default: none."
   )
 }
@@ -132,7 +141,8 @@ const makeGroup = <G extends string, P extends string, F extends Schema.Struct.F
   View: V
 ) => {
   const Create = Schema.Struct({ name: Name, ...fields }).annotations({ ...strict, identifier: `${group}Create` })
-  const Patch = Schema.partial(Schema.Struct(fields)).annotations({ ...strict, identifier: `${group}Patch` })
+  // exact: a JSON body has no `undefined`, and an error must not list it as an alternative.
+  const Patch = Schema.partialWith(Schema.Struct(fields), { exact: true }).annotations({ ...strict, identifier: `${group}Patch` })
   return HttpApiGroup.make(group)
     .add(HttpApiEndpoint.post("create", `/${plural}`).setPayload(Create).addSuccess(View, { status: 201 }))
     .add(HttpApiEndpoint.get("list", `/${plural}`).addSuccess(Schema.Array(View)))

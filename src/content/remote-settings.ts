@@ -119,15 +119,14 @@ const certificates = (field: string, pem: string): Either.Either<Array<X509Certi
 
 const privateKey = (pem: string): Either.Either<KeyObject, string> => {
   if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem)) return Either.left("client_key is not a PEM private key (no \"-----BEGIN ... PRIVATE KEY-----\" block)")
+  // PKCS#8 "ENCRYPTED PRIVATE KEY", or a traditional key with "Proc-Type: 4,ENCRYPTED".
+  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type:\s*4,ENCRYPTED/.test(pem)) {
+    return Either.left("client_key is encrypted with a passphrase; give it unencrypted (it is sealed at rest with CAIRN_SECRET_KEY)")
+  }
   try {
     return Either.right(createPrivateKey({ key: pem, format: "pem" }))
-  } catch (e) {
-    const code = (e as { code?: unknown }).code
-    return Either.left(
-      code === "ERR_MISSING_PASSPHRASE"
-        ? "client_key is encrypted with a passphrase; give it unencrypted (it is sealed at rest with CAIRN_SECRET_KEY)"
-        : "client_key does not parse as a PEM private key"
-    )
+  } catch {
+    return Either.left("client_key does not parse as a PEM private key")
   }
 }
 
