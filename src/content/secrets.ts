@@ -13,8 +13,9 @@
  *   into another row, or a row whose URL was edited behind cairn's back, fails to open instead of
  *   sending the secrets elsewhere.
  * - Rotation: CAIRN_SECRET_KEY may list several keys, comma separated. The first seals; any of
- *   them opens (by key id). Every new revision is sealed with the first key, and the task kind
- *   `remotes.reseal` re-seals the existing ones, so an old key can be dropped once it has run.
+ *   them opens (by key id). Every new revision (a PATCH, even of another field) is sealed with the
+ *   first key; an old key can be dropped once every remote has a revision sealed with a newer one
+ *   and no queued task holds an older revision.
  * - Without CAIRN_SECRET_KEY, secrets are stored in the clear (`plain:<json>`); the start-up log
  *   says so. Clear blobs are still read after a key is configured.
  *
