@@ -18,6 +18,8 @@ const SECRET_KEY = randomBytes(32).toString("base64")
 const PASSWORD = `pw-${randomBytes(8).toString("hex")}`
 const API_KEY = `key-${randomBytes(8).toString("hex")}`
 const PROXY_PASSWORD = `pp-${randomBytes(8).toString("hex")}`
+/** How long a test may allow for one cairn process to start on a loaded machine (the harness waits up to 100 s). */
+const START_BUDGET_MS = 100_000
 const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`
 
 describe("remotes for real networks", () => {
@@ -437,7 +439,7 @@ describe("remote secrets and CAIRN_SECRET_KEY", () => {
       await server.stop()
       await up.close()
     }
-  })
+  }, 4 * START_BUDGET_MS) // four server starts in a row
 })
 
 describe("rate_limit across the cluster", () => {
@@ -492,5 +494,5 @@ describe("rate_limit across the cluster", () => {
       await server.stop()
       await up.close()
     }
-  })
+  }, 3 * START_BUDGET_MS) // three process starts, then two syncs at 10 requests per second
 })
