@@ -195,7 +195,7 @@ describe("cairn", () => {
 
   it("--json output parses: submit, status and wait", async () => {
     const submitted = await cairn(["submit", "-", "--json"], {
-      stdin: JSON.stringify({ nodes: { hello: { task: "debug.sleep", params: { ms: 200, value: { greeting: "hello" } } } } })
+      stdin: JSON.stringify({ nodes: { hello: { task: "debug.sleep", params: { ms: 200, value: { greeting: "hello" } }, priority: 3, retry_backoff_ms: 250 } } })
     })
     expect(submitted.code, submitted.stderr).toBe(0)
     const g = JSON.parse(submitted.stdout)
@@ -205,7 +205,7 @@ describe("cairn", () => {
     expect(waited.code, waited.stderr).toBe(0)
     expect(JSON.parse(waited.stdout)).toMatchObject({ id: future, state: "resolved", value: { greeting: "hello" } })
     expect(status.code, status.stderr).toBe(0)
-    expect(JSON.parse(status.stdout).graph).toMatchObject({ id: g.id, nodes: { hello: { task: "debug.sleep" } } })
+    expect(JSON.parse(status.stdout).graph).toMatchObject({ id: g.id, nodes: { hello: { task: "debug.sleep", priority: 3, retry_backoff_ms: 250 } } })
   })
 
   it("creates a remote, a repository and a distribution, syncs -> publishes -> distributes with --wait, and the file is served", async () => {

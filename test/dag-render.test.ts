@@ -36,6 +36,8 @@ const task = (node: string, fields: Partial<TaskView> = {}): TaskView => ({
   waiting_on: [],
   attempts: 1,
   max_attempts: 1,
+  priority: 0,
+  retry_backoff_ms: 0,
   created_at: at(0),
   ...fields
 })
@@ -169,6 +171,23 @@ describe("dag text", () => {
     // b (level 1, after a) is drawn further right than a (level 0), under a "└".
     expect(lines[lineWith("◌ b")]!.indexOf("◌")).toBeGreaterThan(aLine.indexOf("▶"))
     expect(lines[lineWith("◌ b")]).toMatch(/^\s*└ ◌ b/)
+  })
+
+  it("says when a ready task waiting for its retry will run again, and draws no edge for that wait", () => {
+    const r = task("r", {
+      state: "ready",
+      attempts: 1,
+      max_attempts: 3,
+      ready_at: at(45),
+      error: { code: "task_failed", message: "flaky", retrying: true },
+      waiting_on: [{ task: id("Tr"), reason: "retry", retry_at: at(45) }]
+    })
+    const m = buildModel(snapshot([r]))
+    expect(m.edges).toEqual([])
+    const out = renderText(m, { color: false, depth: 10 })
+    expect(out).toMatch(/○ r\s+debug\.sleep\s+ready\s+retry at 12:00:45Z \(in 15s\)/)
+    expect(out).toContain("ready: waits for its retry at 12:00:45Z (in 15s), keeping its place on its resource keys")
+    expect(out).toContain("last error (will retry): task_failed: flaky")
   })
 
   it("stops at the depth limit and on cycles", () => {

@@ -87,7 +87,9 @@ const node = (name: string, refs: Array<RefTarget>, exclusive: Array<string> = [
   refs,
   exclusive,
   shared,
-  maxAttempts: 2
+  maxAttempts: 2,
+  priority: 0,
+  retryBackoffMs: 0
 })
 
 describe("planGraph and pendingInputs", () => {
