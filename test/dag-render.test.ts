@@ -14,6 +14,7 @@ import {
   type TaskView
 } from "../src/dag/model.js"
 import { renderDot, renderMermaid, renderText, toJson } from "../src/dag/render.js"
+import { type Sentence, situation, waitLines } from "../console/src/explain.js"
 
 const NOW = Date.parse("2025-01-01T12:00:30.000Z")
 const at = (s: number) => new Date(Date.parse("2025-01-01T12:00:00.000Z") + s * 1000).toISOString()
@@ -188,6 +189,35 @@ describe("dag text", () => {
     expect(out).toMatch(/○ r\s+debug\.sleep\s+ready\s+retry at 12:00:45Z \(in 15s\)/)
     expect(out).toContain("ready: waits for its retry at 12:00:45Z (in 15s), keeping its place on its resource keys")
     expect(out).toContain("last error (will retry): task_failed: flaky")
+  })
+
+  it("the console says so too: the waiting retry's situation, and a task behind it on a key", () => {
+    const r = task("r", {
+      state: "ready",
+      attempts: 1,
+      max_attempts: 3,
+      ready_at: at(45),
+      resources: { exclusive: ["repository:abc"], shared: [] },
+      error: { code: "task_failed", message: "flaky", retrying: true },
+      waiting_on: [{ task: id("Tr"), reason: "retry", retry_at: at(45) }]
+    })
+    const behind = task("behind", {
+      state: "blocked",
+      attempts: 0,
+      resources: { exclusive: ["repository:abc"], shared: [] },
+      waiting_on: [{ task: r.id, reason: "resource", key: "repository:abc" }]
+    })
+    const m = buildModel(snapshot([r, behind]))
+    const words = (s: Sentence) => s.map((p) => ("text" in p ? p.text : "code" in p ? p.code : p.label)).join("")
+    expect(words(situation(m, r, NOW))).toBe(
+      "attempt 1 of 3 failed; waits for its retry at 12:00:45Z (in 15s), keeping its place on its resource keys"
+    )
+    expect(waitLines(m, behind, NOW).map((l) => words(l.sentence))).toEqual([
+      "waits behind r on key repository:abc (waiting for its retry at 12:00:45Z (in 15s))"
+    ])
+    // A ready task that is not waiting for a retry still reads as before.
+    const plain = task("plain", { state: "ready", ready_at: at(20) })
+    expect(words(situation(buildModel(snapshot([plain])), plain, NOW))).toBe("ready for 10s: it waits only for a free worker")
   })
 
   it("stops at the depth limit and on cycles", () => {
