@@ -91,26 +91,34 @@ describe("retry backoff", () => {
     expect(third.started - second.failed!).toBeGreaterThanOrEqual(800)
   })
 
-  it("keeps the task's place on its keys while it waits, says so in waiting_on, and a cancel settles it at once", async () => {
+  it("keeps the task's place on its keys but not its worker slot while it waits, says so in waiting_on, and a cancel settles it at once", async () => {
     const out = await run(Effect.gen(function*() {
       const db = yield* Db
-      yield* runWorker({ slots: 2 })
+      // One slot: the unrelated task below can only run if the waiting retry does not hold it.
+      yield* runWorker({ slots: 1 })
       const g = yield* submitGraph({
         nodes: {
           first: { task: "test.flaky", params: { fails: 5 }, max_attempts: 3, retry_backoff_ms: 60_000, resources: { exclusive: ["retry:k"] } },
           // A later task on the same key, of higher priority: it must still wait behind `first`.
-          later: { task: "debug.sleep", params: {}, priority: 10, resources: { exclusive: ["retry:k"] } }
+          later: { task: "debug.sleep", params: {}, priority: 10, resources: { exclusive: ["retry:k"] } },
+          // Unrelated, submitted after `first` at the same priority: it runs in the slot `first` left.
+          other: { task: "debug.sleep", params: {} }
         }
       })
       const first = g.nodes.first!.task
       const later = g.nodes.later!.task
       const waiting = yield* waitForTask(first, (t) => t.waiting_on.some((w) => w.reason === "retry"), "waiting for its retry")
+      const otherDone = yield* waitForTask(g.nodes.other!.task, settled, "settled")
+      const firstAfterOther = yield* getTask(first)
       const [clock] = yield* db.rows<{ now: number }>(sql`SELECT extract(epoch FROM clock_timestamp()) * 1000 AS now`)
       const laterWhileWaiting = yield* getTask(later)
       yield* cancelTask(first)
       const canceled = yield* getTask(first)
       const laterDone = yield* waitForTask(later, settled, "settled")
-      return { first, waiting, now: Number(clock!.now), laterWhileWaiting: laterWhileWaiting!, canceled: canceled!, laterDone, attempts: seen.get(first)! }
+      return {
+        first, waiting, now: Number(clock!.now), otherDone, firstAfterOther: firstAfterOther!,
+        laterWhileWaiting: laterWhileWaiting!, canceled: canceled!, laterDone, attempts: seen.get(first)!
+      }
     }))
     // Waiting: ready, but claimable only at retry_at, a minute (plus up to a quarter) after the failure.
     expect(out.waiting.state).toBe("ready")
@@ -121,6 +129,11 @@ describe("retry backoff", () => {
     const retryAt = Date.parse(retry.retry_at!)
     expect(retryAt - out.attempts[0]!.failed!).toBeGreaterThanOrEqual(60_000)
     expect(retryAt - out.now).toBeLessThanOrEqual(75_000)
+    // The only slot ran the unrelated task while `first` kept waiting for its retry.
+    expect(out.otherDone.state).toBe("succeeded")
+    expect(Date.parse(out.otherDone.started_at!)).toBeGreaterThanOrEqual(Math.floor(out.attempts[0]!.failed!))
+    expect(out.firstAfterOther.state).toBe("ready")
+    expect(out.firstAfterOther.waiting_on.map((w) => w.reason)).toEqual(["retry"])
     // The later task on its key stays blocked behind it, its higher priority notwithstanding.
     expect(out.laterWhileWaiting.state).toBe("blocked")
     expect(out.laterWhileWaiting.waiting_on).toEqual([{ task: out.first, reason: "resource", key: "retry:k" }])
