@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest"
 import {
   buildModel,
   DagError,
+  type DagModel,
   type FutureView,
   type GraphView,
   inputRefs,
@@ -14,7 +15,17 @@ import {
   type TaskView
 } from "../src/dag/model.js"
 import { renderDot, renderMermaid, renderText, toJson } from "../src/dag/render.js"
-import { type Sentence, situation, waitLines } from "../console/src/explain.js"
+
+/**
+ * The console's sentences (console/src/explain.ts) from the same model. The console's sources are
+ * typed against the DOM (console/tsconfig.json checks them), so they are loaded untyped here.
+ */
+type Sentence = ReadonlyArray<{ text: string } | { code: string } | { task: string; label: string }>
+const explainModule: string = "../console/src/explain.js"
+const explain = (await import(explainModule)) as {
+  situation: (m: DagModel, t: TaskView, now: number) => Sentence
+  waitLines: (m: DagModel, t: TaskView, now: number) => ReadonlyArray<{ sentence: Sentence }>
+}
 
 const NOW = Date.parse("2025-01-01T12:00:30.000Z")
 const at = (s: number) => new Date(Date.parse("2025-01-01T12:00:00.000Z") + s * 1000).toISOString()
@@ -209,15 +220,15 @@ describe("dag text", () => {
     })
     const m = buildModel(snapshot([r, behind]))
     const words = (s: Sentence) => s.map((p) => ("text" in p ? p.text : "code" in p ? p.code : p.label)).join("")
-    expect(words(situation(m, r, NOW))).toBe(
+    expect(words(explain.situation(m, r, NOW))).toBe(
       "attempt 1 of 3 failed; waits for its retry at 12:00:45Z (in 15s), keeping its place on its resource keys"
     )
-    expect(waitLines(m, behind, NOW).map((l) => words(l.sentence))).toEqual([
+    expect(explain.waitLines(m, behind, NOW).map((l) => words(l.sentence))).toEqual([
       "waits behind r on key repository:abc (waiting for its retry at 12:00:45Z (in 15s))"
     ])
     // A ready task that is not waiting for a retry still reads as before.
     const plain = task("plain", { state: "ready", ready_at: at(20) })
-    expect(words(situation(buildModel(snapshot([plain])), plain, NOW))).toBe("ready for 10s: it waits only for a free worker")
+    expect(words(explain.situation(buildModel(snapshot([plain])), plain, NOW))).toBe("ready for 10s: it waits only for a free worker")
   })
 
   it("stops at the depth limit and on cycles", () => {
