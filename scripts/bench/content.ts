@@ -28,7 +28,7 @@ import { makeTraversable, makeTree, SMALL_FILE_MAX, type Tree } from "./lib/file
 import { startNginx } from "./lib/nginx.js"
 import { createDatabase, dropDatabase, type Postgres, startPostgres, statementCalls } from "./lib/postgres.js"
 import { machine, writeReport } from "./lib/report.js"
-import { bytes, median, ms, prng, sig, sleep, summarize, type Summary } from "./lib/stats.js"
+import { bytes, median, medianRange, ms, prng, sig, sleep, summarize, type Summary } from "./lib/stats.js"
 import { type Chart, figure, PALETTE } from "./lib/svg.js"
 import type { Table } from "./lib/table.js"
 import { makeWrk, wrkBinary, wrkVersion } from "./lib/wrk.js"
@@ -249,10 +249,7 @@ const main = async () => {
   const of = (who: Who, mix: Mix, c: number) => runs.filter((r) => r.who === who && r.mix === mix && r.connections === c)
   const med = (rs: ReadonlyArray<LoadRun>, f: (r: LoadRun) => number) => median(rs.map(f))
   /** Median (min-max) over the rounds. */
-  const cell = (rs: ReadonlyArray<LoadRun>, f: (r: LoadRun) => number, fmt: (v: number) => string = sig) => {
-    const v = rs.map(f)
-    return `${fmt(median(v))}${v.length > 1 ? ` (${fmt(Math.min(...v))}-${fmt(Math.max(...v))})` : ""}`
-  }
+  const cell = (rs: ReadonlyArray<LoadRun>, f: (r: LoadRun) => number) => medianRange(rs.map(f))
   const ratio = (who: Who, mix: Mix, c: number, f: (r: LoadRun) => number) => med(of(who, mix, c), f) / med(of("nginx", mix, c), f)
   const cairnWho = WHO.filter((w) => w !== "nginx")
   const grid: Array<[Mix, number]> = (["small", "all"] as const).flatMap((mix) => flags.connections.map((c) => [mix, c] as [Mix, number]))

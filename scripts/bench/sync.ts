@@ -27,7 +27,7 @@ import { startNginx } from "./lib/nginx.js"
 import { createDatabase, dropDatabase, type Postgres, resetStatements, startPostgres, type StatementStat, statementsTable, topStatements } from "./lib/postgres.js"
 import { runCommand, spawnProc } from "../lib/processes.js"
 import { machine, writeReport } from "./lib/report.js"
-import { bytes, median, ms, pct, sig, sleep } from "./lib/stats.js"
+import { bytes, median, medianRange, ms, pct, sig, sleep } from "./lib/stats.js"
 import { type Chart, figure } from "./lib/svg.js"
 import type { Table } from "./lib/table.js"
 
@@ -166,10 +166,7 @@ const main = async () => {
     ...backends.map((kind) => ({ name: `cairn file.sync, ${backendLabel(kind)}`, rs: cairnOn(kind) }))
   ]
   const med = (rs: ReadonlyArray<Result>, f: (r: Result) => number) => median(rs.map(f))
-  const spread = (rs: ReadonlyArray<Result>, f: (r: Result) => number) => {
-    const v = rs.map(f)
-    return `${sig(median(v))}${v.length > 1 ? ` (${sig(Math.min(...v))}-${sig(Math.max(...v))})` : ""}`
-  }
+  const spread = (rs: ReadonlyArray<Result>, f: (r: Result) => number) => medianRange(rs.map(f))
   const curlFps = med(curl, (r) => r.filesPerSecond)
   const row = (name: string, f: (rs: ReadonlyArray<Result>, isCurl: boolean) => string) => [name, ...columns.map((c, i) => f(c.rs, i === 0))]
   const table: Table = {

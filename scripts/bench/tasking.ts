@@ -17,7 +17,7 @@ import { makeDataDir, startServer, startWorkers, stopProcs, submitGraph, taskRow
 import { analyseFcfs, type Bounds, fcfsBounds, fcfsViolations } from "./lib/fcfs.js"
 import { createDatabase, dropDatabase, resetStatements, startPostgres, type StatementStat, topStatements } from "./lib/postgres.js"
 import { machine, writeReport } from "./lib/report.js"
-import { type Summary, median, ms, prng, sig, sleep, summarize } from "./lib/stats.js"
+import { type Summary, median, medianRange, ms, prng, sig, sleep, summarize } from "./lib/stats.js"
 import { type Chart, figure, type Series } from "./lib/svg.js"
 import type { Table } from "./lib/table.js"
 import * as fs from "node:fs/promises"
@@ -181,11 +181,6 @@ const main = async () => {
   const med = (rs: ReadonlyArray<Run>, f: (r: Run) => number) => median(rs.map(f))
   const rowsOf = [...groups.values()]
   const sec = (v: number) => `${sig(v / 1000)} s`
-  /** Median (min-max) over the rounds. */
-  const spreadOf = (rs: ReadonlyArray<Run>, f: (r: Run) => number) => {
-    const v = rs.map(f)
-    return `${sig(median(v))}${v.length > 1 ? ` (${sig(Math.min(...v))}-${sig(Math.max(...v))})` : ""}`
-  }
 
   const main: Table = {
     title: `Seed 003: ${flags.tasks} tasks x 2 of ${flags.keys} exclusive keys x ${sleepMs} ms, one client, W worker processes (1 slot each)`,
@@ -203,7 +198,7 @@ const main = async () => {
         ms(med(rs, (r) => r.waitCreated.mean)),
         sec(med(rs, (r) => r.makespan)),
         sec(med(rs, (r) => r.bounds.work)),
-        spreadOf(rs, (r) => r.makespan / r.bounds.work),
+        medianRange(rs.map((r) => r.makespan / r.bounds.work)),
         `${sec(med(rs, (r) => r.bounds.bound))} (x${sig(med(rs, (r) => r.makespan / r.bounds.bound))})`,
         `${sec(med(rs, (r) => r.bounds.releaseBound))} (x${sig(med(rs, (r) => r.makespan / r.bounds.releaseBound))})`,
         sig(med(rs, (r) => r.tasks / (r.makespan / 1000)))

@@ -35,7 +35,7 @@ import { startSpanCollector } from "./lib/spans.js"
 import { createDatabase, dropDatabase, type Postgres, startPostgres, withClient } from "./lib/postgres.js"
 import { type Proc, type Server, spawnTs, stopAll, waitForLine } from "../lib/processes.js"
 import { machine, writeReport } from "./lib/report.js"
-import { median, ms, nowMs, prng, sig, sleep, summarize, type Summary } from "./lib/stats.js"
+import { median, medianRange, ms, nowMs, prng, sig, sleep, summarize, type Summary } from "./lib/stats.js"
 import { type Chart, figure } from "./lib/svg.js"
 import type { Table } from "./lib/table.js"
 import * as fs from "node:fs/promises"
@@ -435,8 +435,7 @@ const main = async () => {
     headers: ["system", "p50 (min-max of rounds)", "p95", "p99", "min", "max", "not started"],
     rows: latNames.map((name) => {
       const all = latencies.filter((s) => s.system === name)
-      const p50s = all.map((r) => r.latency.p50)
-      return [name, `${ms(median(p50s))}${p50s.length > 1 ? ` (${ms(Math.min(...p50s))}-${ms(Math.max(...p50s))})` : ""}`, ms(med(all, (r) => r.latency.p95)), ms(med(all, (r) => r.latency.p99)), ms(Math.min(...all.map((r) => r.latency.min))), ms(Math.max(...all.map((r) => r.latency.max))), String(all.reduce((s, r) => s + r.lost, 0))]
+      return [name, medianRange(all.map((r) => r.latency.p50), ms), ms(med(all, (r) => r.latency.p95)), ms(med(all, (r) => r.latency.p99)), ms(Math.min(...all.map((r) => r.latency.min))), ms(Math.max(...all.map((r) => r.latency.max))), String(all.reduce((s, r) => s + r.lost, 0))]
     }),
     notes: ["From the submitter's clock before the call to the job's handler starting, the same point for every system (cairn: the start of its worker's cairn.run span, which wraps the handler, corrected for the offset of Effect's clock; graphile-worker/pg-boss: the handler's first line). cairn's worker exports its spans during these runs (OTLP over HTTP to the benchmark). Target: cairn p50 < 5 ms and <= graphile-worker's."]
   }
