@@ -6,9 +6,8 @@ import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Console, Effect, Option } from "effect"
-import * as fs from "node:fs/promises"
 import { awaitFuture } from "../../client/graphs.js"
-import { CliError, common, fields, parseDuration, withClient } from "../common.js"
+import { CliError, common, fields, parseDuration, readText, withClient } from "../common.js"
 import { submitAndFollow } from "../follow.js"
 
 const wait = Options.boolean("wait").pipe(
@@ -26,20 +25,11 @@ const withPriority = <N extends Record<string, object>>(nodes: N, p: Option.Opti
 
 // ---- submit ---------------------------------------------------------------------------------------
 
-const readAll = async (stream: NodeJS.ReadableStream) => {
-  const chunks: Array<Buffer> = []
-  for await (const chunk of stream) chunks.push(Buffer.from(chunk as Uint8Array))
-  return Buffer.concat(chunks).toString("utf8")
-}
-
 /** The graph file (or stdin for "-") as JSON, or one sentence saying why not. */
 const readGraph = (file: string) =>
   Effect.gen(function*() {
     const name = file === "-" ? "stdin" : file
-    const text = yield* Effect.tryPromise({
-      try: () => (file === "-" ? readAll(process.stdin) : fs.readFile(file, "utf8")),
-      catch: (e) => new CliError({ message: `cannot read ${name}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}` })
-    })
+    const text = yield* readText(file, name)
     return yield* Effect.try({
       try: () => JSON.parse(text) as unknown,
       catch: (e) => new CliError({ message: `${name} is not valid JSON: ${(e as Error).message}` })

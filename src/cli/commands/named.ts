@@ -13,6 +13,7 @@ import { named, type NamedGroup, type PatchOf, type ViewOf } from "../../client/
 import { GUARD_TOKEN, MAX_GUARD_TOKENS } from "../../content/guards.js"
 import { CliError, type Common, common, fields, output, parseDuration, table, withClient } from "../common.js"
 import { group } from "../group.js"
+import { clearOption, remoteSettings, remoteSettingsOptions, remoteShown } from "../remote-settings.js"
 
 interface Kind<G extends NamedGroup> {
   /** The CLI's word: repo, remote, dist. */
@@ -39,13 +40,13 @@ const showMany = (k: Kind<NamedGroup>, vs: ReadonlyArray<object>) =>
 
 // ---- the operations every kind has --------------------------------------------------------------
 
-const sharedCommands = <G extends NamedGroup>(k: Kind<G>) => {
+const sharedCommands = <G extends NamedGroup>(k: Kind<G>, present: (v: ViewOf<G>) => object = (v) => v) => {
   const withOps = <A, E>(c: Common, f: (ops: ReturnType<typeof named<G>>, client: CairnClientShape) => Effect.Effect<A, E>) =>
     withClient(c, (client) => f(named(client, k.group), client))
   return [
     Command.make("show", { ...common, name: nameArg(k) }, (c) =>
-      withOps(c, (ops) => Effect.flatMap(ops.get(c.name), (v) => output(c, v, () => showOne(v))))).pipe(
-        Command.withDescription(`Show a ${k.noun}'s current revision.`)
+      withOps(c, (ops) => Effect.flatMap(ops.get(c.name), (v) => output(c, v, () => showOne(present(v)))))).pipe(
+        Command.withDescription(`Show a ${k.noun}'s current revision${k.group === "remotes" ? " (secrets are never shown: has_password, has_client_key, header_names)" : ""}.`)
       ),
     Command.make("list", common, (c) =>
       withOps(c, (ops) => Effect.flatMap(ops.list(), (vs) => output(c, vs, () => showMany(k, vs))))).pipe(
@@ -69,24 +70,23 @@ const ifMatch = Options.text("if-match").pipe(
   Options.optional
 )
 
-/** `update`: a new revision from the given fields; at least one is needed. */
-const update = <G extends NamedGroup>(
+/** `update`: a new revision from the given fields (read and checked before anything is sent); at least one is needed. */
+const update = <G extends NamedGroup, A>(
   k: Kind<G>,
-  opts: Record<string, Options.Options<Option.Option<unknown>>>,
-  toPatch: (o: Record<string, Option.Option<unknown>>) => PatchOf<G> | Effect.Effect<PatchOf<G>, CliError>
+  opts: Options.Options<A>,
+  toPatch: (o: A) => Effect.Effect<PatchOf<G>, CliError>,
+  wanted: string
 ) =>
   Command.make("update", { ...common, name: nameArg(k), ifMatch, fields: opts }, (c) =>
-    withClient(c, (client) =>
-      Effect.gen(function*() {
-        const given = toPatch(c.fields as Record<string, Option.Option<unknown>>)
-        const patch = Effect.isEffect(given) ? yield* given : given
-        if (Object.keys(patch as object).length === 0) {
-          return yield* new CliError({ message: `nothing to change: give ${Object.keys(opts).map((o) => `--${o}`).join(" or ")}`, exitCode: 2 })
-        }
-        const v = yield* named(client, k.group).update(c.name, patch, Option.getOrUndefined(c.ifMatch))
-        yield* output(c, v, () => `${k.noun} ${c.name} is at revision ${v.revision}`)
-      })
-    )).pipe(Command.withDescription(`Change a ${k.noun}: a new revision (the old one stays).`))
+    Effect.gen(function*() {
+      const patch = yield* toPatch(c.fields)
+      if (Object.keys(patch as object).length === 0) {
+        return yield* new CliError({ message: `nothing to change: give ${wanted}`, exitCode: 2 })
+      }
+      yield* withClient(c, (client) =>
+        Effect.flatMap(named(client, k.group).update(c.name, patch, Option.getOrUndefined(c.ifMatch)), (v) =>
+          output(c, v, () => `${k.noun} ${c.name} is at revision ${v.revision}`)))
+    })).pipe(Command.withDescription(`Change a ${k.noun}: a new revision (the old one stays).`))
 
 /** Some fields of a patch: only the options given. */
 const given = (o: Record<string, Option.Option<unknown>>, rename: Record<string, string>) =>
@@ -153,7 +153,7 @@ const content = Command.make(
 const repoCommands = group("repo", "Repositories: create, show, list, update, delete, revisions, versions, content.", [
   repoCreate,
   ...sharedCommands(repoKind),
-  update(repoKind, { description }, (o) => given(o, {})),
+  update(repoKind, Options.all({ description }), (o) => Effect.succeed(given(o, {})), "--description"),
   versions,
   content
 ])
@@ -167,26 +167,43 @@ const policy = Options.choice("policy", ["immediate", "on_demand"]).pipe(
 const concurrency = Options.integer("download-concurrency").pipe(Options.withDescription("Downloads at once (1..64)."), Options.optional)
 const manifestUrl = Args.text({ name: "manifest-url" }).pipe(Args.withDescription("The address of the remote's PULP_MANIFEST."))
 
-const remoteCreate = Command.make("create", { ...common, name: nameArg(remoteKind), manifestUrl, policy, concurrency }, (c) =>
-  withClient(c, (client) =>
-    Effect.flatMap(
-      named(client, "remotes").create({
-        name: c.name,
-        url: c.manifestUrl,
-        ...(Option.isSome(c.policy) ? { policy: c.policy.value } : {}),
-        ...(Option.isSome(c.concurrency) ? { download_concurrency: c.concurrency.value } : {})
-      }),
-      created(remoteKind, c)
-    ))).pipe(Command.withDescription("Create a remote: the PULP_MANIFEST of a file repository to sync from."))
+const remoteCreate = Command.make(
+  "create",
+  { ...common, name: nameArg(remoteKind), manifestUrl, policy, concurrency, settings: Options.all(remoteSettingsOptions) },
+  (c) =>
+    Effect.gen(function*() {
+      const settings = yield* remoteSettings(c.settings)
+      yield* withClient(c, (client) =>
+        Effect.flatMap(
+          named(client, "remotes").create({
+            name: c.name,
+            url: c.manifestUrl,
+            ...(Option.isSome(c.policy) ? { policy: c.policy.value } : {}),
+            ...(Option.isSome(c.concurrency) ? { download_concurrency: c.concurrency.value } : {}),
+            ...settings
+          }),
+          created(remoteKind, c)
+        ))
+    })
+).pipe(Command.withDescription("Create a remote: the PULP_MANIFEST of a file repository to sync from, and how to reach it."))
 
 // --manifest-url, not --url: --url names the cairn server.
 const newManifestUrl = Options.text("manifest-url").pipe(Options.withDescription("The new PULP_MANIFEST address."), Options.optional)
 
 const remoteCommands = group("remote", "Remotes: create, show, list, update, delete, revisions.", [
   remoteCreate,
-  ...sharedCommands(remoteKind),
-  update(remoteKind, { "manifest-url": newManifestUrl, policy, "download-concurrency": concurrency }, (o) =>
-    given(o, { "manifest-url": "url", "download-concurrency": "download_concurrency" }))
+  // show: the certificates as their subjects, not their PEM text.
+  ...sharedCommands(remoteKind, remoteShown),
+  update(
+    remoteKind,
+    Options.all({ "manifest-url": newManifestUrl, policy, "download-concurrency": concurrency, settings: Options.all(remoteSettingsOptions), clear: clearOption }),
+    ({ settings, clear, ...o }) =>
+      Effect.map(remoteSettings(settings, clear), (fields) => ({
+        ...given(o, { "manifest-url": "url", "download-concurrency": "download_concurrency" }),
+        ...fields
+      })),
+    "an option to change (see cairn remote update --help)"
+  )
 ])
 
 // ---- distributions --------------------------------------------------------------------------------
@@ -259,12 +276,13 @@ const distCreate = Command.make("create", { ...common, name: nameArg(distKind), 
 
 const distUpdate = update(
   distKind,
-  { "base-path": basePath.pipe(Options.optional), publication, "guard-token-file": guardTokenFile, guard: guardSigned, "no-guard": noGuard },
+  Options.all({ "base-path": basePath.pipe(Options.optional), publication, "guard-token-file": guardTokenFile, guard: guardSigned, "no-guard": noGuard }),
   (o) =>
     Effect.map(
-      guardOf({ tokenFile: o["guard-token-file"] as Option.Option<string>, signed: o.guard as Option.Option<string>, none: o["no-guard"] as Option.Option<null> }),
-      (guard) => ({ ...given({ "base-path": o["base-path"]!, publication: o.publication! }, { "base-path": "base_path" }), ...guard })
-    )
+      guardOf({ tokenFile: o["guard-token-file"], signed: o.guard, none: o["no-guard"] }),
+      (guard) => ({ ...given({ "base-path": o["base-path"], publication: o.publication }, { "base-path": "base_path" }), ...guard })
+    ),
+  "--base-path or --publication or --guard-token-file or --guard or --no-guard"
 )
 
 const distSign = Command.make(
