@@ -1,10 +1,12 @@
 /**
  * Faults of the database and its connections:
  *
- * - the database's connections killed under running work (pg_terminate_backend on one worker
- *   runtime's session, then on every connection at once): workers notice, re-register, and no task
- *   ever runs twice at the same time, nor two tasks that conflict on a key — checked from intervals
- *   the handlers record in memory, not from the database's own timestamps;
+ * - the database's connections killed under running work (pg_terminate_backend on the session of
+ *   a worker runtime running some of it, then on every connection at once; the work is held at a
+ *   gate until the kills are done, so each kill meets running tasks whatever the machine's speed):
+ *   workers notice, re-register, and no task ever runs twice at the same time, nor two tasks that
+ *   conflict on a key — checked from intervals the handlers record in memory, not from the
+ *   database's own timestamps;
  * - the database restarted mid-run under a real `serve` and `worker` process with clients
  *   long-polling: /healthz and the API answer 503 while it is away, everything recovers by itself,
  *   every graph ends consistent, no process exits.
@@ -34,7 +36,15 @@ interface Interval {
 }
 const intervals: Array<Interval> = []
 
-/** Records when each attempt really ran (start, and end however it ends: success or interruption). */
+/** Attempts wait here until the test has finished killing connections (then run `ms` more). */
+let openGate!: () => void
+const gate = new Promise<void>((resolve) => (openGate = resolve))
+
+/**
+ * Records when each attempt really ran (start, and end however it ends: success or interruption).
+ * Holding every attempt at the gate means the kills always meet running work, on a fast machine
+ * as on a slow one, and that every kill is followed by new attempts of what it interrupted.
+ */
 const recorded = defineKind({
   name: "test.recorded",
   params: Schema.Struct({ ms: Schema.Int, keys: Schema.Array(Schema.String) }),
@@ -44,7 +54,8 @@ const recorded = defineKind({
     Effect.suspend(() => {
       const me: Interval = { task: ctx.taskId, keys: p.keys, start: performance.now(), end: undefined }
       intervals.push(me)
-      return Effect.sleep(Duration.millis(p.ms)).pipe(
+      return Effect.promise(() => gate).pipe(
+        Effect.zipRight(Effect.sleep(Duration.millis(p.ms))),
         Effect.as({ result: ctx.attempt }),
         Effect.ensuring(Effect.sync(() => (me.end = performance.now())))
       )
@@ -77,22 +88,33 @@ describe("killed connections", () => {
       const g = await runtimes[0]!.runPromise(submitGraph({ nodes: nodes as never }))
       const taskIds = Object.values(g.nodes).map((n) => n.task)
 
-      // Kill one runtime's session, then everything, a few times while the work runs.
+      // Kill the session of a runtime that is running some of the work, then everything, a few
+      // times while the work is held at the gate.
       const workers = async () => (await killer.query<{ backend_pid: number }>("SELECT backend_pid FROM workers")).rows
+      const busyWorker = async () =>
+        (await killer.query<{ backend_pid: number }>(
+          `SELECT w.backend_pid FROM workers w
+           WHERE EXISTS (SELECT 1 FROM tasks t WHERE t.worker_id = w.id AND t.state = 'running' AND t.id = ANY($1)) LIMIT 1`,
+          [taskIds]
+        )).rows[0]
+      const killAll = () =>
+        killer.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
       for (let round = 0; round < 6; round++) {
-        await until("two registered workers", async () => (await workers()).length >= 2 || undefined, 20_000)
-        if (round % 2 === 0) {
-          const [one] = await workers()
-          await killer.query("SELECT pg_terminate_backend($1)", [one!.backend_pid])
-        } else {
-          await killer.query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-          )
-        }
-        // Let some work happen between kills: until at least one more attempt has started.
+        await until("two registered workers", async () => (await workers()).length >= 2 || undefined, 60_000)
         const started = intervals.length
-        await until("another attempt to start", () => intervals.length > started || undefined, 20_000)
+        if (round % 2 === 0) {
+          const victim = await until("a worker running one of the tasks", busyWorker, 60_000)
+          await killer.query("SELECT pg_terminate_backend($1)", [victim.backend_pid])
+        } else {
+          await killAll()
+        }
+        // What was interrupted runs again: at least one more attempt starts (nothing can finish
+        // while the gate is shut, so there is always something to retry).
+        await until("another attempt to start", () => intervals.length > started || undefined, 60_000)
       }
+      // Let the work finish, and kill everything once more as it does (settles racing the kill).
+      openGate()
+      await killAll()
       await until("every task to settle", async () => {
         const r = await killer.query<{ n: number }>(
           "SELECT count(*)::int AS n FROM tasks WHERE id = ANY($1) AND state NOT IN ('succeeded', 'failed', 'canceled')",

@@ -5,12 +5,14 @@
  */
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
+import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { createTestDatabase } from "./support/db.js"
 import { api, type Server, startServer, until } from "./support/processes.js"
 
 let server: Server
 let c: ReturnType<typeof api>
+let db: pg.Client
 let collector: http.Server
 const exported: Array<string> = []
 
@@ -25,8 +27,13 @@ beforeAll(async () => {
   })
   await new Promise<void>((r) => collector.listen(0, "127.0.0.1", r))
   const port = (collector.address() as AddressInfo).port
-  server = await startServer(await createTestDatabase(), {
+  const url = await createTestDatabase()
+  db = new pg.Client({ connectionString: url })
+  await db.connect()
+  server = await startServer(url, {
     CAIRN_LOG_FORMAT: "json",
+    // Uploads expire at once: the cleanup test makes its orphans with them.
+    CAIRN_UPLOAD_TTL_MS: "1",
     OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
     OTEL_BSP_SCHEDULE_DELAY: "100",
     OTEL_SERVICE_NAME: "cairn-test"
@@ -34,6 +41,7 @@ beforeAll(async () => {
   c = api(server.url)
 })
 afterAll(async () => {
+  await db?.end()
   await server?.stop()
   await new Promise((r) => collector?.close(r))
 })
@@ -48,6 +56,34 @@ const samples = async (name: string) => {
   }
   return out
 }
+interface ExportedSpan {
+  readonly name: string
+  readonly service: string | undefined
+  readonly attributes: Record<string, unknown>
+}
+
+interface OtlpAttribute {
+  readonly key: string
+  readonly value: Record<string, unknown>
+}
+const attributesOf = (attrs: ReadonlyArray<OtlpAttribute> | undefined) =>
+  Object.fromEntries((attrs ?? []).map((a) => [a.key, Object.values(a.value)[0]]))
+
+/** Every span the collector received (OTLP/HTTP JSON), with its resource's service name. */
+const exportedSpans = (): Array<ExportedSpan> =>
+  exported.filter((e) => e.startsWith("/v1/traces ")).flatMap((e) => {
+    const body = JSON.parse(e.slice("/v1/traces ".length)) as {
+      resourceSpans?: Array<{
+        resource?: { attributes?: Array<OtlpAttribute> }
+        scopeSpans?: Array<{ spans?: Array<{ name: string; attributes?: Array<OtlpAttribute> }> }>
+      }>
+    }
+    return (body.resourceSpans ?? []).flatMap((rs) => {
+      const service = attributesOf(rs.resource?.attributes)["service.name"] as string | undefined
+      return (rs.scopeSpans ?? []).flatMap((ss) => (ss.spans ?? []).map((sp) => ({ name: sp.name, service, attributes: attributesOf(sp.attributes) })))
+    })
+  })
+
 const sum = (m: Map<string, number>, filter: (labels: string) => boolean = () => true) =>
   [...m].filter(([k]) => filter(k)).reduce((n, [, v]) => n + v, 0)
 
@@ -77,12 +113,30 @@ describe("observability", () => {
   })
 
   it("cleanup runs and what they deleted are counted", async () => {
-    const runs = sum(await samples("cairn_cleanup_runs_total"))
+    // Orphans to delete: two uploads that expire at once and that nothing uses.
+    const sizes = [1000, 2345]
+    for (const [i, size] of sizes.entries()) {
+      const r = await fetch(`${server.url}/api/v1/uploads`, { method: "POST", body: Buffer.alloc(size, i + 1) })
+      expect(r.status).toBe(201)
+    }
+    await until("the uploads to expire", async () =>
+      (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM uploads WHERE expires_at > now()")).rows[0]!.n === 0 || undefined)
+    const deleted = async (what: string) => (await samples("cairn_cleanup_deleted_total")).get(`{what="${what}"}`) ?? 0
+    const before = {
+      runs: sum(await samples("cairn_cleanup_runs_total")),
+      artifacts: await deleted("artifacts"),
+      uploads: await deleted("uploads"),
+      bytes: sum(await samples("cairn_cleanup_bytes_freed_total"))
+    }
     const g = await c.post("/api/v1/graphs", { nodes: { gc: { task: "orphans.cleanup", params: { protection_seconds: 0 } } } })
     const f = await c.settled(g.body.nodes.gc.outputs.report)
     expect(f.state, JSON.stringify(f.error)).toBe("resolved")
-    expect(sum(await samples("cairn_cleanup_runs_total"))).toBe(runs + 1)
-    expect([...(await samples("cairn_cleanup_deleted_total")).keys()]).toContain('{what="artifacts"}')
+    expect(f.value).toMatchObject({ artifacts: 2, uploads_expired: 2, bytes_freed: sizes[0]! + sizes[1]! })
+    // The counters moved by what the report says was deleted.
+    expect(sum(await samples("cairn_cleanup_runs_total"))).toBe(before.runs + 1)
+    expect(await deleted("artifacts")).toBe(before.artifacts + 2)
+    expect(await deleted("uploads")).toBe(before.uploads + 2)
+    expect(sum(await samples("cairn_cleanup_bytes_freed_total"))).toBe(before.bytes + sizes[0]! + sizes[1]!)
   })
 
   it("content app requests are counted by status", async () => {
@@ -107,12 +161,17 @@ describe("observability", () => {
   it("exports spans for submit, claim, run and settle over OTLP/HTTP", async () => {
     const g = await c.post("/api/v1/graphs", { nodes: { t: { task: "debug.sleep", params: {} } } })
     await c.settled(g.body.nodes.t.outputs.result)
-    const names = await until("spans to be exported", () => {
-      const all = exported.filter((e) => e.startsWith("/v1/traces")).join("\n")
-      const want = ["cairn.submit", "cairn.claim", "cairn.run", "cairn.settle"]
-      return want.every((n) => all.includes(n)) ? want : undefined
+    const task = g.body.nodes.t.task as string
+    // The run and settle spans of this very task (its id as an attribute), a submit and a claim,
+    // all from a process that calls itself cairn-test.
+    const spans = await until("this task's spans to be exported", () => {
+      const all = exportedSpans()
+      const ofTask = (name: string) => all.some((sp) => sp.name === name && sp.attributes.task === task)
+      const named = (name: string) => all.some((sp) => sp.name === name)
+      return ofTask("cairn.run") && ofTask("cairn.settle") && named("cairn.submit") && named("cairn.claim") ? all : undefined
     }, 20_000)
-    expect(names).toHaveLength(4)
-    expect(exported.join("\n")).toContain("cairn-test")
+    const run = spans.find((sp) => sp.name === "cairn.run" && sp.attributes.task === task)!
+    expect(run.attributes).toMatchObject({ graph: g.body.id, kind: "debug.sleep" })
+    expect(run.service).toBe("cairn-test")
   })
 })

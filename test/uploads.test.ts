@@ -2,7 +2,8 @@
  * POST /api/v1/uploads through real HTTP against a real `serve` process: the bytes land in the
  * server's artifact store under their digest, owned by an `uploads` row; refused uploads (digest
  * mismatch, over the limit, malformed header) leave no row and no file; the body is streamed to
- * disk while it arrives, not buffered.
+ * disk while it arrives, not buffered. End to end: an uploaded artifact a repository version took
+ * over survives its upload's expiry and an orphan cleanup, and is published and served.
  */
 import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs"
@@ -12,7 +13,7 @@ import * as path from "node:path"
 import pg from "pg"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { createTestDatabase } from "./support/db.js"
-import { type Server, startServer, until } from "./support/processes.js"
+import { api, type Server, startServer, until } from "./support/processes.js"
 
 const LIMIT = 4 * 1024 * 1024
 const TTL_MS = 3_600_000
@@ -207,5 +208,79 @@ describe("uploads", () => {
     expect(Object.keys(op.responses)).toEqual(expect.arrayContaining(["201", "400", "401", "413"]))
     // Behind the bearer-token middleware, like every other group.
     expect(op.security.length).toBeGreaterThan(0)
+  })
+})
+
+describe("the upload hand-off, end to end", () => {
+  it("an uploaded artifact that a repository.modify took over survives its upload's expiry and a cleanup, and is served", async () => {
+    // A second server on the same database and store, whose uploads expire after a second.
+    const shortLived = await startServer(dbUrl, { CAIRN_DATA_DIR: dataDir, CAIRN_UPLOAD_TTL_MS: "1000" })
+    try {
+      const c = api(shortLived.url)
+      const upload = async (bytes: Buffer) => {
+        const res = await fetch(`${shortLived.url}/api/v1/uploads`, {
+          method: "POST",
+          headers: { "content-type": "application/octet-stream" },
+          body: bytes
+        })
+        expect(res.status).toBe(201)
+        return (await res.json() as { artifact: string }).artifact
+      }
+      const kept = randomBytes(70_000)
+      const control = randomBytes(50_000)
+      const keptId = await upload(kept)
+      // Uploaded and never used: the cleanup must take it (otherwise surviving proves nothing).
+      const controlId = await upload(control)
+
+      for (const [path, body] of [["/api/v1/repositories", { name: "handoff" }], ["/api/v1/distributions", { name: "handoff", base_path: "handoff" }]] as const) {
+        const r = await c.post(path, body)
+        expect(r.status, JSON.stringify(r.body)).toBe(201)
+      }
+      const m = await c.post("/api/v1/graphs", {
+        nodes: { m: { task: "repository.modify", params: { repository: "handoff", add: [{ relative_path: "dir/kept.bin", artifact: keptId }] } } }
+      })
+      expect(m.status, JSON.stringify(m.body)).toBe(201)
+      const version = await c.settled(m.body.nodes.m.outputs.version)
+      expect(version.state, JSON.stringify(version.error)).toBe("resolved")
+
+      // Both uploads expire, by the database's clock (the one the cleanup judges by).
+      await until("both uploads to expire", async () => {
+        const r = await client.query<{ live: number }>(
+          "SELECT count(*) FILTER (WHERE expires_at > now())::int AS live FROM uploads WHERE artifact_id = ANY($1)",
+          [[keptId, controlId]]
+        )
+        return r.rows[0]!.live === 0 || undefined
+      })
+      const gc = await c.post("/api/v1/graphs", { nodes: { gc: { task: "orphans.cleanup", params: { protection_seconds: 0 } } } })
+      const report = await c.settled(gc.body.nodes.gc.outputs.report)
+      expect(report.state, JSON.stringify(report.error)).toBe("resolved")
+
+      const artifactRows = async (id: string) => (await client.query("SELECT 1 FROM artifacts WHERE id = $1", [id])).rowCount
+      const uploadRows = async (id: string) => (await client.query("SELECT 1 FROM uploads WHERE artifact_id = $1", [id])).rowCount
+      // The expired upload rows are gone; the unused artifact went with its upload...
+      expect(await uploadRows(keptId)).toBe(0)
+      expect(await uploadRows(controlId)).toBe(0)
+      expect(await artifactRows(controlId)).toBe(0)
+      expect(fs.existsSync(artifactFile(sha256(control)))).toBe(false)
+      // ...and the one the version took over is still there, row and bytes.
+      expect(await artifactRows(keptId)).toBe(1)
+      expect(fs.readFileSync(artifactFile(sha256(kept))).equals(kept)).toBe(true)
+
+      // Published and distributed after the cleanup, it is served from the store.
+      const pub = await c.post("/api/v1/graphs", {
+        nodes: {
+          publish: { task: "file.publish", params: { version: { $ref: m.body.nodes.m.outputs.version } } },
+          distribute: { task: "distribution.set", params: { distribution: "handoff", publication: { $ref: "publish.publication" } } }
+        }
+      })
+      expect(pub.status, JSON.stringify(pub.body)).toBe(201)
+      const distributed = await c.settled(pub.body.nodes.distribute.outputs.distribution)
+      expect(distributed.state, JSON.stringify(distributed.error)).toBe("resolved")
+      const served = await fetch(`${shortLived.url}/content/handoff/dir/kept.bin`)
+      expect(served.status).toBe(200)
+      expect(Buffer.from(await served.arrayBuffer()).equals(kept)).toBe(true)
+    } finally {
+      await shortLived.stop()
+    }
   })
 })

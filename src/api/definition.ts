@@ -10,6 +10,12 @@ import { Schema } from "effect"
 import * as E from "./errors.js"
 import * as S from "./schemas.js"
 
+const LONG_POLL = (what: string) =>
+  `The answer carries an etag (a digest of the body); \`if-none-match\` with the current etag answers 304. With \`wait\` ` +
+  `(0..60 seconds) and \`if-none-match\`, the request is held until ${what} differs from that etag (200), or for \`wait\` ` +
+  "seconds (304): one open request keeps a view live. Settlements answer at once, other moves (a task claimed, its " +
+  "progress) within a second or two. Held requests count towards CAIRN_LONG_POLLS_PER_CLIENT (429 past it)."
+
 export const GraphsGroup = HttpApiGroup.make("graphs")
   .add(
     HttpApiEndpoint.post("submit", "/graphs")
@@ -17,7 +23,17 @@ export const GraphsGroup = HttpApiGroup.make("graphs")
       .addSuccess(S.SubmittedGraph, { status: 201 })
       .annotate(OpenApi.Summary, "Submit a graph of tasks; every output future exists when this answers")
   )
-  .add(HttpApiEndpoint.get("get", "/graphs/:id").setPath(S.IdPath).addSuccess(S.GraphView))
+  .add(
+    HttpApiEndpoint.get("list", "/graphs").setUrlParams(S.GraphListQuery).setHeaders(S.IfNoneMatch)
+      .addSuccess(S.GraphPage).addError(E.TooManyRequestsSchema)
+      .annotate(OpenApi.Summary, "Graphs, newest first, with their task counts; cursor-paginated")
+      .annotate(OpenApi.Description, LONG_POLL("the page"))
+  )
+  .add(
+    HttpApiEndpoint.get("get", "/graphs/:id").setPath(S.IdPath).setUrlParams(S.GraphGetQuery).setHeaders(S.IfNoneMatch)
+      .addSuccess(S.GraphView).addError(E.TooManyRequestsSchema)
+      .annotate(OpenApi.Description, LONG_POLL("the graph"))
+  )
   .add(
     HttpApiEndpoint.post("cancel", "/graphs/:id/cancel")
       .setPath(S.IdPath)

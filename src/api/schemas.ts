@@ -150,3 +150,48 @@ export const WorkerView = Schema.Struct({
   last_heartbeat: Timestamp,
   running: Schema.Array(Schema.String)
 }).annotations({ identifier: "Worker" })
+
+// ---- graphs (list, long-poll) ---------------------------------------------------------------------
+
+export const GraphState = Schema.Literal("pending", "running", "succeeded", "failed", "canceled")
+
+const WaitSeconds = Schema.NumberFromString.pipe(Schema.between(0, 60))
+
+export const GraphSummary = Schema.Struct({
+  id: Schema.String,
+  label: Schema.optional(Schema.String),
+  state: GraphState,
+  created_at: Timestamp,
+  finished_at: Schema.optional(Timestamp),
+  tasks: Schema.Number.annotations({ description: "how many tasks the graph has" }),
+  counts: Schema.Struct({
+    blocked: Schema.Number,
+    ready: Schema.Number,
+    running: Schema.Number,
+    succeeded: Schema.Number,
+    failed: Schema.Number,
+    canceled: Schema.Number
+  }).annotations({ description: "tasks in each state" })
+}).annotations({ identifier: "GraphSummary" })
+
+export const GraphPage = Schema.Struct({
+  items: Schema.Array(GraphSummary),
+  next_cursor: Schema.optional(Schema.String)
+}).annotations({ identifier: "GraphPage" })
+
+export const GraphListQuery = Schema.Struct({
+  state: Schema.optional(GraphState),
+  limit: Schema.optional(NumberFromQuery(1, 1000)),
+  cursor: Schema.optional(Id),
+  wait: Schema.optional(WaitSeconds).annotations({
+    description: "with if-none-match: seconds (0..60) to wait for the page to differ from that etag"
+  })
+}).annotations(strict)
+
+export const GraphGetQuery = Schema.Struct({
+  wait: Schema.optional(WaitSeconds).annotations({
+    description: "with if-none-match: seconds (0..60) to wait for the graph to differ from that etag"
+  })
+}).annotations(strict)
+
+export const IfNoneMatch = Schema.Struct({ "if-none-match": Schema.optional(Schema.String) })

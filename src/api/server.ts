@@ -7,6 +7,7 @@
 import { HttpApiBuilder, HttpServer } from "@effect/platform"
 import { Context, Duration, Effect, Layer } from "effect"
 import { CairnConfig } from "../config/config.js"
+import { isConsoleRequest, serveConsole } from "../console/serve.js"
 import { ContentApp, ContentAppLive, isContentRequest } from "../content/app/index.js"
 import { AuthorizationLive } from "./auth-live.js"
 import { ContractErrors } from "./contract-errors.js"
@@ -44,7 +45,8 @@ export const ServerLive = Layer.unwrapEffect(
     // Plain Node handlers answering their own requests ahead of the HttpApi app; the first that
     // claims a request answers it.
     const front: ReadonlyArray<FrontHandler> = [
-      { claims: isContentRequest, handle: yield* ContentApp }
+      { claims: isContentRequest, handle: yield* ContentApp },
+      { claims: isConsoleRequest, handle: (req, res) => void serveConsole(req, res) }
     ]
     const listener = ListenerLive({
       port: config.port,

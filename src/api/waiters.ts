@@ -5,11 +5,14 @@
  * transaction) name the settled futures, or say "*" when there were too many to list, in which case
  * one query checks every future waited on. A thousand idle long-polls cost nothing but memory.
  */
+import { HttpServerRequest } from "@effect/platform"
 import { sql } from "drizzle-orm"
-import { Context, Deferred, Duration, Effect, Layer, Stream } from "effect"
+import { Context, Deferred, Duration, Effect, Layer, Option, Stream } from "effect"
+import { CairnConfig } from "../config/config.js"
 import { Db } from "../db/client.js"
 import { CLIENTS_CHANNEL } from "../engine/notify.js"
 import { Session } from "../engine/session.js"
+import { TooManyRequests } from "./errors.js"
 
 export interface FutureWaitersShape {
   /** Completes when `id` may have settled, or after `timeout`. Register before reading the row. */
@@ -103,3 +106,25 @@ export const FutureWaitersLive = Layer.scoped(
 
 export const awaitOrTimeout = (d: Deferred.Deferred<void>, seconds: number) =>
   Deferred.await(d).pipe(Effect.timeout(Duration.seconds(seconds)), Effect.ignore)
+
+/**
+ * Run `use` as one long-poll of the requesting client (its address), or fail with 429 when the
+ * client already holds CAIRN_LONG_POLLS_PER_CLIENT of them.
+ */
+export const asLongPoll = <A, E, R>(use: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const waiters = yield* FutureWaiters
+    const config = yield* CairnConfig
+    return yield* waiters.perClient(
+      Option.getOrElse(request.remoteAddress, () => "unknown"),
+      config.longPollsPerClient,
+      () =>
+        new TooManyRequests({
+          message: `a client may hold at most ${config.longPollsPerClient} long-polls (?wait=) at once; retry when one has answered`,
+          details: { limit: config.longPollsPerClient }
+        }),
+      use
+    )
+  })
+

@@ -85,7 +85,7 @@ export const followGraph = <R = never>(
 ): Effect.Effect<GraphView, CairnError, R> => {
   const id = normalizeId(graphId)
   const interval = Duration.decode(opts.interval ?? Duration.seconds(1))
-  const fetch = client.call((api) => api.graphs.get({ path: { id } }))
+  const fetch = client.call((api) => api.graphs.get({ path: { id }, urlParams: {}, headers: {} }))
   const pause = (g: GraphView) => {
     const future = nextToSettle(g)
     if (future === undefined) return Effect.sleep(interval)
@@ -115,4 +115,43 @@ const nextToSettle = (g: GraphView): string | undefined => {
     if (out !== undefined) return out
   }
   return undefined
+}
+
+export type GraphPage = Schema.Schema.Type<typeof S.GraphPage>
+export type GraphSummary = Schema.Schema.Type<typeof S.GraphSummary>
+export type GraphListQuery = Omit<Schema.Schema.Type<typeof S.GraphListQuery>, "wait">
+
+/** What `graphChange` answers: the graph and the etag to pass to the next call. */
+export interface GraphChange {
+  readonly graph: GraphView
+  readonly etag: string
+}
+
+/**
+ * The graph as soon as it differs from the view whose etag is `etag` (at once without one), or
+ * `undefined` if it did not change within `wait` seconds (0..60): one long-poll
+ * (GET /graphs/{id}?wait= with if-none-match). Loop on it to follow a graph with one open request.
+ */
+export const graphChange = (
+  client: CairnClientShape,
+  graphId: string,
+  etag: string | undefined,
+  wait: number
+): Effect.Effect<GraphChange | undefined, CairnError> =>
+  client.call((api) =>
+    api.graphs.get({
+      path: { id: normalizeId(graphId) },
+      urlParams: { wait },
+      headers: etag === undefined ? {} : { "if-none-match": etag },
+      withResponse: true
+    }).pipe(
+      Effect.map(([graph, response]): GraphChange | undefined => ({ graph, etag: response.headers["etag"] ?? "" })),
+      // 304 is not a declared answer of the endpoint: the generated client reports it as a ResponseError.
+      Effect.catchAll((e) => (isNotModified(e) ? Effect.succeed(undefined) : Effect.fail(e)))
+    )
+  )
+
+const isNotModified = (e: unknown) => {
+  const r = e as { readonly _tag?: string; readonly response?: { readonly status?: number } }
+  return r._tag === "ResponseError" && r.response?.status === 304
 }

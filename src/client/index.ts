@@ -18,6 +18,11 @@ import {
   awaitFuture,
   followGraph,
   type FutureView,
+  graphChange,
+  type GraphChange,
+  type GraphListQuery,
+  type GraphPage,
+  type GraphSummary,
   type GraphSubmission,
   type GraphView,
   normalizeId,
@@ -30,7 +35,7 @@ import { uploadBytes, uploadFile, type UploadOptions, type UploadResult } from "
 
 export { CairnError, type CairnErrorCode } from "./errors.js"
 export { type ClientOptions, DEFAULT_URL } from "./effect.js"
-export type { FutureView, GraphSubmission, GraphView, SubmittedGraph, TaskView, UploadOptions, UploadResult }
+export type { FutureView, GraphChange, GraphListQuery, GraphPage, GraphSubmission, GraphSummary, GraphView, SubmittedGraph, TaskView, UploadOptions, UploadResult }
 export type WorkerView = Schema.Schema.Type<typeof S.WorkerView>
 export type TaskPage = Schema.Schema.Type<typeof S.TaskPage>
 export type TaskQuery = Schema.Schema.Type<typeof S.TaskQuery>
@@ -89,7 +94,15 @@ export const createClient = (opts: Partial<ClientOptions> = {}) => {
 
     /** Every task and output future exists when this resolves; the server names every offending node of a refused graph. */
     submit: (graph: GraphSubmission) => run(submitGraph(client, graph)),
-    graph: (graphId: string) => run(client.call((api) => api.graphs.get(id(graphId)))),
+    graph: (graphId: string) => run(client.call((api) => api.graphs.get({ ...id(graphId), urlParams: {}, headers: {} }))),
+    /** Graphs newest first, with task counts; pass `next_cursor` back as `cursor`. */
+    graphs: (query: GraphListQuery = {}) => run(client.call((api) => api.graphs.list({ urlParams: query, headers: {} }))),
+    /**
+     * The graph once it differs from the view with `etag` (at once without one), or undefined when
+     * it did not within `wait` seconds (default 30): loop on it to follow a graph live.
+     */
+    graphChange: (graphId: string, etag?: string, o: { readonly wait?: number } & Cancelable = {}) =>
+      run(graphChange(client, graphId, etag, o.wait ?? 30), o, `watching graph ${graphId}`),
     cancelGraph: (graphId: string) => run(client.call((api) => api.graphs.cancel(id(graphId)))),
     task: (taskId: string) => run(client.call((api) => api.tasks.get(id(taskId)))),
     tasks: (query: TaskQuery = {}) => run(client.call((api) => api.tasks.list({ urlParams: query }))),

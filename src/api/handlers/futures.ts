@@ -5,13 +5,12 @@
  * address holds at most CAIRN_LONG_POLLS_PER_CLIENT long-polls at once (429 past that).
  */
 import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Effect, Option } from "effect"
-import { CairnConfig } from "../../config/config.js"
+import { Effect } from "effect"
 import { getFuture } from "../../engine/views.js"
 import { CairnApi } from "../definition.js"
 import { toApi } from "../engine-errors.js"
-import { NotFoundError, TooManyRequests } from "../errors.js"
-import { awaitOrTimeout, FutureWaiters } from "../waiters.js"
+import { NotFoundError } from "../errors.js"
+import { asLongPoll, awaitOrTimeout, FutureWaiters } from "../waiters.js"
 
 const etagOf = (state: string) => `"${state}"`
 
@@ -20,7 +19,6 @@ export const FuturesLive = HttpApiBuilder.group(CairnApi, "futures", (h) =>
     Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
       const waiters = yield* FutureWaiters
-      const config = yield* CairnConfig
       const wait = urlParams.wait ?? 0
       const read = Effect.flatMap(
         toApi(getFuture(path.id)),
@@ -28,14 +26,7 @@ export const FuturesLive = HttpApiBuilder.group(CairnApi, "futures", (h) =>
       )
       const f = wait === 0
         ? yield* read
-        : yield* waiters.perClient(
-          Option.getOrElse(request.remoteAddress, () => "unknown"),
-          config.longPollsPerClient,
-          () =>
-            new TooManyRequests({
-              message: `a client may hold at most ${config.longPollsPerClient} long-polls (?wait=) at once; retry when one has answered`,
-              details: { limit: config.longPollsPerClient }
-            }),
+        : yield* asLongPoll(
           Effect.acquireUseRelease(
             waiters.register(path.id),
             (d) =>

@@ -67,7 +67,7 @@ const status = Command.make(
     withClient(c, (client) =>
       Effect.gen(function*() {
         const id = yield* parseId(c.id, "graph, task or future")
-        const graph = yield* unlessMissing(client.call((api) => api.graphs.get({ path: { id } })))
+        const graph = yield* unlessMissing(client.call((api) => api.graphs.get({ path: { id }, urlParams: {}, headers: {} })))
         if (Option.isSome(graph)) return yield* output(c, { graph: graph.value }, () => showGraph(graph.value))
         const task = yield* unlessMissing(client.call((api) => api.tasks.get({ path: { id } })))
         if (Option.isSome(task)) return yield* output(c, { task: task.value }, () => showTask(task.value))
