@@ -7,6 +7,13 @@
  * Everything that can be answered from the routing table is: HEAD, 304 and 416 never fetch an
  * on-demand file nor open a stored one.
  *
+ * Nothing a distribution serves ever goes missing under it (DESIGN.md §18: the distribution holds
+ * its publication, which holds the rest), but two things can be gone by the time a request looks:
+ * the bytes of a file that orphans.cleanup demoted (`reclaim`: they are fetched again, as for an
+ * on-demand remote), and, under a route a moment old, a publication the distribution has just moved
+ * away from and that was reclaimed since (the request routes again after the notification barrier).
+ * Either way the request is answered once more, never with a 404 or a 500 for a file that is served.
+ *
  * This is a plain Node request handler, not an HttpApi route: the listener hands it content
  * requests before the Effect app sees them (`src/api/listener.ts`). A request for a small file whose
  * publication is loaded and whose bytes are cached — the steady state — is answered synchronously,
@@ -19,14 +26,17 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:
 import { pipeline } from "node:stream/promises"
 import { CairnConfig } from "../../config/config.js"
 import { DbError } from "../../db/client.js"
-import { ArtifactStorage } from "../storage.js"
+import { ArtifactStorage, NotStored } from "../storage.js"
 import { makeBodyCache } from "./body-cache.js"
 import { etagOf, noneMatch, rangeRequest } from "./http.js"
 import { countResponse } from "./metrics.js"
 import { OnDemand, UpstreamUnavailable } from "./on-demand.js"
 import { contentSegments } from "./paths.js"
 import { makeBodyReader } from "./read-body.js"
-import { type FileEntry, MANIFEST_PATH, NOT_CURRENT, type Route, RoutingTable } from "./routing-table.js"
+import { type FileEntry, MANIFEST_PATH, NOT_CURRENT, PublicationGone, type Route, RoutingTable } from "./routing-table.js"
+
+/** The stored bytes of a file are not there (demoted, or reclaimed under a route a moment old). */
+const bytesGone = (e: unknown) => e instanceof NotStored || (e as NodeJS.ErrnoException | undefined)?.code === "ENOENT"
 
 export type ContentRequestHandler = (req: IncomingMessage, res: ServerResponse) => void
 
@@ -85,10 +95,22 @@ export const makeContentHandler = Effect.gen(function*() {
     if (segments === undefined) return notFound(req, res, "not a valid content path")
     // A miss is checked again against every change committed before the request: the client may
     // have just been told that the distribution it asks for was set.
-    let found = await locate(segments, false)
+    let found = await locate(segments, false).catch((e) => (e instanceof PublicationGone ? "gone" : Promise.reject(e)))
     if (typeof found === "string") found = await locate(segments, true)
     if (typeof found === "string") return notFound(req, res, found)
-    const { route, file } = found
+    const first = found
+    return answer(req, res, first).catch(async (e) => {
+      if (!bytesGone(e) || res.headersSent) throw e
+      // Route again, after every change committed before now; the bytes of a file still served
+      // were demoted: fetch them again (the on-demand path).
+      const again = await locate(segments, true)
+      if (typeof again === "string") return notFound(req, res, again)
+      if (again.file === first.file) again.file.stored = false
+      return answer(req, res, again)
+    })
+  }
+
+  const answer = async (req: IncomingMessage, res: ServerResponse, { route, file }: { route: Route; file: FileEntry }): Promise<void> => {
 
     const etag = etagOf(file.sha256)
     const headers: OutgoingHttpHeaders = {
