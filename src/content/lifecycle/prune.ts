@@ -4,8 +4,9 @@
  * it is ordered with version cuts and retention, as FCFS on `repository:<id>` orders the tasks).
  *
  * A listed version that a live distribution serves is refused (`in_use`, naming the distribution),
- * and nothing is released. The latest version is never released: the repository cuts its next
- * version from it (reported held by "repository (latest version)"). A version whose keep went but
+ * and nothing is released. The latest version is not released while it is the latest: the
+ * repository cuts its next version from it (reported held by "repository (latest version)"); it is
+ * released when a newer one is cut. A version whose keep went but
  * that something else holds (a distribution, an unsettled task) is reported under `held` with what
  * holds it; it is released when that lets go, with nothing more to do.
  */
@@ -14,6 +15,7 @@ import { Effect } from "effect"
 import { type Tx, txRows } from "../../db/client.js"
 import { TaskFailure } from "../../engine/errors.js"
 import { versionHolders } from "./holders.js"
+import { rankedKept } from "./retention.js"
 
 export interface PruneReport {
   readonly released: ReadonlyArray<number>
@@ -44,16 +46,12 @@ export const pruneVersions = (tx: Tx, p: Prune) =>
         message: served.map((s) => `version ${s.number} is served by distribution ${s.distribution}`).join("; ") + "; nothing was released"
       })
     }
-    // The keeps to delete: the listed versions', and those beyond the newest `keep`; never the head's.
+    // The keeps to delete: the listed versions', and those beyond the newest `keep` kept. The
+    // latest version stays held by the repository's head all the same, until a newer one is cut.
     const gone = yield* txRows<{ number: number }>(tx, sql`
-      WITH ranked AS (
-        SELECT k.version_id, v.number, row_number() OVER (ORDER BY v.number DESC) AS rank
-        FROM version_keeps k JOIN repository_versions v ON v.id = k.version_id
-        WHERE k.repository_id = ${p.repositoryId}
-      ), doomed AS (
+      WITH ranked AS (${rankedKept(p.repositoryId)}), doomed AS (
         SELECT version_id, number FROM ranked
-        WHERE (number = ANY(${listed}) OR rank > ${p.keep ?? 2_147_483_647})
-          AND version_id NOT IN (SELECT version_id FROM repository_heads WHERE repository_id = ${p.repositoryId})
+        WHERE kept AND (number = ANY(${listed}) OR rank > ${p.keep ?? 2_147_483_647})
       ), del AS (
         DELETE FROM version_keeps WHERE version_id IN (SELECT version_id FROM doomed)
       )

@@ -12,6 +12,17 @@ import { Effect } from "effect"
 import { type Tx, txRows } from "../../db/client.js"
 
 /**
+ * The versions the repository keeps, and its latest (kept or not: a prune may have released it,
+ * to go when a newer one is cut), newest first: `version_id, number, kept, rank` (1 = the latest).
+ * Retention and `repository.prune { keep }` count from here.
+ */
+export const rankedKept = (repositoryId: string) => sql`
+  SELECT v.id AS version_id, v.number, k.version_id IS NOT NULL AS kept, row_number() OVER (ORDER BY v.number DESC) AS rank
+  FROM repository_versions v LEFT JOIN version_keeps k ON k.version_id = v.id
+  WHERE v.repository_id = ${repositoryId}
+    AND (k.version_id IS NOT NULL OR v.id IN (SELECT version_id FROM repository_heads WHERE repository_id = ${repositoryId}))`
+
+/**
  * Delete the keeps beyond the newest `retain_versions` of the repository's current revision (none
  * when it is null or the name is gone). Never the newest: retain_versions is at least 1.
  *
@@ -24,12 +35,8 @@ export const applyRetention = (tx: Tx, repositoryId: string) =>
     WITH limit_ AS (
       SELECT r.retain_versions AS n FROM names nm JOIN repository_revisions r ON r.id = nm.revision_id
       WHERE nm.kind = 'repository' AND nm.resource_id = ${repositoryId} AND r.retain_versions IS NOT NULL
-    ), ranked AS (
-      SELECT k.version_id, row_number() OVER (ORDER BY v.number DESC) AS rank
-      FROM version_keeps k JOIN repository_versions v ON v.id = k.version_id
-      WHERE k.repository_id = ${repositoryId}
-    )
-    DELETE FROM version_keeps WHERE version_id IN (SELECT ranked.version_id FROM ranked, limit_ WHERE ranked.rank > limit_.n)`))
+    ), ranked AS (${rankedKept(repositoryId)})
+    DELETE FROM version_keeps WHERE version_id IN (SELECT ranked.version_id FROM ranked, limit_ WHERE ranked.kept AND ranked.rank > limit_.n)`))
 
 /** In the transaction that cuts version `versionId`: keep it (if the repository has its name), then retention. */
 export const keepNewVersion = (tx: Tx, repositoryId: string, versionId: string) =>
