@@ -43,7 +43,9 @@ INSERT INTO settle_hooks (name, fn) VALUES ('content', 'cairn_content_on_settled
 --     A content-type plugin whose kinds take such params adds its kinds' names here.
 -- Each target is locked FOR KEY SHARE first (a cleanup deleting it at this moment is waited for,
 -- and then it is simply not found), then held. A target that is gone refuses the submission: SQLSTATE
--- CA002 with a DETAIL naming each task's problems (the engine answers 400 naming the nodes).
+-- CA002 with a DETAIL naming each task's problems (the engine answers 400 naming the nodes). Tasks
+-- the submission settled at once (an input had failed) need nothing and hold nothing: their settle
+-- hook has run already.
 
 CREATE OR REPLACE FUNCTION cairn_content_on_submitted(p_tasks text[]) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -52,7 +54,9 @@ DECLARE
   v_id text[];
   v_said text[];
   v_problems jsonb;
+  v_tasks text[];
 BEGIN
+  SELECT coalesce(array_agg(id), '{}') INTO v_tasks FROM tasks WHERE id = ANY(p_tasks) AND state IN ('blocked', 'ready', 'running');
   SELECT coalesce(array_agg(task_id ORDER BY what, id), '{}'), coalesce(array_agg(what ORDER BY what, id), '{}'),
          coalesce(array_agg(id ORDER BY what, id), '{}'), coalesce(array_agg(said ORDER BY what, id), '{}')
     INTO v_task, v_what, v_id, v_said
@@ -63,15 +67,15 @@ BEGIN
            format('input %s: the %s it resolved to was released and has been reclaimed', f.id,
                   CASE f.kind WHEN 'repository_version' THEN 'repository version' ELSE 'publication' END) AS said
     FROM task_inputs ti JOIN futures f ON f.id = ti.future_id
-    WHERE ti.task_id = ANY(p_tasks) AND f.state = 'resolved' AND f.kind IN ('repository_version', 'publication')
+    WHERE ti.task_id = ANY(v_tasks) AND f.state = 'resolved' AND f.kind IN ('repository_version', 'publication')
     UNION
     SELECT t.id, 'repository', t.params -> 'repository' ->> 'id',
            format('params.repository: repository %s was deleted', t.params -> 'repository' ->> 'name')
-    FROM tasks t WHERE t.id = ANY(p_tasks) AND t.kind IN ('file.sync', 'repository.modify', 'repository.prune')
+    FROM tasks t WHERE t.id = ANY(v_tasks) AND t.kind IN ('file.sync', 'repository.modify', 'repository.prune')
     UNION
     SELECT t.id, 'remote_revision', t.params -> 'remote' ->> 'revision',
            format('params.remote: remote %s was deleted', t.params -> 'remote' ->> 'name')
-    FROM tasks t WHERE t.id = ANY(p_tasks) AND t.kind = 'file.sync'
+    FROM tasks t WHERE t.id = ANY(v_tasks) AND t.kind = 'file.sync'
     UNION
     SELECT t.id,
            CASE jsonb_typeof(e) WHEN 'string' THEN 'content' ELSE 'artifact' END,
@@ -80,12 +84,12 @@ BEGIN
                 ELSE format('params.add: no artifact %s (an upload that expired is cleaned up)', e ->> 'artifact') END
     FROM tasks t
     CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(t.params -> 'add') = 'array' THEN t.params -> 'add' ELSE '[]'::jsonb END) AS e
-    WHERE t.id = ANY(p_tasks) AND t.kind = 'repository.modify' AND jsonb_typeof(e) IN ('string', 'object')
+    WHERE t.id = ANY(v_tasks) AND t.kind = 'repository.modify' AND jsonb_typeof(e) IN ('string', 'object')
     UNION
     SELECT t.id, 'content', e #>> '{}', format('params.remove: no content unit %s', e #>> '{}')
     FROM tasks t
     CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(t.params -> 'remove') = 'array' THEN t.params -> 'remove' ELSE '[]'::jsonb END) AS e
-    WHERE t.id = ANY(p_tasks) AND t.kind = 'repository.modify' AND jsonb_typeof(e) = 'string'
+    WHERE t.id = ANY(v_tasks) AND t.kind = 'repository.modify' AND jsonb_typeof(e) = 'string'
   ) w
   WHERE id IS NOT NULL;
   IF cardinality(v_id) = 0 THEN
