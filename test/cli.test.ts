@@ -262,7 +262,7 @@ describe("cairn", () => {
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ nodes: { sync: { task: "file.sync", params: { repository: "kept", remote: "up" } } } })
       })).json() as { nodes: { sync: { outputs: { version: string } } } }
-      await until("the sync", async () => (await (await fetch(`${url}/api/v1/futures/${g.nodes.sync.outputs.version}?wait=5`)).json()).state === "resolved", 60_000, 0)
+      await until("the sync", async () => ((await (await fetch(`${url}/api/v1/futures/${g.nodes.sync.outputs.version}?wait=5`)).json()) as { state: string }).state === "resolved", 60_000, 0)
     }
     upstream.removeFile("kept.txt")
     const [list, badRetain, help] = await Promise.all([
