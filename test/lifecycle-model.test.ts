@@ -549,11 +549,73 @@ describe("lifecycle against a model", () => {
       { numRuns: RUNS, seed: SEED, endOnFailure: true }
     )
     const seen = JSON.stringify(stats)
-    console.log(`lifecycle model: ${seen}`)
     expect(stats.runs, seen).toBe(RUNS)
     expect(stats.distributed, seen).toBeGreaterThan(0)
     expect(stats.released + stats.refusedPrunes, seen).toBeGreaterThan(0)
     expect(stats.cleanups, seen).toBeGreaterThan(0)
     expect(stats.referencedReleased + stats.refusedReferences, seen).toBeGreaterThan(0)
+  })
+  it("deletion race: cleanups, purges and prunes in a loop beside syncs of the same content and requests for it", { timeout: 600_000 }, async () => {
+    const ROUNDS = 8
+    // Two repositories mirroring the same upstream (so they share units and bytes), each keeping
+    // one version; one of them distributed. Each round: both sync (one publishes and distributes),
+    // a cleanup, a purge and a prune run at once, while requests for every file loop until they end.
+    for (const name of ["race-a", "race-b"]) expect((await c.post("/api/v1/repositories", { name, retain_versions: 1 })).status).toBe(201)
+    expect((await c.post("/api/v1/distributions", { name: "race", base_path: "race" })).status).toBe(201)
+    let served: Snapshot = new Map()
+    let requests = 0
+    for (let round = 1; round <= ROUNDS; round++) {
+      setFile(BASE[round % BASE.length]!, `race round ${round}\n`)
+      const snapshot: Snapshot = new Map(files)
+      const allowed = [served, snapshot]
+      let over = false
+      const work = Promise.all([
+        submit({
+          sync: syncNode("race-a"),
+          publish: { task: "file.publish", params: { version: { $ref: "sync.version" } } },
+          serve: { task: "distribution.set", params: { distribution: "race", publication: { $ref: "publish.publication" } } }
+        }).then((g) => outcome(g.nodes.serve!.outputs.distribution!, "race-a sync, publish, distribute")),
+        submit({ sync: syncNode("race-b") }).then((g) => outcome(g.nodes.sync!.outputs.version!, "race-b sync")),
+        submit({ clean: { task: "orphans.cleanup", params: { protection_seconds: 0 } } }).then((g) => outcome(g.nodes.clean!.outputs.report!, "cleanup")),
+        submit({ purge: { task: "history.purge", params: { older_than_seconds: 0 } } }).then((g) => outcome(g.nodes.purge!.outputs.report!, "purge")),
+        submit({ prune: { task: "repository.prune", params: { repository: "race-b", keep: 1 } } }).then((g) => outcome(g.nodes.prune!.outputs.report!, "prune"))
+      ]).finally(() => {
+        over = true
+      })
+      const reading = (async () => {
+        do {
+          await Promise.all([...snapshot.keys()].map(async (p) => {
+            const res = await fetch(`${server.url}/content/race/${p}`)
+            const text = await res.text()
+            requests++
+            if (res.status === 404) expect(allowed.some((s) => !s.has(p)), `race/${p} is served and answered 404`).toBe(true)
+            else expect(allowed.some((s) => s.get(p) === text), `race/${p}: ${res.status} ${JSON.stringify(text)}`).toBe(true)
+          }))
+        } while (!over)
+      })()
+      await Promise.all([work, reading])
+      served = snapshot
+      expect(await settledUpdates()).toEqual([])
+    }
+    // Quiescent: the distribution serves the last round's files; both repositories have their latest
+    // version, with its content; a cleanup and a purge leave nothing unheld.
+    await outcome((await submit({ clean: { task: "orphans.cleanup", params: { protection_seconds: 0 } } })).nodes.clean!.outputs.report!, "final cleanup")
+    const purge = await submit({ purge: { task: "history.purge", params: { older_than_seconds: 0 } } })
+    await outcome(purge.nodes.purge!.outputs.report!, "final purge")
+    await until("race to serve the last round", async () => {
+      for (const [p, text] of served) {
+        const res = await fetch(`${server.url}/content/race/${p}`)
+        if (res.status !== 200 || await res.text() !== text) return false
+      }
+      return true
+    })
+    for (const name of ["race-a", "race-b"]) {
+      const listed = (await c.get(`/api/v1/repositories/${name}/versions`)).body as Array<{ number: number }>
+      expect(listed.length, name).toBe(1)
+      const items = (await c.get(`/api/v1/repositories/${name}/versions/${listed[0]!.number}/content?limit=1000`)).body.items as Array<{ relative_path: string; sha256: string }>
+      expect(new Map(items.map((i) => [i.relative_path, i.sha256])), name).toEqual(new Map([...served].map(([p, t]) => [p, sha(t)])))
+    }
+    await checkNothingUnheld(purge.id)
+    expect(requests).toBeGreaterThan(ROUNDS * served.size)
   })
 })
