@@ -1,5 +1,5 @@
 /**
- * The database refuses to delete what is still held, whatever the code does (DESIGN.md §18 "Why
+ * The database refuses to delete what is still held, whatever the code does (DESIGN.md §19 "Why
  * the database refuses to lose held rows"). For every kind of holder: a row held by that holder
  * alone is made directly in SQL; deleting it is refused (SQLSTATE 23503, a foreign key or a guard
  * trigger raising the same code; CA001 for unsettled work); then, in the same transaction, the

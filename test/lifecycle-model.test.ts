@@ -1,5 +1,5 @@
 /**
- * The lifecycle against a model (DESIGN.md §18), through a real `serve` process with three worker
+ * The lifecycle against a model (DESIGN.md §19), through a real `serve` process with three worker
  * slots, a fixture upstream that churns, real HTTP for the API and the content app:
  *
  * - a property test: random interleavings of syncs (some published and distributed), upstream

@@ -1,5 +1,5 @@
 /**
- * The lifecycle through the API of a real `serve` process (DESIGN.md §18): retention, deleting a
+ * The lifecycle through the API of a real `serve` process (DESIGN.md §19): retention, deleting a
  * version, deleting a repository, what distributions and queued tasks hold, reclaiming with
  * orphans.cleanup (rows and bytes), demotion, history.purge, and what an old distribution revision
  * shows once its publication is gone.

@@ -16,7 +16,7 @@
  *   constraint that makes overlapping base paths impossible, even between racing transactions.
  * - Ownership for orphan cleanup: `uploads` (until used or expired), `task_artifacts` (while a task
  *   is unsettled), plus versions and publications through foreign keys.
- * - Holds (DESIGN.md §18 "The lifecycle"): live rows that keep payload rows from being reclaimed,
+ * - Holds (DESIGN.md §19 "The lifecycle"): live rows that keep payload rows from being reclaimed,
  *   each a foreign key (or a guard trigger where a range is held) so that PostgreSQL refuses to
  *   delete what is held: `version_keeps` (a repository's retention), `repository_heads` (the
  *   latest version of a repository that can still get versions), `distribution_paths.publication_id`

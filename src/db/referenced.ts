@@ -1,7 +1,7 @@
 /**
  * The safety net of every deleter (orphan cleanup, reclaiming released things, history purge): the
  * database refuses to delete a row that something still holds, with SQLSTATE 23503 — a foreign key,
- * or a guard trigger that raises the same code (DESIGN.md §18). A deleter's candidate query leaves
+ * or a guard trigger that raises the same code (DESIGN.md §19). A deleter's candidate query leaves
  * out what it can see is held; what it cannot see yet (a hold committed after the query's snapshot)
  * makes the DELETE fail, and the batch is redone by halves, down to the single rows held now, which
  * are kept. A few rows held meanwhile in a batch of a thousand cost a few dozen statements.

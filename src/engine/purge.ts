@@ -1,6 +1,6 @@
 /**
  * History purge of the engine's rows: graphs all of whose tasks settled more than a window ago go,
- * with their tasks, input edges and futures, unless one of their futures is still held. DESIGN.md §18.
+ * with their tasks, input edges and futures, unless one of their futures is still held. DESIGN.md §19.
  *
  * Held futures are the engine's business only as far as the engine knows them: a pending future
  * cannot be deleted (its guard), a future an unsettled task takes as input cannot either (its task

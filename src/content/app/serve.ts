@@ -9,7 +9,7 @@
  * stored artifact is answered with a 302 to a presigned URL of it instead of its bytes; generated
  * files (the manifest) are still served here.
  *
- * Nothing a distribution serves ever goes missing under it (DESIGN.md §18: the distribution holds
+ * Nothing a distribution serves ever goes missing under it (DESIGN.md §19: the distribution holds
  * its publication, which holds the rest), but two things can be gone by the time a request looks:
  * the bytes of a file that orphans.cleanup demoted (`reclaim`: they are fetched again, as for an
  * on-demand remote), and, under a route a moment old, a publication the distribution has just moved

@@ -4,7 +4,7 @@
  * any more. Revisions go first because a distribution revision holds the `distribution` future of
  * the task that wrote it, and with it that task's graph; resources go last because their revisions
  * (and, for repositories, their versions and membership, reclaimed by orphans.cleanup) reference
- * them. DESIGN.md §18 "History".
+ * them. DESIGN.md §19 "Reclaiming, and history".
  *
  * A revision is history once it is not the current revision of its name (which holds it:
  * cairn_revision_guard) and was superseded before the cutoff (a later revision of the same

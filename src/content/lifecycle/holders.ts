@@ -1,5 +1,5 @@
 /**
- * Who holds a repository version (DESIGN.md §18, "The ownership graph"). A version is listed, and
+ * Who holds a repository version (DESIGN.md §19, "The ownership graph"). A version is listed, and
  * can be read or published, exactly while something holds it; once nothing does it is *released*:
  * gone from the API at once, its rows (and what only they held) reclaimed by the next
  * orphans.cleanup. The holders, each a row the database checks before it lets the version go:

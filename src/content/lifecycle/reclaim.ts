@@ -1,5 +1,5 @@
 /**
- * Reclaiming what was released: the rows nothing holds any more (./holders.ts, DESIGN.md §18),
+ * Reclaiming what was released: the rows nothing holds any more (./holders.ts, DESIGN.md §19),
  * deleted by orphans.cleanup before its units and artifacts (../cleanup.ts), in this order, each
  * step freeing what the next one looks for:
  *

@@ -3,7 +3,7 @@
 -- publication own them, in the same transaction), its slot locks, and what it held since its
 -- submission (task_holds: versions, publications, units, artifacts, its repository, its remote's
 -- revision). Registered as the engine's settle hook "content" (src/engine/sql/cairn_on_settled.sql).
--- DESIGN.md §12 "Artifacts and storage layout", "Slot locks"; §18 "Holds".
+-- DESIGN.md §12 "Artifacts and storage layout", "Slot locks"; §19 "Holds".
 
 CREATE OR REPLACE FUNCTION cairn_content_on_settled(p_tasks text[]) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN

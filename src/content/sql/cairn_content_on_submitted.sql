@@ -1,7 +1,7 @@
 -- cairn_content_on_submitted: what a newly submitted task will use is held until it settles
 -- (cairn_content_on_settled lets go), so that queued work never fails because something it
 -- references was released or reclaimed meanwhile. Registered as the engine's submit hook "content"
--- (src/engine/sql/cairn_on_submitted.sql). DESIGN.md §18 "Holds".
+-- (src/engine/sql/cairn_on_submitted.sql). DESIGN.md §19 "Holds".
 --
 -- What is held, one task_holds row per target:
 --   * every resolved input future of kind repository_version or publication: the version or

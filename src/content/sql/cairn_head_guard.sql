@@ -1,7 +1,7 @@
 -- cairn_head_guard: a repository whose name exists holds its head (and through it its latest
 -- version): deleting the head is refused (SQLSTATE 23503). Unsettled tasks hold it by foreign key
 -- (task_holds.repository_id). Race-free: a repository's name, once deleted, never comes back, so
--- once this check passes no name can hold the head again. DESIGN.md §18.
+-- once this check passes no name can hold the head again. DESIGN.md §19.
 
 CREATE OR REPLACE FUNCTION cairn_head_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -7,7 +7,7 @@
 -- Late joiners: a submission that references the future locks it FOR SHARE until it commits. The
 -- future is locked FOR UPDATE first, so either that submission committed before, and the INSERT
 -- (a later statement: a new snapshot) sees its task, or it waits for this commit and then finds the
--- future resolved and holds the row itself. DESIGN.md §18 "Holds".
+-- future resolved and holds the row itself. DESIGN.md §19 "Holds".
 
 CREATE OR REPLACE FUNCTION cairn_hold_consumers(p_future text, p_version text, p_publication text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN

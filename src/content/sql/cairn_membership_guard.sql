@@ -4,7 +4,7 @@
 -- version, or (for a row still open) the repository's head, holds is refused (SQLSTATE 23503).
 -- Race-free: new versions are numbered above every existing one, so no version is ever created in a
 -- closed range; an open row's range grows only while the head exists, and a head, once deleted,
--- never comes back. DESIGN.md §12 "Content units and versions", §18.
+-- never comes back. DESIGN.md §12 "Content units and versions", §19.
 
 CREATE OR REPLACE FUNCTION cairn_membership_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -2,7 +2,7 @@
 -- refused (SQLSTATE 23503). Live distributions and unsettled tasks hold publications by foreign key
 -- (distribution_paths.publication_id, task_holds.publication_id). Race-free: a version is kept from
 -- the transaction that writes it, and keeps are only ever deleted afterwards, so once this check
--- passes no keep can hold the publication again. DESIGN.md §18.
+-- passes no keep can hold the publication again. DESIGN.md §19.
 
 CREATE OR REPLACE FUNCTION cairn_publication_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -2,7 +2,7 @@
 -- (SQLSTATE 23503, like a foreign key: "still referenced"). names.revision_id names revisions of
 -- three tables, so this is a trigger, not a foreign key. It is race-free because a revision that
 -- is not current never becomes current again (a change writes a new revision), so once this check
--- passes no holder can appear. History (old revisions) is purged by history.purge. DESIGN.md §18.
+-- passes no holder can appear. History (old revisions) is purged by history.purge. DESIGN.md §19.
 
 CREATE OR REPLACE FUNCTION cairn_revision_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -1,6 +1,6 @@
 -- cairn_future_guard: a future changes once, from pending to settled, only in its settlement
 -- columns (settled_at is filled in when missing), and a pending future is never deleted (a settled
--- one may be, by history.purge, once nothing holds it: DESIGN.md §18). The triggers' WHEN clauses
+-- one may be, by history.purge, once nothing holds it: DESIGN.md §19). The triggers' WHEN clauses
 -- are true exactly when a rule could be broken or settled_at needs filling in, so the executor
 -- calls the PL/pgSQL guard only then: settling 10,000 futures, or purging them, makes no guard call.
 -- DESIGN.md §2 "Immutability is a property of the schema".

@@ -6,7 +6,7 @@
 -- text[]); each module registers its own (the content store: src/content/sql/
 -- cairn_content_on_submitted.sql). A hook refuses the submission by raising SQLSTATE CA002 with a
 -- DETAIL that is a JSON object { task id: [sentence, ...] }: the engine answers 400 naming those
--- nodes, and nothing is written. DESIGN.md §4 "Settle", §18 "Holds".
+-- nodes, and nothing is written. DESIGN.md §4 "Settle", §19 "Holds".
 
 CREATE OR REPLACE FUNCTION cairn_on_submitted(p_tasks text[]) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE

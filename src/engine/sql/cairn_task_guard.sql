@@ -1,6 +1,6 @@
 -- cairn_task_guard: a settled task never changes, no task's identity or params ever change, and
 -- an unsettled task is never deleted (a settled one may be, with its graph, by history.purge:
--- DESIGN.md §18). As for futures, the triggers' WHEN clauses call the guard only when a rule could
+-- DESIGN.md §19). As for futures, the triggers' WHEN clauses call the guard only when a rule could
 -- be broken. DESIGN.md §2 "Immutability is a property of the schema".
 
 CREATE OR REPLACE FUNCTION cairn_task_guard() RETURNS trigger LANGUAGE plpgsql AS $$
