@@ -10,7 +10,7 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { benchDir } from "./lib/report.js"
 
-const BENCHES = ["tasking", "throughput", "dag", "content", "gc", "sync"] as const
+const BENCHES = ["tasking", "throughput", "dag", "content", "gc", "sync", "churn"] as const
 
 const section = async (name: string) => {
   const file = path.join(benchDir, `${name}.md`)
