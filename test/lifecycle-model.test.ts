@@ -447,22 +447,8 @@ const scenario = async (run: number, ops: ReadonlyArray<Op>) => {
   // Quiescence: everything submitted settled, then a cleanup and a purge, awaited.
   while (inflight.length > 0) await Promise.all(inflight.splice(0))
   await checkStep()
-  await outcome((await submit({ clean: { task: "orphans.cleanup", params: { protection_seconds: 0 } } })).nodes.clean!.outputs.report!, "final cleanup")
-  const purge = await submit({ purge: { task: "history.purge", params: { older_than_seconds: 0 } } })
-  await outcome(purge.nodes.purge!.outputs.report!, "final purge")
-
-  // Every distribution serves exactly its publication (the routing table catches up in a moment).
-  for (const d of dists) {
-    if (!d.served) continue
-    const want = d.served.snapshot
-    await until(`${d.name} to serve exactly its publication`, async () => {
-      for (const [p, text] of want) {
-        const res = await fetch(`${server.url}/content/${d.name}/${p}`)
-        if (res.status !== 200 || await res.text() !== text) return false
-      }
-      return true
-    })
-  }
+  const purge = await reclaimAll()
+  for (const d of dists) if (d.served) await servesExactly(d.name, d.served.snapshot)
 
   // Held, and only that: versions (with their content), publications.
   const ids = repos.map((r) => r.id!)
@@ -497,6 +483,24 @@ const scenario = async (run: number, ops: ReadonlyArray<Op>) => {
   await checkNothingUnheld(purge.id)
   stats.runs++
 }
+
+/** A cleanup (protection 0), then a purge (window 0), each awaited; the purge's graph. */
+const reclaimAll = async () => {
+  await outcome((await submit({ clean: { task: "orphans.cleanup", params: { protection_seconds: 0 } } })).nodes.clean!.outputs.report!, "final cleanup")
+  const purge = await submit({ purge: { task: "history.purge", params: { older_than_seconds: 0 } } })
+  await outcome(purge.nodes.purge!.outputs.report!, "final purge")
+  return purge
+}
+
+/** The distribution serves exactly `want` (its routing table catches up with its last move in a moment). */
+const servesExactly = (distribution: string, want: Snapshot) =>
+  until(`${distribution} to serve exactly its publication`, async () => {
+    for (const [p, text] of want) {
+      const res = await fetch(`${server.url}/content/${distribution}/${p}`)
+      if (res.status !== 200 || await res.text() !== text) return false
+    }
+    return true
+  })
 
 const sha = (text: string) => createHash("sha256").update(text).digest("hex")
 
@@ -599,16 +603,8 @@ describe("lifecycle against a model", () => {
     }
     // Quiescent: the distribution serves the last round's files; both repositories have their latest
     // version, with its content; a cleanup and a purge leave nothing unheld.
-    await outcome((await submit({ clean: { task: "orphans.cleanup", params: { protection_seconds: 0 } } })).nodes.clean!.outputs.report!, "final cleanup")
-    const purge = await submit({ purge: { task: "history.purge", params: { older_than_seconds: 0 } } })
-    await outcome(purge.nodes.purge!.outputs.report!, "final purge")
-    await until("race to serve the last round", async () => {
-      for (const [p, text] of served) {
-        const res = await fetch(`${server.url}/content/race/${p}`)
-        if (res.status !== 200 || await res.text() !== text) return false
-      }
-      return true
-    })
+    const purge = await reclaimAll()
+    await servesExactly("race", served)
     for (const name of ["race-a", "race-b"]) {
       const listed = (await c.get(`/api/v1/repositories/${name}/versions`)).body as Array<{ number: number }>
       expect(listed.length, name).toBe(1)
