@@ -149,9 +149,15 @@ describe("a worker host whose link is cut mid-task", () => {
     const registrations = () => cut.output().match(/worker \S+ registered/g)?.length ?? 0
     await until("the cut worker to register again", async () => registrations() >= 2, 180_000)
     const finished = /task debug\.sleep succeeded/.test(cut.output())
+    // If it finished, its settle either reached the database late (and matched nothing), or its
+    // pooled connection had died with the link and the settle failed there (which it logs): wait
+    // for whichever happened, so that the check below sees everything it sent.
+    let lateSettle: "reached the database" | "failed on its dead connection" | undefined
     if (finished) {
-      await until("the cut worker's late settle to reach the database", async () =>
-        settleFrom(await cluster.pgLog(), cutAddr, taskId, 1), 180_000)
+      lateSettle = await until("the cut worker's late settle to reach the database or fail", async () =>
+        settleFrom(await cluster.pgLog(), cutAddr, taskId, 1) ? "reached the database" as const
+          : new RegExp(`could not settle task ${taskId}`).test(cut.output()) ? "failed on its dead connection" as const
+          : undefined, 180_000)
     }
     // Whatever it sent changed nothing: the task settled once, by the other worker.
     expect(await writes.fingerprint()).toEqual(before)
@@ -159,7 +165,7 @@ describe("a worker host whose link is cut mid-task", () => {
     await writes.close()
     console.log(
       `worker cut: keepalive timer ${keepalive} ms on its session; task taken over ${takeoverMs} ms after the cut; ` +
-        `the cut worker ${finished ? "finished its attempt and its late settle matched nothing" : "stopped its attempt"}; its log: ` +
+        `the cut worker ${finished ? `finished its attempt and its late settle ${lateSettle}` : "stopped its attempt"}; its log: ` +
         JSON.stringify(cut.output().split("\n").filter((l) => /stopped|fenc|lost|could not settle/.test(l)).map((l) => /message="([^"]*)"/.exec(l)?.[1]))
     )
 

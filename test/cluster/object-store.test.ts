@@ -53,10 +53,10 @@ describe("the object store unreachable from one worker host", () => {
     for (const o of outcomes) {
       if (o.host === "w1") {
         // Failed, not stuck: with a storage error that names the store.
-        expect(o.future.state).toBe("failed")
+        expect(o.future.state, `${o.repo} on w1: ${JSON.stringify(o.future.error ?? o.future.value)}`).toBe("failed")
         expect(o.future.error.code).toBe("storage_error")
       } else {
-        expect(o.future.state).toBe("resolved")
+        expect(o.future.state, `${o.repo} on w2: ${JSON.stringify(o.future.error)}`).toBe("resolved")
         // Everything the other host stored is there, byte for byte, through the content app.
         expect((await post(a1.url, "/api/v1/distributions", { name: o.repo, base_path: o.repo })).status).toBe(201)
         const g = await post(a1.url, "/api/v1/graphs", {

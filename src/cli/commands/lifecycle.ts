@@ -35,10 +35,12 @@ export const runReporting = (
   wait: boolean,
   label: string,
   task: string,
-  params: Record<string, unknown>
+  params: Record<string, unknown>,
+  priority: Option.Option<number> = Option.none()
 ) =>
   Effect.gen(function*() {
-    const done = yield* submitAndFollow(client, { label, nodes: { run: { task, params } } }, c, wait)
+    const node = { task, params, ...(Option.isSome(priority) ? { priority: priority.value } : {}) }
+    const done = yield* submitAndFollow(client, { label, nodes: { run: node } }, c, wait)
     if (done === undefined || c.json) return
     yield* printReport(client, done.nodes.run!.outputs.report!)
   })

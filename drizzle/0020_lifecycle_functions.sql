@@ -16,7 +16,7 @@
 -- publication own them, in the same transaction), its slot locks, and what it held since its
 -- submission (task_holds: versions, publications, units, artifacts, its repository, its remote's
 -- revision). Registered as the engine's settle hook "content" (src/engine/sql/cairn_on_settled.sql).
--- DESIGN.md §12 "Artifacts and storage layout", "Slot locks"; §18 "Holds".
+-- DESIGN.md §12 "Artifacts and storage layout", "Slot locks"; §19 "Holds".
 
 CREATE OR REPLACE FUNCTION cairn_content_on_settled(p_tasks text[]) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
@@ -31,7 +31,7 @@ INSERT INTO settle_hooks (name, fn) VALUES ('content', 'cairn_content_on_settled
 -- cairn_content_on_submitted: what a newly submitted task will use is held until it settles
 -- (cairn_content_on_settled lets go), so that queued work never fails because something it
 -- references was released or reclaimed meanwhile. Registered as the engine's submit hook "content"
--- (src/engine/sql/cairn_on_submitted.sql). DESIGN.md §18 "Holds".
+-- (src/engine/sql/cairn_on_submitted.sql). DESIGN.md §19 "Holds".
 --
 -- What is held, one task_holds row per target:
 --   * every resolved input future of kind repository_version or publication: the version or
@@ -140,7 +140,7 @@ INSERT INTO submit_hooks (name, fn) VALUES ('content', 'cairn_content_on_submitt
 -- cairn_head_guard: a repository whose name exists holds its head (and through it its latest
 -- version): deleting the head is refused (SQLSTATE 23503). Unsettled tasks hold it by foreign key
 -- (task_holds.repository_id). Race-free: a repository's name, once deleted, never comes back, so
--- once this check passes no name can hold the head again. DESIGN.md §18.
+-- once this check passes no name can hold the head again. DESIGN.md §19.
 
 CREATE OR REPLACE FUNCTION cairn_head_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -161,7 +161,7 @@ CREATE OR REPLACE TRIGGER repository_heads_kept BEFORE DELETE ON repository_head
 -- Late joiners: a submission that references the future locks it FOR SHARE until it commits. The
 -- future is locked FOR UPDATE first, so either that submission committed before, and the INSERT
 -- (a later statement: a new snapshot) sees its task, or it waits for this commit and then finds the
--- future resolved and holds the row itself. DESIGN.md §18 "Holds".
+-- future resolved and holds the row itself. DESIGN.md §19 "Holds".
 
 CREATE OR REPLACE FUNCTION cairn_hold_consumers(p_future text, p_version text, p_publication text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
@@ -178,7 +178,7 @@ END $$;
 -- version, or (for a row still open) the repository's head, holds is refused (SQLSTATE 23503).
 -- Race-free: new versions are numbered above every existing one, so no version is ever created in a
 -- closed range; an open row's range grows only while the head exists, and a head, once deleted,
--- never comes back. DESIGN.md §12 "Content units and versions", §18.
+-- never comes back. DESIGN.md §12 "Content units and versions", §19.
 
 CREATE OR REPLACE FUNCTION cairn_membership_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -206,7 +206,7 @@ CREATE OR REPLACE TRIGGER repository_content_kept BEFORE DELETE ON repository_co
 -- refused (SQLSTATE 23503). Live distributions and unsettled tasks hold publications by foreign key
 -- (distribution_paths.publication_id, task_holds.publication_id). Race-free: a version is kept from
 -- the transaction that writes it, and keeps are only ever deleted afterwards, so once this check
--- passes no keep can hold the publication again. DESIGN.md §18.
+-- passes no keep can hold the publication again. DESIGN.md §19.
 
 CREATE OR REPLACE FUNCTION cairn_publication_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -247,7 +247,7 @@ CREATE OR REPLACE TRIGGER uploads_immutable BEFORE UPDATE ON uploads FOR EACH RO
 -- (SQLSTATE 23503, like a foreign key: "still referenced"). names.revision_id names revisions of
 -- three tables, so this is a trigger, not a foreign key. It is race-free because a revision that
 -- is not current never becomes current again (a change writes a new revision), so once this check
--- passes no holder can appear. History (old revisions) is purged by history.purge. DESIGN.md §18.
+-- passes no holder can appear. History (old revisions) is purged by history.purge. DESIGN.md §19.
 
 CREATE OR REPLACE FUNCTION cairn_revision_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -263,7 +263,7 @@ CREATE OR REPLACE TRIGGER distribution_revisions_kept BEFORE DELETE ON distribut
 --> statement-breakpoint
 -- cairn_future_guard: a future changes once, from pending to settled, only in its settlement
 -- columns (settled_at is filled in when missing), and a pending future is never deleted (a settled
--- one may be, by history.purge, once nothing holds it: DESIGN.md §18). The triggers' WHEN clauses
+-- one may be, by history.purge, once nothing holds it: DESIGN.md §19). The triggers' WHEN clauses
 -- are true exactly when a rule could be broken or settled_at needs filling in, so the executor
 -- calls the PL/pgSQL guard only then: settling 10,000 futures, or purging them, makes no guard call.
 -- DESIGN.md §2 "Immutability is a property of the schema".
@@ -309,7 +309,7 @@ CREATE OR REPLACE TRIGGER futures_kept BEFORE DELETE ON futures FOR EACH ROW
 -- text[]); each module registers its own (the content store: src/content/sql/
 -- cairn_content_on_submitted.sql). A hook refuses the submission by raising SQLSTATE CA002 with a
 -- DETAIL that is a JSON object { task id: [sentence, ...] }: the engine answers 400 naming those
--- nodes, and nothing is written. DESIGN.md §4 "Settle", §18 "Holds".
+-- nodes, and nothing is written. DESIGN.md §4 "Settle", §19 "Holds".
 
 CREATE OR REPLACE FUNCTION cairn_on_submitted(p_tasks text[]) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -325,7 +325,7 @@ END $$;
 --> statement-breakpoint
 -- cairn_task_guard: a settled task never changes, no task's identity or params ever change, and
 -- an unsettled task is never deleted (a settled one may be, with its graph, by history.purge:
--- DESIGN.md §18). As for futures, the triggers' WHEN clauses call the guard only when a rule could
+-- DESIGN.md §19). As for futures, the triggers' WHEN clauses call the guard only when a rule could
 -- be broken. DESIGN.md §2 "Immutability is a property of the schema".
 
 CREATE OR REPLACE FUNCTION cairn_task_guard() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -1,4 +1,4 @@
--- The lifecycle (DESIGN.md §18): payload rows may now be deleted once nothing holds them, and the
+-- The lifecycle (DESIGN.md §19): payload rows may now be deleted once nothing holds them, and the
 -- holds say what is held. This migration holds the rules drizzle-kit does not express, and gives
 -- the rows that exist already the holds they have had all along:
 --   * checks: one target per task hold; retain_versions >= 1;
