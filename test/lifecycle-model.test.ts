@@ -109,7 +109,13 @@ const submit = async (nodes: Record<string, unknown>): Promise<Graph> => {
 
 /** The future's settled body; a failure is an error unless `mayFail` accepts its error. */
 const outcome = async (future: string, what: string, mayFail?: (error: { code: string; message: string }) => boolean) => {
-  const f = await c.settled(future, 120_000)
+  // A bound, not a timing: on a heavily loaded machine a round's tasks wait their turn for minutes.
+  // If it is ever reached, say what the producing task was doing.
+  const f = await c.settled(future, 300_000).catch(async (e) => {
+    const view = (await c.get(`/api/v1/futures/${future}`)).body
+    const task = view?.producer
+    throw new Error(`${what}: ${(e as Error).message}; future ${JSON.stringify(view)}; task ${task ? JSON.stringify((await c.get(`/api/v1/tasks/${task}`)).body) : "?"}`)
+  })
   if (f.state !== "resolved" && !(f.state === "failed" && mayFail?.(f.error))) {
     throw new Error(`${what}: ${f.state} ${JSON.stringify(f.error)}`)
   }
