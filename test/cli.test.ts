@@ -249,6 +249,53 @@ describe("cairn", () => {
     expect(sha(Buffer.from(await res.arrayBuffer()))).toBe(sha(bytes))
   })
 
+  it("dist update guards the content with tokens from a file or signed URLs, dist sign prints one, --no-guard opens it; mistakes fail in one sentence", async () => {
+    const [name, bytes] = Object.entries(files)[0]!
+    const file = `${url}/content/pub/files/${name}`
+    const tokens = writeTmp("guard-tokens.txt", "# tokens of the files distribution\ncli-guard-token-1\n\n  cli-guard-token-2  \n")
+    const guarded = await cairn(["dist", "update", "files", "--guard-token-file", tokens, "--json"])
+    expect(guarded.code, guarded.stderr).toBe(0)
+    expect(JSON.parse(guarded.stdout).guard).toEqual({ type: "token", token_count: 2 })
+    expect(guarded.stdout + guarded.stderr).not.toContain("cli-guard-token")
+    expect((await fetch(file)).status).toBe(401)
+    const allowed = await fetch(file, { headers: { authorization: "Bearer cli-guard-token-2" } })
+    expect(allowed.status).toBe(200)
+    expect(sha(Buffer.from(await allowed.arrayBuffer()))).toBe(sha(bytes))
+
+    const bad = [
+      [["dist", "update", "files", "--guard-token-file", path.join(tmp, "missing.txt")], /cannot read .*missing\.txt: no such file/],
+      [["dist", "update", "files", "--guard-token-file", writeTmp("bad-tokens.txt", "cli-guard-fine\ncli guard secret\n")], /bad-tokens\.txt line 2: a guard token is/],
+      [["dist", "update", "files", "--guard", "signed", "--no-guard"], /give only one of/],
+      [["dist", "sign", "files", name], /does not serve signed URLs/]
+    ] as const
+    const failed = await Promise.all(bad.map(([args]) => cairn(args)))
+    for (const [i, r] of failed.entries()) {
+      expectOneSentence(r, bad[i]![1])
+      expect(r.stderr).not.toContain("secret")
+    }
+    // Nothing changed: still the token guard.
+    expect((await fetch(file)).status).toBe(401)
+
+    expect((await cairn(["dist", "update", "files", "--guard", "signed"])).code).toBe(0)
+    const [signed, signedJson] = await Promise.all([cairn(["dist", "sign", "files", name, "--expires", "10m"]), cairn(["dist", "sign", "files", name, "--json"])])
+    expect(signed.code, signed.stderr).toBe(0)
+    const signedUrl = signed.stdout.trim()
+    expect(signedUrl).toMatch(new RegExp(`^${url}/content/pub/files/.+\\?expires=\\d+&signature=[0-9a-f]{64}$`))
+    expect((await fetch(signedUrl)).status).toBe(200)
+    expect((await fetch(file)).status).toBe(403)
+    const json = JSON.parse(signedJson.stdout)
+    expect(json.url).toBe(url + json.path)
+    // The default lifetime is an hour.
+    expect(json.expires - Math.floor(Date.now() / 1000)).toBeGreaterThan(3500)
+    expect(json.expires - Math.floor(Date.now() / 1000)).toBeLessThanOrEqual(3600)
+
+    const opened = await cairn(["dist", "update", "files", "--no-guard", "--json"])
+    expect(opened.code, opened.stderr).toBe(0)
+    expect(JSON.parse(opened.stdout).guard).toBeNull()
+    expect((await fetch(file)).status).toBe(200)
+    // A dozen invocations of the binary, a second or more each (several on a loaded machine).
+  }, 300_000)
+
   it("upload --repo streams a file into an artifact and adds it to the repository as a new version", async () => {
     const content = Buffer.from("uploaded through the cli\n".repeat(1000))
     const file = writeTmp("notes.txt", content)

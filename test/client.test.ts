@@ -169,6 +169,25 @@ describe("promise facade", () => {
     expect((await rejection(cairn.repositories.get("docs"))).code).toBe("not_found")
   })
 
+  it("distributions: a guard given and shown without its secrets; sign answers a URL on the client's address", async () => {
+    const open = await cairn.distributions.create({ name: "client-open", base_path: "client/open" })
+    expect(open.guard).toBeNull()
+    const tokens = await cairn.distributions.update("client-open", { guard: { type: "token", tokens: ["client-guard-token"] } })
+    expect(tokens.guard).toEqual({ type: "token", token_count: 1 })
+    const refused = await rejection(cairn.distributions.sign("client-open", "f.txt", 60))
+    expect(refused).toMatchObject({ code: "conflict", status: 409 })
+
+    await cairn.distributions.update("client-open", { guard: { type: "signed" } })
+    const before = Math.floor(Date.now() / 1000)
+    const signed = await cairn.distributions.sign("client-open", "dir/f.txt", 60)
+    expect(signed.url).toBe(`${server.url}${signed.path}`)
+    expect(signed.path).toMatch(/^\/content\/client\/open\/dir\/f\.txt\?expires=\d+&signature=[0-9a-f]{64}$/)
+    expect(signed.expires).toBeGreaterThanOrEqual(before + 60)
+    // Signed and admitted: the distribution serves nothing yet, so the content app's answer is its 404.
+    expect((await fetch(signed.url)).status).toBe(404)
+    expect((await fetch(`${server.url}/content/client/open/dir/f.txt`)).status).toBe(403)
+  })
+
   it("uploads bytes and files as streams, checked against their sha256", async () => {
     const bytes = Buffer.from("hello from the client\n".repeat(500))
     const fromBytes = await cairn.upload(bytes)

@@ -4,6 +4,7 @@
  */
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
+import { GUARD_TOKEN, MAX_GUARD_TOKENS, MAX_SIGNED_SECONDS } from "../content/guards.js"
 import { Authorization } from "./auth.js"
 import { strict } from "./schemas.js"
 
@@ -111,9 +112,48 @@ export const RemoteFields = {
   download_concurrency: Schema.optional(Schema.Int.pipe(Schema.between(1, 64))),
   ...RemoteSettingsFields
 }
+const GuardToken = Schema.String.pipe(Schema.pattern(GUARD_TOKEN))
+
+const GUARD_SHAPE = `guard must be null, { "type": "signed" } or { "type": "token", "tokens": [...] } with 1 to ${MAX_GUARD_TOKENS} ` +
+  "tokens of 1 to 1024 visible ASCII characters without spaces (the value given is not repeated: it may hold secrets)"
+
+export const GuardInput = Schema.Union(
+  Schema.Struct({
+    type: Schema.Literal("token"),
+    tokens: Schema.Array(GuardToken).pipe(Schema.minItems(1), Schema.maxItems(MAX_GUARD_TOKENS))
+  }).annotations({
+    identifier: "TokenGuardInput",
+    description: "A content request needs `authorization: Bearer <token>` (or basic auth with the token as the password) " +
+      "with one of these tokens; otherwise 401. The tokens are secrets: stored as SHA-256 digests, never returned."
+  }),
+  Schema.Struct({ type: Schema.Literal("signed") }).annotations({
+    identifier: "SignedGuardInput",
+    description: "A content request needs `?expires=<unix seconds>&signature=<hex>` made by POST /distributions/{name}/sign; " +
+      "otherwise (also when expired, or signed for another path) 403. Each time it is given, a new signing key is " +
+      "drawn: giving it again rotates the key and voids every URL signed before."
+  })
+)
+
+export const GuardView = Schema.Union(
+  Schema.Struct({
+    type: Schema.Literal("token"),
+    token_count: Schema.Number.annotations({ description: "how many distinct tokens open it (the tokens are never shown)" })
+  }).annotations({ identifier: "TokenGuard" }),
+  Schema.Struct({ type: Schema.Literal("signed") }).annotations({ identifier: "SignedGuard" })
+)
+
 export const DistributionFields = {
   base_path: Schema.String.pipe(Schema.maxLength(256)),
-  publication: Schema.optional(Schema.NullOr(Schema.String))
+  publication: Schema.optional(Schema.NullOr(Schema.String)),
+  // One message for any bad guard, and `exact` (no `| undefined` member): Schema's own messages
+  // would quote the value given ("Expected null, actual {...}"), tokens included, in the 400 answer.
+  guard: Schema.optionalWith(
+    Schema.NullOr(GuardInput).annotations({ message: () => ({ message: GUARD_SHAPE, override: true }) }),
+    { exact: true }
+  ).annotations({
+    description: "Who may read the content under the base path: null (default) anyone. A PATCH without `guard` keeps it; " +
+      "`null` removes it. Checked by the content app from memory, with no database query."
+  })
 }
 
 const viewOf = <V extends Schema.Struct.Fields>(identifier: string, view: V) =>
@@ -152,8 +192,24 @@ export const DistributionView = viewOf("DistributionRevision", {
     description: "True on an old revision whose publication has since been released (nothing served or used it any more) " +
       "and reclaimed: `publication` is then the future id it had, kept as history; the publication itself no longer " +
       "exists. Always false on the current revision."
-  })
+  }),
+  guard: Schema.NullOr(GuardView).annotations({ description: "that a guard is set, and which kind (never its secrets)" })
 })
+
+export const SignRequest = Schema.Struct({
+  path: Schema.String.pipe(Schema.maxLength(1024)).annotations({
+    description: "the file's relative path inside the distribution (like dir/file.txt), unencoded"
+  }),
+  expires_in_seconds: Schema.Int.pipe(Schema.between(1, MAX_SIGNED_SECONDS)).annotations({
+    description: `how long the URL opens the file: 1 to ${MAX_SIGNED_SECONDS} seconds (a year)`
+  })
+}).annotations({ ...strict, identifier: "SignRequest" })
+
+export const SignedUrl = Schema.Struct({
+  url: Schema.String.annotations({ description: "the URL, on the address the request was sent to" }),
+  path: Schema.String.annotations({ description: "the same URL without its origin, for clients that reach the content app elsewhere" }),
+  expires: Schema.Number.annotations({ description: "unix seconds: the URL is refused (403) from then on" })
+}).annotations({ identifier: "SignedUrl" })
 
 const makeGroup = <G extends string, P extends string, F extends Schema.Struct.Fields, V extends Schema.Schema.Any>(
   group: G,
@@ -162,7 +218,8 @@ const makeGroup = <G extends string, P extends string, F extends Schema.Struct.F
   View: V
 ) => {
   const Create = Schema.Struct({ name: Name, ...fields }).annotations({ ...strict, identifier: `${group}Create` })
-  // exact: a JSON body has no `undefined`, and an error must not list it as an alternative.
+  // exact: a JSON body has no `undefined`, and an error must not list it as an alternative (nor
+  // quote a refused value, secrets included: see `guard`).
   const Patch = Schema.partialWith(Schema.Struct(fields), { exact: true }).annotations({ ...strict, identifier: `${group}Patch` })
   return HttpApiGroup.make(group)
     .add(HttpApiEndpoint.post("create", `/${plural}`).setPayload(Create).addSuccess(View, { status: 201 }))
@@ -254,3 +311,14 @@ export const RepositoriesGroup = makeGroup("repositories", "repositories", Repos
   )
 export const RemotesGroup = makeGroup("remotes", "remotes", RemoteFields, RemoteView)
 export const DistributionsGroup = makeGroup("distributions", "distributions", DistributionFields, DistributionView)
+  .add(
+    HttpApiEndpoint.post("sign", "/distributions/:name/sign").setPath(NamePath).setPayload(SignRequest).addSuccess(SignedUrl)
+      .annotate(OpenApi.Summary, "A signed URL for one file of a distribution with a signed guard")
+      .annotate(
+        OpenApi.Description,
+        "Signs the distribution, the relative path (as the content app decodes it from a URL) and the expiry with the " +
+          "distribution's key, using the server's clock. The URL opens that one path until it expires, whatever the " +
+          "distribution serves by then; another path, another distribution, a changed expiry or a rotated key: 403. " +
+          "Writes nothing. A distribution without a signed guard: 409."
+      )
+  )

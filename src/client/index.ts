@@ -11,6 +11,7 @@
  */
 import { FetchHttpClient } from "@effect/platform"
 import { Cause, Effect, Exit, type Schema } from "effect"
+import type { SignedUrl as SignedUrlSchema } from "../api/named-groups.js"
 import type * as S from "../api/schemas.js"
 import { type ClientOptions, DEFAULT_URL, makeCairnClient } from "./effect.js"
 import { CairnError } from "./errors.js"
@@ -42,6 +43,7 @@ export type TaskQuery = Schema.Schema.Type<typeof S.TaskQuery>
 export type RepositoryRevision = ViewOf<"repositories">
 export type RemoteRevision = ViewOf<"remotes">
 export type DistributionRevision = ViewOf<"distributions">
+export type SignedUrl = Schema.Schema.Type<typeof SignedUrlSchema>
 
 export interface Cancelable {
   /** Stop waiting: the promise rejects with code `aborted` (the work itself goes on). */
@@ -144,7 +146,18 @@ export const createClient = (opts: Partial<ClientOptions> = {}) => {
         run(client.call((api) => api.repositories.content({ path: { name, number: version }, urlParams: page })))
     },
     remotes: promised("remotes"),
-    distributions: promised("distributions"),
+    distributions: {
+      ...promised("distributions"),
+      /**
+       * A signed URL for `path` (relative, unencoded) of a distribution with a signed guard, valid
+       * `expiresInSeconds`; `url` is on this client's server address.
+       */
+      sign: (name: string, path: string, expiresInSeconds: number): Promise<SignedUrl> =>
+        run(Effect.map(
+          client.call((api) => api.distributions.sign({ path: { name }, payload: { path, expires_in_seconds: expiresInSeconds } })),
+          (signed) => ({ ...signed, url: client.url + signed.path })
+        ))
+    },
 
     /** Upload a file (streamed; its sha256 is computed first and checked by the server). */
     uploadFile: (path: string, o: UploadOptions = {}): Promise<UploadResult> => uploadFile(conn, path, o),

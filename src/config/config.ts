@@ -26,6 +26,12 @@ export type StorageConfig =
     } | undefined
   }
 
+/** One entry of CAIRN_API_TOKENS: `<token>` (may do everything) or `<token>:read` (GET only). */
+export interface ApiToken {
+  readonly token: Redacted.Redacted<string>
+  readonly scope: "all" | "read"
+}
+
 export interface CairnConfigShape {
   /** `DATABASE_URL`; `None` means "start or join the embedded PostgreSQL of `dataDir`". */
   readonly databaseUrl: Option.Option<Redacted.Redacted<string>>
@@ -43,7 +49,7 @@ export interface CairnConfigShape {
   readonly reapInterval: Duration.Duration
   /** The safety-net poll: LISTEN/NOTIFY wakes workers; this only covers a lost notification. */
   readonly pollInterval: Duration.Duration
-  readonly apiTokens: ReadonlyArray<Redacted.Redacted<string>>
+  readonly apiTokens: ReadonlyArray<ApiToken>
   readonly poolSize: number
   /** How long a database statement may wait for its answer before it fails (0: no limit); see src/db/client.ts. */
   readonly dbQueryTimeout: Duration.Duration
@@ -171,6 +177,32 @@ const contentRedirect = Config.all({
     : Either.right(seconds)
 ))
 
+/**
+ * CAIRN_API_TOKENS: comma-separated `<token>` or `<token>:read` entries. Any other `:` suffix is
+ * refused rather than read as part of a token: a misspelt scope (`:raed`) must not quietly make a
+ * token that may do everything. Messages name the entry by position, never by its text.
+ */
+const apiTokens: Config.Config<ReadonlyArray<ApiToken>> = Config.string("CAIRN_API_TOKENS").pipe(
+  Config.withDefault(""),
+  Config.mapOrFail((s) => {
+    const entries = s.split(",").map((t) => t.trim()).filter((t) => t.length > 0)
+    const tokens: Array<ApiToken> = []
+    for (const [i, entry] of entries.entries()) {
+      const colon = entry.lastIndexOf(":")
+      const token = colon < 0 ? entry : entry.slice(0, colon)
+      const scope = colon < 0 ? "all" : entry.slice(colon + 1)
+      if (colon >= 0 && scope !== "read") {
+        return Either.left(invalid("CAIRN_API_TOKENS", `CAIRN_API_TOKENS entry ${i + 1} has an unknown scope: write <token> (everything) or <token>:read (GET only)`))
+      }
+      if (token === "" || token.includes(":")) {
+        return Either.left(invalid("CAIRN_API_TOKENS", `CAIRN_API_TOKENS entry ${i + 1} is not <token> or <token>:read (a token has no ':' and is not empty)`))
+      }
+      tokens.push({ token: Redacted.make(token), scope: scope === "read" ? "read" : "all" })
+    }
+    return Either.right(tokens)
+  })
+)
+
 /** CAIRN_SECRET_KEY: comma-separated keys of at least 32 characters each (never echoed in a message). */
 const secretKeys = Config.redacted("CAIRN_SECRET_KEY").pipe(
   Config.withDefault(Redacted.make("")),
@@ -200,12 +232,7 @@ export const cairnConfig: Config.Config<CairnConfigShape> = Config.all({
   heartbeatTimeout: millis("CAIRN_HEARTBEAT_TIMEOUT_MS", 15_000),
   reapInterval: millis("CAIRN_REAP_INTERVAL_MS", 1_000),
   pollInterval: millis("CAIRN_POLL_INTERVAL_MS", 10_000),
-  apiTokens: Config.string("CAIRN_API_TOKENS").pipe(
-    Config.withDefault(""),
-    Config.map((s) =>
-      s.split(",").map((t) => t.trim()).filter((t) => t.length > 0).map((t) => Redacted.make(t))
-    )
-  ),
+  apiTokens: apiTokens,
   poolSize: positiveInt("CAIRN_DB_POOL_SIZE", 10).pipe(
     Config.validate({ message: "CAIRN_DB_POOL_SIZE must be at least 2", validation: (n) => n >= 2 })
   ),

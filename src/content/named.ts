@@ -15,6 +15,7 @@ import { CairnConfig } from "../config/config.js"
 import { Db, DbError, type Tx, txRows } from "../db/client.js"
 import { Conflict, InvalidRequest, NotFound, PreconditionFailed } from "../engine/errors.js"
 import { applyRetention, releaseRepository, startRepository } from "./lifecycle/retention.js"
+import { type GuardInput, guardProblem, guardView, type StoredGuard, storeGuard } from "./guards.js"
 import { basePathProblem } from "./policy/paths.js"
 import { checkRemoteUrl } from "./policy/urls.js"
 import {
@@ -49,6 +50,8 @@ export interface DistributionFields {
   readonly base_path: string
   /** The publication future shown; stored as the publication it resolved to. */
   readonly publication?: string | null
+  /** Who may read its content (guards.ts); null or absent: anyone. */
+  readonly guard?: GuardInput | null
 }
 
 export interface RevisionView {
@@ -138,12 +141,13 @@ const revisionView = (kind: NamedKind, tx: Tx, revision: string) =>
       case "distribution": {
         // An old revision records its publication but does not hold it: once the publication is
         // released and reclaimed, `publication` is the future it had and `publication_released` says so.
-        const [r] = yield* txRows<{ id: string; name: string; revision: string; created_at: string; base_path: string; publication: string | null; publication_released: boolean }>(tx, sql`
+        const [r] = yield* txRows<{ id: string; name: string; revision: string; created_at: string; base_path: string; publication: string | null; publication_released: boolean; guard: StoredGuard | null }>(tx, sql`
           SELECT d.distribution_id AS id, d.name, d.id AS revision, d.created_at, d.base_path,
                  coalesce(p.future_id, d.publication_future_id) AS publication,
-                 (d.publication_id IS NOT NULL AND p.id IS NULL) AS publication_released
+                 (d.publication_id IS NOT NULL AND p.id IS NULL) AS publication_released, d.guard
           FROM distribution_revisions d LEFT JOIN publications p ON p.id = d.publication_id WHERE d.id = ${revision}`)
-        return r && { ...r, created_at: iso(r.created_at) }
+        // The guard's secrets stay in the row: the view says only that a guard is set.
+        return r && { ...r, created_at: iso(r.created_at), guard: guardView(r.guard) }
       }
     }
   }).pipe(Effect.map((v) => v as RevisionView | undefined))
@@ -199,9 +203,10 @@ const insertRevision = (kind: NamedKind, tx: Tx, resourceId: string, name: strin
       case "distribution": {
         const future = typeof fields.publication === "string" ? fields.publication : null
         const publicationId = future === null ? null : yield* publicationOf(tx, future)
-        yield* txRows(tx, sql`INSERT INTO distribution_revisions (id, distribution_id, name, base_path, publication_id, publication_future_id, future_id)
+        const guard = (fields.guard as StoredGuard | null | undefined) ?? null
+        yield* txRows(tx, sql`INSERT INTO distribution_revisions (id, distribution_id, name, base_path, publication_id, publication_future_id, future_id, guard)
                               VALUES (${revision}, ${resourceId}, ${name}, ${fields.base_path as string}, ${publicationId}, ${future},
-                                      ${origin.future ?? null})`)
+                                      ${origin.future ?? null}, ${guard === null ? null : JSON.stringify(guard)}::jsonb)`)
         // The live base path (the exclusion constraint refuses an overlap: 23P01), and the hold on
         // what the distribution serves.
         yield* txRows(tx, sql`INSERT INTO distribution_paths (distribution_id, base_path, publication_id)
@@ -233,10 +238,30 @@ const validate = (kind: NamedKind, fields: Record<string, unknown>) => {
   return problems.length > 0 ? Effect.fail(new InvalidRequest({ message: problems.join("; "), details: { problems } })) : Effect.void
 }
 
-export const createNamed = (kind: NamedKind, name: string, fields: Record<string, unknown>) =>
+/**
+ * A distribution's `guard` as given (GuardInput) in its stored form: token digests, or a new random
+ * key (guards.ts). `insertRevision` writes stored guards only; the other fields pass as they are.
+ */
+const storingGuard = (kind: NamedKind, fields: Record<string, unknown>) => {
+  const given = fields.guard as GuardInput | null | undefined
+  if (kind !== "distribution" || given === undefined || given === null) return Effect.succeed(fields)
+  const problem = guardProblem(given)
+  if (problem !== undefined) return Effect.fail(new InvalidRequest({ message: problem, details: { problems: [problem] } }))
+  return Effect.succeed({ ...fields, guard: storeGuard(given) })
+}
+
+/** The guard a distribution revision stores (not its view), to carry into the next revision. */
+const storedGuardOf = (tx: Tx, revision: string) =>
+  Effect.map(
+    txRows<{ guard: StoredGuard | null }>(tx, sql`SELECT guard FROM distribution_revisions WHERE id = ${revision}`),
+    ([r]) => r?.guard ?? null
+  )
+
+export const createNamed = (kind: NamedKind, name: string, given: Record<string, unknown>) =>
   Effect.gen(function*() {
     if (!NAME.test(name)) return yield* new InvalidRequest({ message: `name must match ${NAME.source}` })
-    yield* validate(kind, fields)
+    yield* validate(kind, given)
+    const fields = yield* storingGuard(kind, given)
     const db = yield* Db
     return yield* db.transaction((tx) =>
       Effect.gen(function*() {
@@ -297,8 +322,9 @@ export const listRevisions = (kind: NamedKind, name: string) =>
   })
 
 /** PATCH: a new revision from the current one with `patch` applied; compare-and-swap on `ifMatch`. */
-export const updateNamed = (kind: NamedKind, name: string, patch: Record<string, unknown>, ifMatch: string | undefined) =>
+export const updateNamed = (kind: NamedKind, name: string, given: Record<string, unknown>, ifMatch: string | undefined) =>
   Effect.gen(function*() {
+    const patch = yield* storingGuard(kind, given)
     const db = yield* Db
     return yield* db.transaction((tx) =>
       Effect.gen(function*() {
@@ -334,6 +360,8 @@ const revise = (
       fields = shown
     }
     const next = { ...fields, ...patch }
+    // The view shows the guard without its secrets: a change that does not give one keeps the stored one.
+    if (kind === "distribution" && patch.guard === undefined) next.guard = yield* storedGuardOf(tx, n.revision_id)
     yield* validate(kind, next)
     const revision = yield* insertRevision(kind, tx, n.resource_id, n.name, next, origin)
     yield* txRows(tx, sql`UPDATE names SET revision_id = ${revision} WHERE kind = ${kind} AND name = ${n.name}`)

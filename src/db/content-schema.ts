@@ -24,7 +24,7 @@
  * - `slot_locks`: optimistic named locks (Drydock's slot locks), owned by a task.
  */
 import { sql } from "drizzle-orm"
-import { bigint, doublePrecision, index, integer, pgTable, primaryKey, text, timestamp, uniqueIndex } from "drizzle-orm/pg-core"
+import { bigint, check, doublePrecision, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex } from "drizzle-orm/pg-core"
 import { futures, tasks, workers } from "./schema.js"
 
 const ts = (name: string) => timestamp(name, { withTimezone: true, precision: 6, mode: "date" })
@@ -202,9 +202,23 @@ export const distributionRevisions = pgTable(
     publicationFutureId: text("publication_future_id"),
     /** The `distribution` future of the distribution.set that wrote this revision (null for API writes). */
     futureId: text("future_id").references(() => futures.id).unique(),
+    /**
+     * Who may read the content (src/content/guards.ts): null (anyone), `{ type: "token", sha256:
+     * [hex digests of the tokens] }` or `{ type: "signed", key: "<64 hex digits>" }`. Secrets: never
+     * returned by the API.
+     */
+    guard: jsonb("guard"),
     createdAt: ts("created_at").notNull().defaultNow()
   },
-  (t) => [index("distribution_revisions_dist").on(t.distributionId, t.id)]
+  (t) => [
+    index("distribution_revisions_dist").on(t.distributionId, t.id),
+    check(
+      "distribution_revisions_guard_shape",
+      sql`${t.guard} IS NULL
+          OR (${t.guard}->>'type' = 'token' AND jsonb_typeof(${t.guard}->'sha256') = 'array' AND ${t.guard}->'sha256' <> '[]'::jsonb)
+          OR (${t.guard}->>'type' = 'signed' AND ${t.guard}->>'key' ~ '^[0-9a-f]{64}$')`
+    )
+  ]
 )
 
 export const distributionPaths = pgTable(

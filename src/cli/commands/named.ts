@@ -1,6 +1,6 @@
 /**
  * `cairn repo|remote|dist create|show|list|update|delete|revisions`, plus `repo versions` (with
- * `show` and `delete`) and `repo content`. show/list/delete/revisions are the same for the three kinds (as on the server,
+ * `show` and `delete`), `repo content` and `dist sign`. show/list/delete/revisions are the same for the three kinds (as on the server,
  * src/api/named-groups.ts); create and update differ by the fields each kind has.
  */
 import * as Args from "@effect/cli/Args"
@@ -9,9 +9,11 @@ import * as Options from "@effect/cli/Options"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as ValidationError from "@effect/cli/ValidationError"
 import { Console, Effect, Option } from "effect"
+import * as fs from "node:fs"
 import type { CairnClientShape } from "../../client/effect.js"
 import { named, type NamedGroup, type PatchOf, type ViewOf } from "../../client/named.js"
-import { CliError, type Common, common, fields, output, table, withClient } from "../common.js"
+import { GUARD_TOKEN, MAX_GUARD_TOKENS } from "../../content/guards.js"
+import { CliError, type Common, common, fields, output, parseDuration, table, withClient } from "../common.js"
 import { group } from "../group.js"
 import { followReporting, wait } from "./lifecycle.js"
 
@@ -27,7 +29,7 @@ interface Kind<G extends NamedGroup> {
 
 const repoKind: Kind<"repositories"> = { command: "repo", group: "repositories", noun: "repository", columns: ["revision", "retain_versions", "description"] }
 const remoteKind: Kind<"remotes"> = { command: "remote", group: "remotes", noun: "remote", columns: ["policy", "url", "revision"] }
-const distKind: Kind<"distributions"> = { command: "dist", group: "distributions", noun: "distribution", columns: ["base_path", "publication", "revision"] }
+const distKind: Kind<"distributions"> = { command: "dist", group: "distributions", noun: "distribution", columns: ["base_path", "publication", "guard", "revision"] }
 
 const nameArg = (k: Kind<NamedGroup>) => Args.text({ name: "name" }).pipe(Args.withDescription(`The ${k.noun}'s name.`))
 
@@ -71,11 +73,16 @@ const ifMatch = Options.text("if-match").pipe(
 )
 
 /** `update`: a new revision from the given fields; at least one is needed. */
-const update = <G extends NamedGroup>(k: Kind<G>, opts: Record<string, Options.Options<Option.Option<unknown>>>, toPatch: (o: Record<string, Option.Option<unknown>>) => PatchOf<G>) =>
+const update = <G extends NamedGroup>(
+  k: Kind<G>,
+  opts: Record<string, Options.Options<Option.Option<unknown>>>,
+  toPatch: (o: Record<string, Option.Option<unknown>>) => PatchOf<G> | Effect.Effect<PatchOf<G>, CliError>
+) =>
   Command.make("update", { ...common, name: nameArg(k), ifMatch, fields: opts }, (c) =>
     withClient(c, (client) =>
       Effect.gen(function*() {
-        const patch = toPatch(c.fields as Record<string, Option.Option<unknown>>)
+        const given = toPatch(c.fields as Record<string, Option.Option<unknown>>)
+        const patch = Effect.isEffect(given) ? yield* given : given
         if (Object.keys(patch as object).length === 0) {
           return yield* new CliError({ message: `nothing to change: give ${Object.keys(opts).map((o) => `--${o}`).join(" or ")}`, exitCode: 2 })
         }
@@ -247,21 +254,110 @@ const remoteCommands = group("remote", "Remotes: create, show, list, update, del
 const basePath = Options.text("base-path").pipe(Options.withDescription("Where it is served: /content/<base-path>/."))
 const publication = Options.text("publication").pipe(Options.withDescription("The publication future to serve."), Options.optional)
 
-const distCreate = Command.make("create", { ...common, name: nameArg(distKind), basePath, publication }, (c) =>
+// Guard tokens come from a file, never from the command line (where `ps` and shell history see them).
+const guardTokenFile = Options.text("guard-token-file").pipe(
+  Options.withDescription("Guard the content with the tokens in this file (one per line; - for stdin): a request needs one as a bearer token or basic password."),
+  Options.optional
+)
+const guardSigned = Options.choice("guard", ["signed"]).pipe(
+  Options.withDescription("signed: the content needs URLs made by `cairn dist sign` (given again: a new key, older URLs stop working)."),
+  Options.optional
+)
+const noGuard = Options.boolean("no-guard").pipe(
+  Options.withDescription("Remove the guard: anyone may read the content."),
+  Options.map((on) => (on ? Option.some(null) : Option.none()))
+)
+
+/** The tokens of a guard token file: one per line, blank lines and `#` comments skipped. */
+const readGuardTokens = (file: string) =>
+  Effect.gen(function*() {
+    const name = file === "-" ? "stdin" : file
+    const text = yield* Effect.try({
+      // fd 0: stdin, whether a pipe or a file.
+      try: () => fs.readFileSync(file === "-" ? 0 : file, "utf8"),
+      catch: (e) => new CliError({ message: `cannot read ${name}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}` })
+    })
+    const tokens: Array<string> = []
+    for (const [i, raw] of text.split(/\r?\n/).entries()) {
+      const line = raw.trim()
+      if (line === "" || line.startsWith("#")) continue
+      // Name the line, never the token.
+      if (!GUARD_TOKEN.test(line)) return yield* new CliError({ message: `${name} line ${i + 1}: a guard token is 1 to 1024 visible ASCII characters without spaces` })
+      tokens.push(line)
+    }
+    if (tokens.length === 0 || tokens.length > MAX_GUARD_TOKENS) {
+      return yield* new CliError({ message: `${name} must hold 1 to ${MAX_GUARD_TOKENS} tokens, one per line; it holds ${tokens.length}` })
+    }
+    return tokens
+  })
+
+/** The `guard` field the options ask for: absent (undefined), removed (null), tokens or signed. */
+const guardOf = (o: { readonly tokenFile: Option.Option<string>; readonly signed: Option.Option<string>; readonly none?: Option.Option<null> }) =>
+  Effect.gen(function*() {
+    const given = [o.tokenFile, o.signed, o.none ?? Option.none()].filter(Option.isSome).length
+    if (given > 1) {
+      return yield* new CliError({ message: "give only one of --guard-token-file, --guard signed and --no-guard", exitCode: 2 })
+    }
+    if (Option.isSome(o.tokenFile)) return { guard: { type: "token" as const, tokens: yield* readGuardTokens(o.tokenFile.value) } }
+    if (Option.isSome(o.signed)) return { guard: { type: "signed" as const } }
+    if (o.none !== undefined && Option.isSome(o.none)) return { guard: null }
+    return {}
+  })
+
+const distCreate = Command.make("create", { ...common, name: nameArg(distKind), basePath, publication, guardTokenFile, guardSigned }, (c) =>
   withClient(c, (client) =>
-    Effect.flatMap(
-      named(client, "distributions").create({
+    Effect.gen(function*() {
+      const guard = yield* guardOf({ tokenFile: c.guardTokenFile, signed: c.guardSigned })
+      const v = yield* named(client, "distributions").create({
         name: c.name,
         base_path: c.basePath,
-        ...(Option.isSome(c.publication) ? { publication: c.publication.value } : {})
-      }),
-      created(distKind, c)
-    ))).pipe(Command.withDescription("Create a distribution: a base path under /content/."))
+        ...(Option.isSome(c.publication) ? { publication: c.publication.value } : {}),
+        ...guard
+      })
+      yield* created(distKind, c)(v)
+    }))).pipe(Command.withDescription("Create a distribution: a base path under /content/, open to anyone unless guarded."))
 
-const distCommands = group("dist", "Distributions: create, show, list, update, delete, revisions.", [
+const distUpdate = update(
+  distKind,
+  { "base-path": basePath.pipe(Options.optional), publication, "guard-token-file": guardTokenFile, guard: guardSigned, "no-guard": noGuard },
+  (o) =>
+    Effect.map(
+      guardOf({ tokenFile: o["guard-token-file"] as Option.Option<string>, signed: o.guard as Option.Option<string>, none: o["no-guard"] as Option.Option<null> }),
+      (guard) => ({ ...given({ "base-path": o["base-path"]!, publication: o.publication! }, { "base-path": "base_path" }), ...guard })
+    )
+)
+
+const distSign = Command.make(
+  "sign",
+  {
+    ...common,
+    name: nameArg(distKind),
+    path: Args.text({ name: "path" }).pipe(Args.withDescription("The file's relative path in the distribution, like dir/file.txt.")),
+    expires: Options.text("expires").pipe(
+      Options.withDescription("How long the URL works: 90s, 30m, 1h, 7d (default 1h; at most a year)."),
+      Options.withDefault("1h")
+    )
+  },
+  (c) =>
+    withClient(c, (client) =>
+      Effect.gen(function*() {
+        const seconds = yield* parseDuration(c.expires, "--expires")
+        if (!Number.isInteger(seconds) || seconds < 1) {
+          return yield* new CliError({ message: "--expires must be a whole number of seconds, at least 1s", exitCode: 2 })
+        }
+        const signed = yield* client.call((api) => api.distributions.sign({ path: { name: c.name }, payload: { path: c.path, expires_in_seconds: seconds } }))
+        // On the address this client uses (the server only knows the Host header it was sent).
+        const answer = { ...signed, url: client.url + signed.path }
+        yield* output(c, answer, () => answer.url)
+      })
+    )
+).pipe(Command.withDescription("Print a signed URL for one file of a distribution guarded with --guard signed."))
+
+const distCommands = group("dist", "Distributions: create, show, list, update, delete, revisions, sign.", [
   distCreate,
   ...sharedCommands(distKind),
-  update(distKind, { "base-path": basePath.pipe(Options.optional), publication }, (o) => given(o, { "base-path": "base_path" }))
+  distUpdate,
+  distSign
 ])
 
 export const namedCommands = [repoCommands, remoteCommands, distCommands] as const
