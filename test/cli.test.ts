@@ -407,6 +407,57 @@ describe("cairn", () => {
     })
   })
 
+  it("lifecycle: repo create/update --retain, repo versions [show|delete], gc --reclaim, purge --older-than, with --help", async () => {
+    expect((await cairn(["repo", "create", "kept", "--retain", "2"])).code).toBe(0)
+    // Three versions, through the API (the sync command is tested above).
+    for (let i = 1; i <= 3; i++) {
+      upstream.setFile("kept.txt", `kept ${i}\n`)
+      const g = await (await fetch(`${url}/api/v1/graphs`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ nodes: { sync: { task: "file.sync", params: { repository: "kept", remote: "up" } } } })
+      })).json() as { nodes: { sync: { outputs: { version: string } } } }
+      await until("the sync", async () => ((await (await fetch(`${url}/api/v1/futures/${g.nodes.sync.outputs.version}?wait=5`)).json()) as { state: string }).state === "resolved", 60_000, 0)
+    }
+    upstream.removeFile("kept.txt")
+    const [list, badRetain, help] = await Promise.all([
+      cairn(["repo", "versions", "kept"]),
+      cairn(["repo", "update", "kept", "--retain", "0"]),
+      cairn(["purge", "--help"])
+    ])
+    expect(list.code, list.stderr).toBe(0)
+    expect(list.stdout.split("\n")[0]).toMatch(/^version\s+files\s+created_at\s+held by$/)
+    expect(list.stdout).toMatch(/^3\s+.*repository \(latest version\), repository \(retained\)$/m)
+    expect(list.stdout).toMatch(/^2\s+.*repository \(retained\)$/m)
+    expect(list.stdout).not.toMatch(/^1\s/m)
+    expect(badRetain.code).toBe(2)
+    expect(badRetain.stderr + badRetain.stdout).toMatch(/--retain must be a whole number >= 1 or "all"/)
+    expect(help.code).toBe(0)
+    expect(help.stdout).toMatch(/--older-than/)
+    expect(help.stdout).toMatch(/history\.purge/)
+
+    const [lower, deleted] = await Promise.all([
+      cairn(["repo", "update", "kept", "--retain", "all", "--json"]),
+      cairn(["repo", "versions", "delete", "kept", "2", "--wait"])
+    ])
+    expect(lower.code, lower.stderr).toBe(0)
+    expect(JSON.parse(lower.stdout).retain_versions).toBeNull()
+    expect(deleted.code, deleted.stderr).toBe(0)
+    expect(deleted.stdout).toMatch(/^released:\s+\[2\]$/m)
+    const [gone, unknown] = await Promise.all([cairn(["repo", "versions", "show", "kept", "2"]), cairn(["repo", "versions", "delete", "kept", "9"])])
+    expectOneSentence(gone, /repository kept has no version 2/)
+    expectOneSentence(unknown, /repository kept has no version 9/)
+
+    const gc = await cairn(["gc", "--protection", "0s", "--reclaim", "kept", "--wait"])
+    expect(gc.code, gc.stderr).toBe(0)
+    expect(gc.stdout).toMatch(/^repository_versions:\s+[1-9]\d*$/m)
+    expect(gc.stdout).toMatch(/^demoted:\s+\d+$/m)
+    const purge = await cairn(["purge", "--older-than", "0s", "--wait"])
+    expect(purge.code, purge.stderr).toBe(0)
+    expect(purge.stdout).toMatch(/^graphs:\s+[1-9]\d*$/m)
+    expectOneSentence(await cairn(["purge", "--older-than", "soon"]), /--older-than must be a duration/)
+  })
+
   it("migrate applies migrations; SIGTERM stops serve and worker cleanly (exit 0)", async () => {
     const migrate = await cairn(["migrate"], { env: { DATABASE_URL: dbUrl, CAIRN_LOG_LEVEL: "warning" } })
     expect(migrate.code, migrate.stderr).toBe(0)

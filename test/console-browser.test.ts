@@ -338,7 +338,7 @@ describe("the console in Chromium", () => {
   it("lists a repository's versions and content, and the files a distribution serves", async () => {
     for (const [kind, body] of [
       ["remotes", { name: "e2e-remote", url: upstream.url }],
-      ["repositories", { name: "e2e-repo", description: "synced by the console test" }],
+      ["repositories", { name: "e2e-repo", description: "synced by the console test", retain_versions: 2 }],
       ["distributions", { name: "e2e-dist", base_path: "e2e/files" }]
     ] as const) expect((await c.post(`/api/v1/${kind}`, body)).status).toBe(201)
     const g = await submit({
@@ -356,6 +356,8 @@ describe("the console in Chromium", () => {
     await page.getByRole("link", { name: "e2e-repo" }).click()
     const v1 = page.locator('[data-list="versions"] tr[data-version="1"]')
     await expect.poll(() => v1.innerText()).toContain("6 units")
+    expect(await v1.innerText()).toContain("distribution e2e-dist, repository (latest version), repository (retained)")
+    expect(await page.locator("[data-retention]").innerText()).toMatch(/Keeps the newest 2 versions \(retain_versions\)/)
     const content = page.locator('[data-list="content"]')
     await expect.poll(() => content.innerText()).toContain("dir0/file-0.bin")
     expect(await content.locator("tbody tr").count()).toBe(6)

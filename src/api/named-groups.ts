@@ -21,7 +21,17 @@ const revisionBase = {
   created_at: Schema.String
 }
 
-export const RepositoryFields = { description: Schema.optional(Schema.NullOr(Schema.String.pipe(Schema.maxLength(10_000)))) }
+const RetainVersions = Schema.NullOr(Schema.Int.pipe(Schema.between(1, 2_147_483_647))).annotations({
+  description: "Keep the newest N versions (N >= 1); null keeps every version (the default). When a version is cut, or " +
+    "this is lowered, older versions beyond the newest N are released: gone from the version list and reclaimed by the " +
+    "next orphans.cleanup, except those still held (served by a live distribution, used by an unsettled task), which " +
+    "are released when their last holder lets go. The latest version is always kept."
+})
+
+export const RepositoryFields = {
+  description: Schema.optional(Schema.NullOr(Schema.String.pipe(Schema.maxLength(10_000)))),
+  retain_versions: Schema.optional(RetainVersions)
+}
 /**
  * A nullable, optional setting whose error says what is expected and never echoes the value sent
  * (for secrets; the others follow suit), and whose description the OpenAPI document carries.
@@ -149,7 +159,10 @@ export const DistributionFields = {
 const viewOf = <V extends Schema.Struct.Fields>(identifier: string, view: V) =>
   Schema.Struct({ ...revisionBase, ...view }).annotations({ identifier })
 
-export const RepositoryView = viewOf("RepositoryRevision", { description: Schema.NullOr(Schema.String) })
+export const RepositoryView = viewOf("RepositoryRevision", {
+  description: Schema.NullOr(Schema.String),
+  retain_versions: RetainVersions
+})
 const shown = <S extends Schema.Schema.AnyNoContext>(s: S, description: string) => s.annotations({ description })
 
 export const RemoteView = viewOf("RemoteRevision", {
@@ -171,7 +184,15 @@ export const RemoteView = viewOf("RemoteRevision", {
 })
 export const DistributionView = viewOf("DistributionRevision", {
   base_path: Schema.String,
-  publication: Schema.NullOr(Schema.String),
+  publication: Schema.NullOr(Schema.String).annotations({
+    description: "The publication future this revision serves (or served). The current revision's publication is held by " +
+      "the distribution; an old revision only records it."
+  }),
+  publication_released: Schema.Boolean.annotations({
+    description: "True on an old revision whose publication has since been released (nothing served or used it any more) " +
+      "and reclaimed: `publication` is then the future id it had, kept as history; the publication itself no longer " +
+      "exists. Always false on the current revision."
+  }),
   guard: Schema.NullOr(GuardView).annotations({ description: "that a guard is set, and which kind (never its secrets)" })
 })
 
@@ -209,8 +230,18 @@ const makeGroup = <G extends string, P extends string, F extends Schema.Struct.F
       HttpApiEndpoint.patch("update", `/${plural}/:name`).setPath(NamePath).setHeaders(IfMatch).setPayload(Patch)
         .addSuccess(View, { status: 201 })
     )
-    .add(HttpApiEndpoint.del("delete", `/${plural}/:name`).setPath(NamePath).addSuccess(HttpApiSchema.NoContent))
+    .add(HttpApiEndpoint.del("delete", `/${plural}/:name`).setPath(NamePath).addSuccess(HttpApiSchema.NoContent).annotate(
+      OpenApi.Description,
+      "Frees the name; queued tasks that hold the old revision id still run. " + deleteEffect[group as string]
+    ))
     .middleware(Authorization)
+}
+
+const deleteEffect: Record<string, string> = {
+  repositories: "The repository's versions are released (except those still held: served by a live distribution, used by " +
+    "an unsettled task, until their last holder lets go); orphans.cleanup reclaims their rows and bytes.",
+  remotes: "Content synced from it keeps its sources until it is reclaimed.",
+  distributions: "The publication it served is released unless its repository keeps the version or something else holds it."
 }
 
 export const VersionView = Schema.Struct({
@@ -218,8 +249,18 @@ export const VersionView = Schema.Struct({
   number: Schema.Number,
   content_count: Schema.Number,
   future: Schema.NullOr(Schema.String).annotations({ description: "the future this version resolved (null for version 0)" }),
-  created_at: Schema.String
+  created_at: Schema.String,
+  held_by: Schema.Array(Schema.String).annotations({
+    description: "What holds this version (never empty: a version nothing holds is released and not shown): " +
+      "\"repository (retained)\" (retain_versions keeps it), \"repository (latest version)\", " +
+      "\"distribution <name>\" (serves one of its publications), \"task <id>\" (an unsettled task uses it or one of its publications)."
+  })
 }).annotations({ identifier: "RepositoryVersion" })
+
+export const PruneSubmitted = Schema.Struct({
+  graph: Schema.String,
+  task: Schema.String.annotations({ description: "the repository.prune task; its `report` output says what was released and what is still held" })
+}).annotations({ identifier: "PruneSubmitted" })
 
 export const ContentUnitView = Schema.Struct({
   id: Schema.String,
@@ -245,10 +286,28 @@ const ContentQuery = Schema.Struct({
 })
 
 export const RepositoriesGroup = makeGroup("repositories", "repositories", RepositoryFields, RepositoryView)
-  .add(HttpApiEndpoint.get("versions", "/repositories/:name/versions").setPath(NamePath).addSuccess(Schema.Array(VersionView)))
+  .add(
+    HttpApiEndpoint.get("versions", "/repositories/:name/versions").setPath(NamePath).addSuccess(Schema.Array(VersionView))
+      .annotate(OpenApi.Description, "The versions something holds, newest first; a released version is gone from here at once.")
+  )
+  .add(
+    HttpApiEndpoint.get("version", "/repositories/:name/versions/:number").setPath(VersionPath).addSuccess(VersionView)
+      .annotate(OpenApi.Description, "404 for a version that does not exist or was released.")
+  )
+  .add(
+    HttpApiEndpoint.del("deleteVersion", "/repositories/:name/versions/:number").setPath(VersionPath)
+      .addSuccess(PruneSubmitted, { status: 202 })
+      .annotate(
+        OpenApi.Description,
+        "Submits a repository.prune task releasing this version (ordered with the repository's syncs and modifies) and " +
+          "answers its graph and task. The task fails with `in_use` if a live distribution serves the version; the latest " +
+          "version, and one an unsettled task uses, are reported held instead. 404 for an unknown repository or a version " +
+          "that does not exist or was released already."
+      )
+  )
   .add(
     HttpApiEndpoint.get("content", "/repositories/:name/versions/:number/content").setPath(VersionPath).setUrlParams(ContentQuery)
-      .addSuccess(ContentPage)
+      .addSuccess(ContentPage).annotate(OpenApi.Description, "404 for a version that does not exist or was released.")
   )
 export const RemotesGroup = makeGroup("remotes", "remotes", RemoteFields, RemoteView)
 export const DistributionsGroup = makeGroup("distributions", "distributions", DistributionFields, DistributionView)

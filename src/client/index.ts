@@ -131,7 +131,16 @@ export const createClient = (opts: Partial<ClientOptions> = {}) => {
 
     repositories: {
       ...promised("repositories"),
+      /** The versions something holds, newest first (released ones are gone at once). */
       versions: (name: string) => run(client.call((api) => api.repositories.versions({ path: { name } }))),
+      /** One version; rejects with code not_found once it is released. */
+      version: (name: string, version: number) => run(client.call((api) => api.repositories.version({ path: { name, number: version } }))),
+      /**
+       * Release one version: submits a repository.prune task and resolves with its graph and task
+       * (await the task's `report` output for what was released and what is still held).
+       */
+      deleteVersion: (name: string, version: number) =>
+        run(client.call((api) => api.repositories.deleteVersion({ path: { name, number: version } }))),
       /** One page of a version's content; pass `next` back as `after`. */
       content: (name: string, version: number, page: { readonly after?: string; readonly limit?: number } = {}) =>
         run(client.call((api) => api.repositories.content({ path: { name, number: version }, urlParams: page })))

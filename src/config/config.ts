@@ -72,6 +72,11 @@ export interface CairnConfigShape {
   readonly downloadConcurrency: number
   /** orphans.cleanup keeps orphans younger than this unless its params say otherwise. */
   readonly orphanProtection: Duration.Duration
+  /**
+   * `CAIRN_HISTORY_RETENTION_SECONDS`: when set, worker processes purge history older than this
+   * periodically (one purge at a time across the cluster); unset (the default): never automatically.
+   */
+  readonly historyRetention: Option.Option<Duration.Duration>
   /** A client must send its request headers within this long. */
   readonly httpHeadersTimeout: Duration.Duration
   /** A connection with no traffic for this long is closed (must exceed the 60 s long-poll). */
@@ -250,6 +255,12 @@ export const cairnConfig: Config.Config<CairnConfigShape> = Config.all({
     Config.validate({ message: "CAIRN_DOWNLOAD_CONCURRENCY must be from 1 to 64", validation: (n) => n >= 1 && n <= 64 })
   ),
   orphanProtection: positiveInt("CAIRN_ORPHAN_PROTECTION_SECONDS", 86_400).pipe(Config.map(Duration.seconds)),
+  historyRetention: Config.option(
+    Config.integer("CAIRN_HISTORY_RETENTION_SECONDS").pipe(
+      Config.validate({ message: "CAIRN_HISTORY_RETENTION_SECONDS must be a whole number of seconds >= 0", validation: (n) => n >= 0 }),
+      Config.map(Duration.seconds)
+    )
+  ),
   httpHeadersTimeout: millis("CAIRN_HTTP_HEADERS_TIMEOUT_MS", 20_000),
   httpIdleTimeout: millis("CAIRN_HTTP_IDLE_TIMEOUT_MS", 120_000),
   contentCacheBytes: positiveInt("CAIRN_CONTENT_CACHE_BYTES", 64 * 1024 * 1024),

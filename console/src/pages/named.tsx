@@ -174,10 +174,18 @@ export const RepositoryPage = ({ name, params }: { name: string; params: URLSear
       {repo.data && <p>{repo.data.description ?? <span class="muted">No description.</span>}</p>}
       <section aria-labelledby="versions-heading">
         <h2 id="versions-heading">Versions</h2>
+        {repo.data && (
+          <p data-retention>
+            {repo.data.retain_versions === null
+              ? "Keeps every version (retain_versions is not set)."
+              : `Keeps the newest ${repo.data.retain_versions} version${repo.data.retain_versions === 1 ? "" : "s"} (retain_versions)`}
+            {" "}and any version a distribution serves or a queued task uses; the others are released.
+          </p>
+        )}
         {versions.data && (
           <TableWrap label="Versions">
             <table class="list" data-list="versions">
-              <thead><tr><th scope="col">Version</th><th scope="col">Content</th><th scope="col">Created</th><th scope="col">Made by</th></tr></thead>
+              <thead><tr><th scope="col">Version</th><th scope="col">Content</th><th scope="col">Created</th><th scope="col">Made by</th><th scope="col">Held by</th></tr></thead>
               <tbody onKeyDown={listKeys}>
                 {versions.data.map((v) => (
                   <tr key={v.id} data-row data-version={v.number} class={v.number === shown ? "current" : ""}>
@@ -189,6 +197,7 @@ export const RepositoryPage = ({ name, params }: { name: string; params: URLSear
                     <td>{v.content_count} unit{v.content_count === 1 ? "" : "s"}</td>
                     <td><Ago at={v.created_at} now={now} /></td>
                     <td>{v.future ? <a href={futureHref(v.future)}>future {v.future}</a> : <span class="muted">created with the repository</span>}</td>
+                    <td>{v.held_by.join(", ")}</td>
                   </tr>
                 ))}
               </tbody>

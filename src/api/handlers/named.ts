@@ -1,7 +1,8 @@
 /** Handlers of the three named-resource groups; the logic is in src/content/named.ts. */
 import { HttpApiBuilder, HttpServerRequest } from "@effect/platform"
 import { Effect, type Schema } from "effect"
-import { listVersions, versionContentByNumber } from "../../content/versions.js"
+import { getVersion, listVersions, versionContentByNumber } from "../../content/versions.js"
+import { submitGraph } from "../../engine/submit.js"
 import { createNamed, deleteNamed, getNamed, listNamed, listRevisions, type NamedKind, updateNamed } from "../../content/named.js"
 import { signContentPath } from "../../content/sign.js"
 import { CairnConfig, type CairnConfigShape } from "../../config/config.js"
@@ -42,6 +43,16 @@ export const RepositoriesLive = HttpApiBuilder.group(CairnApi, "repositories", (
   h.handle("create", repository.create).handle("list", repository.list).handle("get", repository.get)
     .handle("revisions", repository.revisions).handle("update", repository.update).handle("delete", repository.delete)
     .handle("versions", ({ path }) => toApi(listVersions(path.name)))
+    .handle("version", ({ path }) => toApi(getVersion(path.name, path.number)))
+    .handle("deleteVersion", ({ path }) =>
+      toApi(Effect.gen(function*() {
+        yield* getVersion(path.name, path.number)
+        const g = yield* submitGraph({
+          label: `delete version ${path.number} of ${path.name}`,
+          nodes: { prune: { task: "repository.prune", params: { repository: path.name, versions: [path.number] } } }
+        })
+        return { graph: g.id, task: g.nodes.prune!.task }
+      })))
     .handle("content", ({ path, urlParams }) => toApi(versionContentByNumber(path.name, path.number, urlParams))))
 
 const remote = ops<Schema.Schema.Type<typeof RemoteView>>("remote")

@@ -9,11 +9,7 @@ import { Console, Effect, Option } from "effect"
 import { awaitFuture } from "../../client/graphs.js"
 import { CliError, common, fields, parseDuration, readText, withClient } from "../common.js"
 import { submitAndFollow } from "../follow.js"
-
-const wait = Options.boolean("wait").pipe(
-  Options.withAlias("w"),
-  Options.withDescription("Follow the graph to its end (a live view on a terminal); exit 0 only if it succeeded.")
-)
+import { runReporting, wait } from "./lifecycle.js"
 
 /** `--priority`: the graph body's per-node `priority`, for every task the command submits. */
 const priority = Options.integer("priority").pipe(
@@ -123,30 +119,28 @@ const gc = Command.make(
     protection: Options.text("protection").pipe(
       Options.withDescription("Keep orphans younger than this (24h, 30m, 0s, ...); default: the task's (a day)."),
       Options.optional
+    ),
+    reclaim: Options.text("reclaim").pipe(
+      Options.withDescription(
+        "Also drop the stored bytes of this repository's content that its remote can serve again (repeatable); " +
+          "the content app fetches such a file again on its next request."
+      ),
+      Options.repeated
     )
   },
   (c) =>
     withClient(c, (client) =>
       Effect.gen(function*() {
         const seconds = Option.isSome(c.protection) ? yield* parseDuration(c.protection.value, "--protection") : undefined
-        const graph = {
-          label: "orphans cleanup",
-          nodes: withPriority(
-            { cleanup: { task: "orphans.cleanup", params: seconds === undefined ? {} : { protection_seconds: Math.round(seconds) } } },
-            c.priority
-          )
-        }
-        const done = yield* submitAndFollow(client, graph, c, c.wait)
-        if (done === undefined || c.json) return
-        const report = yield* awaitFuture(client, done.nodes.cleanup!.outputs.report!)
-        const value = report.value
-        yield* Console.log(
-          value !== null && typeof value === "object"
-            ? fields(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, typeof v === "object" ? JSON.stringify(v) : String(v)]))
-            : JSON.stringify(value)
-        )
+        yield* runReporting(client, c, c.wait, "orphans cleanup", "orphans.cleanup", {
+          ...(seconds === undefined ? {} : { protection_seconds: Math.round(seconds) }),
+          ...(c.reclaim.length > 0 ? { reclaim: c.reclaim } : {})
+        }, c.priority)
       })
     )
-).pipe(Command.withDescription("Delete content and artifacts nothing references any more (an orphans.cleanup task)."))
+).pipe(Command.withDescription(
+  "Reclaim what nothing holds any more (an orphans.cleanup task): released versions and publications, then the content " +
+    "and artifacts (rows and bytes) only they held, and orphans older than --protection."
+))
 
 export const graphCommands = [submit, sync, gc] as const

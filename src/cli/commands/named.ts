@@ -1,12 +1,14 @@
 /**
- * `cairn repo|remote|dist create|show|list|update|delete|revisions`, plus `repo versions`,
- * `repo content` and `dist sign`. show/list/delete/revisions are the same for the three kinds (as on the server,
+ * `cairn repo|remote|dist create|show|list|update|delete|revisions`, plus `repo versions` (with
+ * `show` and `delete`), `repo content` and `dist sign`. show/list/delete/revisions are the same for the three kinds (as on the server,
  * src/api/named-groups.ts); create and update differ by the fields each kind has.
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import { Effect, Option } from "effect"
+import * as HelpDoc from "@effect/cli/HelpDoc"
+import * as ValidationError from "@effect/cli/ValidationError"
+import { Console, Effect, Option } from "effect"
 import * as fs from "node:fs"
 import type { CairnClientShape } from "../../client/effect.js"
 import { named, type NamedGroup, type PatchOf, type ViewOf } from "../../client/named.js"
@@ -14,6 +16,7 @@ import { GUARD_TOKEN, MAX_GUARD_TOKENS } from "../../content/guards.js"
 import { CliError, type Common, common, fields, output, parseDuration, table, withClient } from "../common.js"
 import { group } from "../group.js"
 import { clearOption, remoteSettings, remoteSettingsOptions, remoteShown } from "../remote-settings.js"
+import { followReporting, wait } from "./lifecycle.js"
 
 interface Kind<G extends NamedGroup> {
   /** The CLI's word: repo, remote, dist. */
@@ -25,7 +28,7 @@ interface Kind<G extends NamedGroup> {
   readonly columns: ReadonlyArray<string>
 }
 
-const repoKind: Kind<"repositories"> = { command: "repo", group: "repositories", noun: "repository", columns: ["revision", "description"] }
+const repoKind: Kind<"repositories"> = { command: "repo", group: "repositories", noun: "repository", columns: ["revision", "retain_versions", "description"] }
 const remoteKind: Kind<"remotes"> = { command: "remote", group: "remotes", noun: "remote", columns: ["policy", "url", "revision"] }
 const distKind: Kind<"distributions"> = { command: "dist", group: "distributions", noun: "distribution", columns: ["base_path", "publication", "guard", "revision"] }
 
@@ -99,19 +102,76 @@ const created = <G extends NamedGroup>(k: Kind<G>, c: Common) => (v: ViewOf<G>) 
 
 const description = Options.text("description").pipe(Options.withDescription("Free text."), Options.optional)
 
-const repoCreate = Command.make("create", { ...common, name: nameArg(repoKind), description }, (c) =>
+/** `--retain N` (keep the newest N versions) or `--retain all`. */
+const retain = Options.text("retain").pipe(
+  Options.withDescription(
+    "Keep the newest N versions (N >= 1), or `all` (the default). Older ones are released (gone at once, reclaimed by " +
+      "`cairn gc`) unless a distribution serves them or queued work uses them; they go when that lets go."
+  ),
+  Options.mapEffect((raw): Effect.Effect<number | null, ValidationError.ValidationError> => {
+    if (raw === "all") return Effect.succeed(null)
+    const n = /^\d+$/.test(raw) ? Number(raw) : NaN
+    return Number.isSafeInteger(n) && n >= 1
+      ? Effect.succeed(n)
+      : Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--retain must be a whole number >= 1 or "all", not ${JSON.stringify(raw)}`)))
+  }),
+  Options.optional
+)
+
+const repoCreate = Command.make("create", { ...common, name: nameArg(repoKind), description, retain }, (c) =>
   withClient(c, (client) =>
     Effect.flatMap(
-      named(client, "repositories").create({ name: c.name, ...(Option.isSome(c.description) ? { description: c.description.value } : {}) }),
+      named(client, "repositories").create({
+        name: c.name,
+        ...(Option.isSome(c.description) ? { description: c.description.value } : {}),
+        ...(Option.isSome(c.retain) ? { retain_versions: c.retain.value as number | null } : {})
+      }),
       created(repoKind, c)
     ))).pipe(Command.withDescription("Create a repository (its empty version 0 exists at once)."))
 
-const versions = Command.make("versions", { ...common, name: nameArg(repoKind) }, (c) =>
+const versionArg = Args.integer({ name: "version" }).pipe(Args.withDescription("The version number."))
+
+const versionList = (vs: ReadonlyArray<{ number: number; content_count: number; created_at: string; held_by: ReadonlyArray<string> }>) =>
+  table([
+    ["version", "files", "created_at", "held by"],
+    ...vs.map((v) => [String(v.number), String(v.content_count), v.created_at, v.held_by.join(", ")])
+  ])
+
+const versionShow = Command.make("show", { ...common, name: nameArg(repoKind), version: versionArg }, (c) =>
   withClient(c, (client) =>
-    Effect.flatMap(client.call((api) => api.repositories.versions({ path: { name: c.name } })), (vs) =>
-      output(c, vs, () =>
-        table([["version", "files", "created_at", "future"], ...vs.map((v) => [String(v.number), String(v.content_count), v.created_at, v.future ?? "-"])]))))
-).pipe(Command.withDescription("List a repository's versions, newest first."))
+    Effect.flatMap(client.call((api) => api.repositories.version({ path: { name: c.name, number: c.version } })), (v) =>
+      output(c, v, () => showOne(v))))
+).pipe(Command.withDescription("Show one version of a repository (what holds it; not found once it is released)."))
+
+const versionDelete = Command.make("delete", { ...common, wait, name: nameArg(repoKind), version: versionArg }, (c) =>
+  withClient(c, (client) =>
+    Effect.gen(function*() {
+      const submitted = yield* client.call((api) => api.repositories.deleteVersion({ path: { name: c.name, number: c.version } }))
+      if (!c.wait) {
+        return yield* output(c, submitted, () => `submitted graph ${submitted.graph}: repository.prune task ${submitted.task}`)
+      }
+      if (!c.json) yield* Console.log(`submitted graph ${submitted.graph}`)
+      yield* followReporting(client, c, submitted.graph, submitted.task)
+    })
+  )).pipe(Command.withDescription(
+    "Release a version of a repository (a repository.prune task, ordered with its syncs). Refused (in_use) while a " +
+      "distribution serves it; the latest version, or one queued work uses, is reported held and goes when that lets go."
+  ))
+
+const versions = Command.make("versions", { ...common, name: nameArg(repoKind).pipe(Args.optional) }, (c) =>
+  withClient(c, (client) =>
+    Effect.gen(function*() {
+      if (Option.isNone(c.name)) {
+        return yield* new CliError({ message: "give a repository: cairn repo versions <name> (or show|delete <name> <version>)", exitCode: 2 })
+      }
+      const name = c.name.value
+      const vs = yield* client.call((api) => api.repositories.versions({ path: { name } }))
+      yield* output(c, vs, () => versionList(vs))
+    })
+  )).pipe(
+    Command.withDescription("List a repository's versions, newest first, with what holds each (released ones are gone); show or delete one."),
+    Command.withSubcommands([versionShow, versionDelete])
+  )
 
 /** Every page of a version's content (the API pages by `after`). */
 const allContent = (client: CairnClientShape, name: string, number: number) =>
@@ -153,7 +213,7 @@ const content = Command.make(
 const repoCommands = group("repo", "Repositories: create, show, list, update, delete, revisions, versions, content.", [
   repoCreate,
   ...sharedCommands(repoKind),
-  update(repoKind, Options.all({ description }), (o) => Effect.succeed(given(o, {})), "--description"),
+  update(repoKind, Options.all({ description, retain }), (o) => Effect.succeed(given(o, { retain: "retain_versions" })), "--description or --retain"),
   versions,
   content
 ])

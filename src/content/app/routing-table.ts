@@ -91,6 +91,17 @@ export interface RoutingTableShape {
 
 export const NOT_CURRENT = Symbol("not current")
 
+/**
+ * The publication a route named no longer exists: the distribution moved on a moment ago and the
+ * old publication was released and reclaimed before this process's table caught up. The content
+ * app then passes the notification barrier and routes again (serve.ts).
+ */
+export class PublicationGone extends Error {
+  constructor(readonly publicationId: string) {
+    super(`publication ${publicationId} was released`)
+  }
+}
+
 export class RoutingTable extends Context.Tag("cairn/content/RoutingTable")<RoutingTable, RoutingTableShape>() {}
 
 interface Served {
@@ -179,8 +190,8 @@ export const RoutingTableLive = Layer.scoped(
         const [p] = yield* db.rows<{ version_id: string; sha256: string; size: number }>(sql`
           SELECT p.version_id, a.sha256, a.size::float8 AS size
           FROM publications p JOIN artifacts a ON a.id = p.manifest_artifact_id WHERE p.id = ${id}`)
-        // Distributions reference publications by foreign key, and publications are never deleted.
-        if (!p) return yield* Effect.dieMessage(`publication ${id} does not exist`)
+        // A live distribution holds its publication; a route may be a moment old (see PublicationGone).
+        if (!p) return yield* Effect.die(new PublicationGone(id))
         const content = yield* versionContent(p.version_id).pipe(
           Effect.provideService(Db, db),
           Effect.catchTag("NotFound", (e) => Effect.die(e))

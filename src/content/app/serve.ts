@@ -9,6 +9,13 @@
  * stored artifact is answered with a 302 to a presigned URL of it instead of its bytes; generated
  * files (the manifest) are still served here.
  *
+ * Nothing a distribution serves ever goes missing under it (DESIGN.md §19: the distribution holds
+ * its publication, which holds the rest), but two things can be gone by the time a request looks:
+ * the bytes of a file that orphans.cleanup demoted (`reclaim`: they are fetched again, as for an
+ * on-demand remote), and, under a route a moment old, a publication the distribution has just moved
+ * away from and that was reclaimed since (the request routes again after the notification barrier).
+ * Either way the request is answered once more, never with a 404 or a 500 for a file that is served.
+ *
  * A guarded distribution's request (`guard-check.ts`) is checked as soon as its route is known and
  * before anything else is looked at: the file list (a refused request learns nothing of which files
  * exist), the etag, 304, HEAD, ranges, the shared body cache, an on-demand fetch, a redirect. Its
@@ -27,7 +34,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:
 import { pipeline } from "node:stream/promises"
 import { CairnConfig } from "../../config/config.js"
 import { DbError } from "../../db/client.js"
-import { ArtifactStorage } from "../storage.js"
+import { ArtifactStorage, NotStored } from "../storage.js"
 import { makeBodyCache } from "./body-cache.js"
 import { GuardRefusal, guardRefusal, signedExpiry } from "./guard-check.js"
 import { etagOf, noneMatch, rangeRequest } from "./http.js"
@@ -35,7 +42,10 @@ import { countResponse } from "./metrics.js"
 import { OnDemand, UpstreamUnavailable } from "./on-demand.js"
 import { contentSegments } from "./paths.js"
 import { makeBodyReader } from "./read-body.js"
-import { type FileEntry, MANIFEST_PATH, NOT_CURRENT, type Route, RoutingTable } from "./routing-table.js"
+import { type FileEntry, MANIFEST_PATH, NOT_CURRENT, PublicationGone, type Route, RoutingTable } from "./routing-table.js"
+
+/** The stored bytes of a file are not there (demoted, or reclaimed under a route a moment old). */
+const bytesGone = (e: unknown) => e instanceof NotStored || (e as NodeJS.ErrnoException | undefined)?.code === "ENOENT"
 
 export type ContentRequestHandler = (req: IncomingMessage, res: ServerResponse) => void
 
@@ -111,11 +121,24 @@ export const makeContentHandler = Effect.gen(function*() {
     if (segments === undefined) return notFound(req, res, "not a valid content path")
     // A miss or a refusal is checked again against every change committed before the request: the
     // client may have just been told that the distribution it asks for was set, or its guard changed.
-    let found = await locate(req, segments, false)
+    let found = await locate(req, segments, false).catch((e) => (e instanceof PublicationGone ? "gone" : Promise.reject(e)))
     if (typeof found === "string" || found instanceof GuardRefusal) found = await locate(req, segments, true)
     if (typeof found === "string") return notFound(req, res, found)
     if (found instanceof GuardRefusal) return failure(req, res, found.status, found.code, found.message, found.headers)
-    const { route, file } = found
+    const first = found
+    return answer(req, res, first).catch(async (e) => {
+      if (!bytesGone(e) || res.headersSent) throw e
+      // Route again, after every change committed before now; the bytes of a file still served
+      // were demoted: fetch them again (the on-demand path).
+      const again = await locate(req, segments, true)
+      if (typeof again === "string") return notFound(req, res, again)
+      if (again instanceof GuardRefusal) return failure(req, res, again.status, again.code, again.message, again.headers)
+      if (again.file === first.file) again.file.stored = false
+      return answer(req, res, again)
+    })
+  }
+
+  const answer = async (req: IncomingMessage, res: ServerResponse, { route, file }: { route: Route; file: FileEntry }): Promise<void> => {
 
     const etag = etagOf(file.sha256)
     const headers: OutgoingHttpHeaders = {
