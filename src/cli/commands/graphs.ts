@@ -7,7 +7,7 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Console, Effect, Option } from "effect"
 import { awaitFuture } from "../../client/graphs.js"
-import { CliError, common, fields, parseDuration, readText, withClient } from "../common.js"
+import { CliError, common, parseDuration, readText, withClient } from "../common.js"
 import { submitAndFollow } from "../follow.js"
 import { runReporting, wait } from "./lifecycle.js"
 
