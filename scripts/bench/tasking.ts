@@ -1,5 +1,5 @@
 /**
- * bench:tasking — seed 003's benchmark (Pulp's "queueless distributed task workers" blog post).
+ * bench:tasking — the benchmark of Pulp's "queueless distributed task workers" blog post (tasks on two of many resource keys, one FCFS queue per key).
  *
  * One client bursts N debug.sleep tasks (each holding 2 distinct random keys out of K exclusively,
  * sleeping 0.5 s) into cairn, one POST /api/v1/graphs per task, serially, while W worker
@@ -140,7 +140,7 @@ const runOnce = async (pg: Awaited<ReturnType<typeof startPostgres>>, workers: n
 }
 
 /**
- * Pulp's published points, read off the blog post's figure (seed 003) by eye: another machine,
+ * Pulp's published points, read off the blog post's figure by eye: another machine,
  * another setup, not a measurement of this run. Plotted in grey, without lines, and labelled so.
  */
 const PULP = {
@@ -210,7 +210,7 @@ const main = async () => {
       "makespan: first created_at to last finished_at (includes the submission burst). The headline is makespan / work bound (total work / W): a lower bound no schedule can beat, independent of how fast the client submitted.",
       "max(work, chain) bound: the work bound or the longest chain of tasks that conflict on a key (exclusive holders; tasks that only share a key do not chain) x duration, whichever is larger.",
       "release-aware bound: the chain bound with every task released at its actual created_at (infinite workers). It explains, it does not judge: from 16 workers the serial submission burst is longer than the work, so every task starts almost as soon as it is submitted and this ratio is close to 1 by construction, whatever the scheduler does.",
-      `Pulp's figures, read off its blog post's plot (seed 003) — another machine and setup, not measured in this run: submit ~15 ms at 1 worker, ~90 ms at 32; wait ~70 s at 1, ~3.5 s at 8, ~0.6 s at 16, ~30 ms at 32; old resource manager ~${PULP.oldRmTasksPerSecond} tasks/s.`
+      `Pulp's figures, read off its blog post's plot — another machine and setup, not measured in this run: submit ~15 ms at 1 worker, ~90 ms at 32; wait ~70 s at 1, ~3.5 s at 8, ~0.6 s at 16, ~30 ms at 32; old resource manager ~${PULP.oldRmTasksPerSecond} tasks/s.`
     ]
   }
   const detail: Table = {
@@ -328,7 +328,7 @@ const main = async () => {
     })
   }
   const svg = figure(charts, {
-    title: `bench:tasking — seed 003 (${flags.tasks} tasks x 2 of ${flags.keys} keys x ${sleepMs} ms)`,
+    title: `bench:tasking — Pulp's queueless-workers benchmark (${flags.tasks} tasks x 2 of ${flags.keys} keys x ${sleepMs} ms)`,
     columns: 2,
     footnote: `${m.date.slice(0, 10)} · ${m.cores} cores · Node ${m.node} · PostgreSQL ${m.postgres} · ${command}`
   })

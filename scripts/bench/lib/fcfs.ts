@@ -1,5 +1,5 @@
 /**
- * Analysis of a run of tasks ordered by FCFS on resource keys (seed 003's benchmark), computed from
+ * Analysis of a run of tasks ordered by FCFS on resource keys (bench:tasking, after Pulp's queueless-workers benchmark), computed from
  * the task rows alone: when each task became runnable, how long it then waited, and the lower
  * bounds its makespan is judged against.
  */
