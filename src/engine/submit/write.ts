@@ -15,20 +15,23 @@
  *      statistics that predate it.
  */
 import { Effect } from "effect"
-import { Db } from "../../db/client.js"
+import { Db, type Tx } from "../../db/client.js"
 import { toChanges } from "../notify.js"
 import * as Q from "../queries/submit.js"
 import { type GraphPlan, pendingInputs } from "./plan.js"
 
-export const writeGraph = (graph: { readonly id: string; readonly label: string | null }, plan: GraphPlan) =>
-  Effect.flatMap(Db, (db) =>
-    db.transaction((tx) =>
-      Effect.gen(function*() {
-        if (plan.allKeys.length > 0) yield* Q.lockKeys(tx, plan.allKeys)
-        const external = plan.external.length > 0 ? yield* Q.lockFutures(tx, plan.external) : []
-        const { tasks, failed } = pendingInputs(plan, external)
-        yield* Q.insertGraph(tx, { ...graph, tasks, futures: plan.futures, inputs: plan.inputs, keys: plan.keys })
-        const changes = failed.length > 0 ? yield* Q.settleConsumers(tx, failed) : toChanges({})
-        yield* Q.enqueue(tx, tasks.map((t) => t.id), changes)
-      })
-    ))
+type GraphRow = { readonly id: string; readonly label: string | null }
+
+export const writeGraph = (graph: GraphRow, plan: GraphPlan) =>
+  Effect.flatMap(Db, (db) => db.transaction((tx) => writeGraphIn(tx, graph, plan)))
+
+/** The same steps in a transaction the caller owns (a schedule's tick commits its claim with them). */
+export const writeGraphIn = (tx: Tx, graph: GraphRow, plan: GraphPlan) =>
+  Effect.gen(function*() {
+    if (plan.allKeys.length > 0) yield* Q.lockKeys(tx, plan.allKeys)
+    const external = plan.external.length > 0 ? yield* Q.lockFutures(tx, plan.external) : []
+    const { tasks, failed } = pendingInputs(plan, external)
+    yield* Q.insertGraph(tx, { ...graph, tasks, futures: plan.futures, inputs: plan.inputs, keys: plan.keys })
+    const changes = failed.length > 0 ? yield* Q.settleConsumers(tx, failed) : toChanges({})
+    yield* Q.enqueue(tx, tasks.map((t) => t.id), changes)
+  })
