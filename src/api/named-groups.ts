@@ -2,8 +2,8 @@
  * /api/v1/repositories, /remotes, /distributions: the same copy-on-write operations for each kind
  * of named resource, built by one factory so that they cannot drift apart.
  */
-import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema } from "@effect/platform"
-import { Schema } from "effect"
+import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
+import { type Context, Schema } from "effect"
 import { Authorization } from "./auth.js"
 import { strict } from "./schemas.js"
 
@@ -31,7 +31,7 @@ export const DistributionFields = {
   publication: Schema.optional(Schema.NullOr(Schema.String))
 }
 
-const viewOf = <V extends Schema.Struct.Fields>(identifier: string, view: V) =>
+export const viewOf = <V extends Schema.Struct.Fields>(identifier: string, view: V) =>
   Schema.Struct({ ...revisionBase, ...view }).annotations({ identifier })
 
 export const RepositoryView = viewOf("RepositoryRevision", { description: Schema.NullOr(Schema.String) })
@@ -45,24 +45,31 @@ export const DistributionView = viewOf("DistributionRevision", {
   publication: Schema.NullOr(Schema.String)
 })
 
-const makeGroup = <G extends string, P extends string, F extends Schema.Struct.Fields, V extends Schema.Schema.Any>(
+/** An OpenAPI description per operation of a named group (optional). */
+export type NamedGroupDocs = Partial<Record<"create" | "list" | "get" | "revisions" | "update" | "delete", string>>
+
+export const makeGroup = <G extends string, P extends string, F extends Schema.Struct.Fields, V extends Schema.Schema.Any>(
   group: G,
   plural: P,
   fields: F,
-  View: V
+  View: V,
+  docs: NamedGroupDocs = {}
 ) => {
   const Create = Schema.Struct({ name: Name, ...fields }).annotations({ ...strict, identifier: `${group}Create` })
   const Patch = Schema.partial(Schema.Struct(fields)).annotations({ ...strict, identifier: `${group}Patch` })
+  const doc = <E extends { annotate<I, S>(tag: Context.Tag<I, S>, value: S): E }>(op: keyof NamedGroupDocs, e: E): E =>
+    docs[op] === undefined ? e : e.annotate(OpenApi.Description, docs[op]!)
   return HttpApiGroup.make(group)
-    .add(HttpApiEndpoint.post("create", `/${plural}`).setPayload(Create).addSuccess(View, { status: 201 }))
-    .add(HttpApiEndpoint.get("list", `/${plural}`).addSuccess(Schema.Array(View)))
-    .add(HttpApiEndpoint.get("get", `/${plural}/:name`).setPath(NamePath).addSuccess(View))
-    .add(HttpApiEndpoint.get("revisions", `/${plural}/:name/revisions`).setPath(NamePath).addSuccess(Schema.Array(View)))
-    .add(
+    .add(doc("create", HttpApiEndpoint.post("create", `/${plural}`).setPayload(Create).addSuccess(View, { status: 201 })))
+    .add(doc("list", HttpApiEndpoint.get("list", `/${plural}`).addSuccess(Schema.Array(View))))
+    .add(doc("get", HttpApiEndpoint.get("get", `/${plural}/:name`).setPath(NamePath).addSuccess(View)))
+    .add(doc("revisions", HttpApiEndpoint.get("revisions", `/${plural}/:name/revisions`).setPath(NamePath).addSuccess(Schema.Array(View))))
+    .add(doc(
+      "update",
       HttpApiEndpoint.patch("update", `/${plural}/:name`).setPath(NamePath).setHeaders(IfMatch).setPayload(Patch)
         .addSuccess(View, { status: 201 })
-    )
-    .add(HttpApiEndpoint.del("delete", `/${plural}/:name`).setPath(NamePath).addSuccess(HttpApiSchema.NoContent))
+    ))
+    .add(doc("delete", HttpApiEndpoint.del("delete", `/${plural}/:name`).setPath(NamePath).addSuccess(HttpApiSchema.NoContent)))
     .middleware(Authorization)
 }
 

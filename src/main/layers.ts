@@ -6,23 +6,34 @@ import { Effect, Layer } from "effect"
 import { ServerLive } from "../api/server.js"
 import { CairnConfig } from "../config/config.js"
 import { runWorker } from "../engine/worker.js"
+import { runScheduler } from "../schedules/scheduler.js"
 import { ProcessLive } from "./runtime.js"
 
-/** The API and content app, plus CAIRN_WORKERS worker slots (0: none). */
+/**
+ * The API and content app, plus CAIRN_WORKERS worker slots (0: none) and, with them, the scheduler.
+ * A process without workers runs no scheduler: schedules submit work, and work is the workers'
+ * business; an API-only process answers requests and writes nothing it was not asked to (and
+ * adding API processes adds no scheduler traffic). Ticks missed while no worker runs are
+ * submitted, once, when one starts.
+ */
 export const ServeMain = Layer.mergeAll(
   ServerLive,
   Layer.scopedDiscard(
     Effect.gen(function*() {
       const config = yield* CairnConfig
-      if (config.workers > 0) yield* runWorker()
+      if (config.workers > 0) {
+        yield* runWorker()
+        yield* runScheduler
+      }
     })
   )
 ).pipe(Layer.provide(ProcessLive))
 
-/** Worker slots (CAIRN_WORKERS, at least 1) and no HTTP listener. */
+/** Worker slots (CAIRN_WORKERS, at least 1), the scheduler, and no HTTP listener. */
 export const WorkerMain = Layer.scopedDiscard(
   Effect.gen(function*() {
     const config = yield* CairnConfig
     yield* runWorker({ slots: Math.max(1, config.workers) })
+    yield* runScheduler
   })
 ).pipe(Layer.provide(ProcessLive))
