@@ -18,6 +18,7 @@ import { graphCommands } from "./commands/graphs.js"
 import { inspectCommands } from "./commands/inspect.js"
 import { namedCommands } from "./commands/named.js"
 import { processCommands } from "./commands/processes.js"
+import { scheduleCommands } from "./commands/schedule.js"
 import { uploadCommand } from "./commands/upload.js"
 import { signalExitCode } from "./exit.js"
 import { group } from "./group.js"
@@ -30,6 +31,7 @@ export const cairn = group("cairn", "An immutable-resource content store with fu
   ...inspectCommands,
   dagCommand,
   ...namedCommands,
+  scheduleCommands,
   uploadCommand
 ])
 

@@ -42,6 +42,8 @@ export type TaskQuery = Schema.Schema.Type<typeof S.TaskQuery>
 export type RepositoryRevision = ViewOf<"repositories">
 export type RemoteRevision = ViewOf<"remotes">
 export type DistributionRevision = ViewOf<"distributions">
+/** A schedule's revision; `next_run` and `last_*` are on its current revision only. */
+export type ScheduleRevision = ViewOf<"schedules">
 
 export interface Cancelable {
   /** Stop waiting: the promise rejects with code `aborted` (the work itself goes on). */
@@ -136,6 +138,8 @@ export const createClient = (opts: Partial<ClientOptions> = {}) => {
     },
     remotes: promised("remotes"),
     distributions: promised("distributions"),
+    /** Graphs submitted at each tick of a cron expression, once across the cluster. */
+    schedules: promised("schedules"),
 
     /** Upload a file (streamed; its sha256 is computed first and checked by the server). */
     uploadFile: (path: string, o: UploadOptions = {}): Promise<UploadResult> => uploadFile(conn, path, o),

@@ -25,7 +25,7 @@ const readAll = async (stream: NodeJS.ReadableStream) => {
 }
 
 /** The graph file (or stdin for "-") as JSON, or one sentence saying why not. */
-const readGraph = (file: string) =>
+export const readGraph = (file: string) =>
   Effect.gen(function*() {
     const name = file === "-" ? "stdin" : file
     const text = yield* Effect.tryPromise({

@@ -12,7 +12,7 @@ import { named, type NamedGroup, type PatchOf, type ViewOf } from "../../client/
 import { CliError, type Common, common, fields, output, table, withClient } from "../common.js"
 import { group } from "../group.js"
 
-interface Kind<G extends NamedGroup> {
+export interface Kind<G extends NamedGroup> {
   /** The CLI's word: repo, remote, dist. */
   readonly command: string
   readonly group: G
@@ -26,7 +26,7 @@ const repoKind: Kind<"repositories"> = { command: "repo", group: "repositories",
 const remoteKind: Kind<"remotes"> = { command: "remote", group: "remotes", noun: "remote", columns: ["policy", "url", "revision"] }
 const distKind: Kind<"distributions"> = { command: "dist", group: "distributions", noun: "distribution", columns: ["base_path", "publication", "revision"] }
 
-const nameArg = (k: Kind<NamedGroup>) => Args.text({ name: "name" }).pipe(Args.withDescription(`The ${k.noun}'s name.`))
+export const nameArg = (k: Kind<NamedGroup>) => Args.text({ name: "name" }).pipe(Args.withDescription(`The ${k.noun}'s name.`))
 
 const cell = (v: unknown) => (v === null || v === undefined ? "-" : typeof v === "object" ? JSON.stringify(v) : String(v))
 const showOne = (v: object) => fields(Object.entries(v).map(([k, x]) => [k, cell(x)]))
@@ -37,7 +37,7 @@ const showMany = (k: Kind<NamedGroup>, vs: ReadonlyArray<object>) =>
 
 // ---- the operations every kind has --------------------------------------------------------------
 
-const sharedCommands = <G extends NamedGroup>(k: Kind<G>) => {
+export const sharedCommands = <G extends NamedGroup>(k: Kind<G>) => {
   const withOps = <A, E>(c: Common, f: (ops: ReturnType<typeof named<G>>, client: CairnClientShape) => Effect.Effect<A, E>) =>
     withClient(c, (client) => f(named(client, k.group), client))
   return [
@@ -62,7 +62,7 @@ const sharedCommands = <G extends NamedGroup>(k: Kind<G>) => {
   ] as const
 }
 
-const ifMatch = Options.text("if-match").pipe(
+export const ifMatch = Options.text("if-match").pipe(
   Options.withDescription("Only if the name is still at this revision (else fail: precondition failed)."),
   Options.optional
 )
