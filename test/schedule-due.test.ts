@@ -7,8 +7,7 @@ import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { cronProblem, formatTick, latestTick, nextTick, timezoneProblem } from "../src/schedules/cron.js"
 import { dueTick, nextRun, type RevisionTimes } from "../src/schedules/due.js"
-
-const MINUTE = 60_000
+import { matches, MINUTE, minuteFields, type ModelRevision, modelDue } from "./support/schedule-model.js"
 const at = (iso: string) => Date.parse(iso)
 const iso = (t: number | undefined) => (t === undefined ? undefined : new Date(t).toISOString())
 
@@ -122,40 +121,6 @@ describe("ticks in a time zone, across daylight-saving changes", () => {
 })
 
 // ---- which tick is owed: against a model ----------------------------------------------------------
-
-/** Minute fields the model understands; the other four fields are `*`, in UTC. */
-const minuteFields = ["*", "*/2", "*/3", "*/7", "0", "13", "5,35", "59"] as const
-
-/** Does minute field `f` match the minute starting at `t`? (No croner here.) */
-const matches = (f: string, t: number) => {
-  const minute = new Date(t).getUTCMinutes()
-  if (f === "*") return true
-  if (f.startsWith("*/")) return minute % Number(f.slice(2)) === 0
-  return f.split(",").map(Number).includes(minute)
-}
-
-interface ModelRevision {
-  readonly id: string
-  readonly createdAt: number
-  readonly field: string
-  readonly enabled: boolean
-}
-
-/**
- * The rule, walked minute by minute: the latest minute <= now, after the last tick, whose owner (the
- * revision created last before it) is enabled and matches it; nothing unless the current revision is
- * enabled.
- */
-const modelDue = (revisions: ReadonlyArray<ModelRevision>, lastTick: number | undefined, now: number) => {
-  const current = revisions[revisions.length - 1]!
-  if (!current.enabled) return undefined
-  const floor = Math.max(lastTick ?? -Infinity, revisions[0]!.createdAt)
-  for (let m = Math.floor(now / MINUTE) * MINUTE; m > floor; m -= MINUTE) {
-    const owner = [...revisions].reverse().find((r) => r.createdAt < m)
-    if (owner && owner.enabled && matches(owner.field, m)) return { tick: m, revision: owner.id }
-  }
-  return undefined
-}
 
 const toTimes = (r: ModelRevision): RevisionTimes => ({
   id: r.id,

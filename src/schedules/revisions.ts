@@ -56,6 +56,11 @@ export const scheduleRevisionView = (tx: Tx, revision: string) =>
  * Writes revision `revision`. Its `created_at` comes from the schedulers' clock, read now: inside
  * the transaction that holds the name's row lock (a new name's row does not exist yet), so the
  * revision is dated after every tick claim it had to wait for (src/schedules/ticks.ts).
+ *
+ * A schedule's revisions are dated strictly one after the other: two edits within one millisecond
+ * of the clock would otherwise share a `created_at`, and "the revision current at tick T" (the
+ * latest created before T) would have no single answer; the later one is dated a millisecond
+ * after the earlier. The name's row lock orders the edits, so the previous date read here is final.
  */
 export const insertScheduleRevision = (tx: Tx, revision: string, scheduleId: string, name: string, fields: ScheduleFields) =>
   Effect.gen(function*() {
@@ -63,5 +68,7 @@ export const insertScheduleRevision = (tx: Tx, revision: string, scheduleId: str
     yield* txRows(tx, sql`
       INSERT INTO schedule_revisions (id, schedule_id, name, cron, timezone, graph, enabled, created_at)
       VALUES (${revision}, ${scheduleId}, ${name}, ${fields.cron}, ${fields.timezone}, ${JSON.stringify(fields.graph)}::jsonb,
-              ${fields.enabled}, ${new Date(now).toISOString()}::timestamptz)`)
+              ${fields.enabled},
+              GREATEST(${new Date(now).toISOString()}::timestamptz,
+                       (SELECT max(created_at) + interval '1 millisecond' FROM schedule_revisions WHERE schedule_id = ${scheduleId})))`)
   })

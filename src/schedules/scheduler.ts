@@ -46,8 +46,19 @@ export interface SchedulerStatus {
   readonly checkedAt: number | undefined
   /** When the scheduler wakes next, unless a change wakes it first. */
   readonly wakeAt: number | undefined
+  /**
+   * Whether the latest pass settled (claimed everything owed at its time). If it did not, `wakeAt`
+   * is its retry, and says nothing about when a tick is owed.
+   */
+  readonly settled: boolean
   /** Graphs this scheduler submitted. */
   readonly submitted: number
+  /**
+   * How many schedule changes had been announced to it (`changesAnnounced`) when the latest
+   * completed pass started: that pass saw every one of them. For observers that must know a change
+   * has been acted on (tests).
+   */
+  readonly changesSeen: number
 }
 
 interface CurrentRow {
@@ -77,13 +88,23 @@ export const makeScheduler = Effect.gen(function*() {
   const db = yield* Db
   const session = yield* Session
   const clock = yield* SchedulerClock
-  const status = yield* SubscriptionRef.make<SchedulerStatus>({ passes: 0, checkedAt: undefined, wakeAt: undefined, submitted: 0 })
+  const status = yield* SubscriptionRef.make<SchedulerStatus>({
+    passes: 0,
+    checkedAt: undefined,
+    wakeAt: undefined,
+    settled: false,
+    submitted: 0,
+    changesSeen: 0
+  })
 
   const kick = yield* Queue.sliding<void>(1)
+  let announced = 0
   yield* session.listen(SCHEDULES_CHANNEL)
   yield* session.onWakeup((w) => {
     // undefined: the session (re)connected; anything may have changed meanwhile.
-    if (w.channel === undefined || w.channel === SCHEDULES_CHANNEL) kick.unsafeOffer(undefined)
+    if (w.channel !== undefined && w.channel !== SCHEDULES_CHANNEL) return
+    announced += 1
+    kick.unsafeOffer(undefined)
   })
 
   const current = db.rows<CurrentRow>(sql`
@@ -174,6 +195,7 @@ export const makeScheduler = Effect.gen(function*() {
     let failures = 0
     let reruns = 0
     for (;;) {
+      const seen = announced
       const now = yield* clock.now
       const outcome = yield* pass(now).pipe(
         Effect.map((r) => ({ ok: !r.failed, ...r })),
@@ -181,14 +203,18 @@ export const makeScheduler = Effect.gen(function*() {
           Effect.as(Effect.logWarning(`scheduler: a pass failed, trying again shortly: ${firstLine(cause)}`), { ok: false as const })
         )
       )
+      if (outcome.ok && outcome.again && reruns < MAX_RERUNS) {
+        reruns += 1
+        continue
+      }
+      reruns = 0
+      // Settled: every tick owed at `now` is claimed. A schedule that kept changing under the
+      // claims has not settled either: it is looked at again shortly, like a failed pass.
+      const settled = outcome.ok && !outcome.again
+      if (outcome.ok && outcome.again) yield* Effect.logWarning(`scheduler: schedules kept changing under its claims, trying again shortly`)
       let wakeAt: number
-      if (outcome.ok) {
+      if (settled) {
         failures = 0
-        if (outcome.again && reruns < MAX_RERUNS) {
-          reruns += 1
-          continue
-        }
-        reruns = 0
         wakeAt = Math.min(outcome.next, now + RECHECK_MS)
       } else {
         wakeAt = now + Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** failures)
@@ -197,14 +223,20 @@ export const makeScheduler = Effect.gen(function*() {
       yield* SubscriptionRef.update(status, (s) => ({
         ...s,
         passes: s.passes + 1,
-        checkedAt: outcome.ok ? now : s.checkedAt,
-        wakeAt
+        checkedAt: settled ? now : s.checkedAt,
+        wakeAt,
+        settled,
+        changesSeen: settled ? seen : s.changesSeen
       }))
       yield* Effect.raceFirst(clock.sleepUntil(wakeAt), Queue.take(kick))
     }
   })
   yield* Effect.forkScoped(loop)
-  return { status }
+  return {
+    status,
+    /** Schedule changes announced to this scheduler so far (see SchedulerStatus.changesSeen). */
+    changesAnnounced: () => announced
+  }
 })
 
 /** Runs a scheduler in this process until the scope closes (the worker processes' wiring: src/main/layers.ts). */
