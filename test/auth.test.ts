@@ -211,7 +211,7 @@ describe("with CAIRN_API_TOKENS", () => {
       expect((await call("GET", "/content/nowhere/x", authorization)).status).toBe(404)
       const health = await call("GET", "/healthz", authorization)
       expect(health.status).toBe(200)
-      expect(health.json).toEqual({ ok: true, db: "ok" })
+      expect(health.json).toEqual({ ok: true, db: "ok", storage: "ok" })
       const metrics = await call("GET", "/metrics", authorization)
       expect(metrics.status).toBe(200)
       expect(metrics.text).toContain("cairn_tasks")

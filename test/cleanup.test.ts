@@ -12,8 +12,8 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { monotonicFactory } from "ulid"
-import { describe, expect, it } from "vitest"
-import { storeArtifact } from "../src/content/artifacts.js"
+import { afterAll, describe, expect, it } from "vitest"
+import { type ArtifactOwner, storeArtifact, withDigestSession } from "../src/content/artifacts.js"
 import { cleanupOrphans, recoverTombstones } from "../src/content/cleanup.js"
 import { createNamed } from "../src/content/named.js"
 import { ArtifactStorage } from "../src/content/storage.js"
@@ -24,6 +24,7 @@ import type { InvalidRequest } from "../src/engine/errors.js"
 import { submitGraph } from "../src/engine/submit.js"
 import { runWorker } from "../src/engine/worker.js"
 import { createTestDatabase, engineLayer } from "./support/db.js"
+import { type S3Server, startS3, storedObjects } from "./support/s3.js"
 import { makeFiles, startUpstream } from "./support/upstream.js"
 
 const newId = monotonicFactory()
@@ -31,6 +32,8 @@ const newId = monotonicFactory()
 interface Env {
   readonly url: string
   readonly dataDir: string
+  /** The artifact store is this S3-protocol server (under the prefix "store/"); else `dataDir`. */
+  readonly s3?: S3Server | undefined
 }
 
 /** Every test gets its own database and store, so that reports count only its own rows. */
@@ -44,7 +47,7 @@ const run = <A, E>(env: Env, eff: Effect.Effect<A, E, any>, opts: { workers?: nu
     Effect.scoped(Effect.gen(function*() {
       if (opts.workers) yield* runWorker({ slots: opts.workers })
       return yield* eff
-    })).pipe(Effect.provide(engineLayer(env.url, { dataDir: env.dataDir }))) as Effect.Effect<A, E, never>
+    })).pipe(Effect.provide(engineLayer(env.url, { dataDir: env.dataDir, ...(env.s3 ? { storage: env.s3.storage("store/") } : {}) }))) as Effect.Effect<A, E, never>
   )
 
 // ---------------------------------------------------------------------------------------------
@@ -86,6 +89,10 @@ const unit = (opts: { age?: typeof OLD; art?: Art } = {}) =>
     if (opts.art) yield* db.rows(sql`INSERT INTO content_artifacts (content_id, artifact_id) VALUES (${id}, ${opts.art.id})`)
     return id
   })
+
+/** An upload owning the artifact for an hour. */
+const ownedByUpload: ArtifactOwner = (tx, artifactId) =>
+  Effect.asVoid(txRows(tx, sql`INSERT INTO uploads (id, artifact_id, expires_at) VALUES (${newId()}, ${artifactId}, now() + interval '1 hour')`))
 
 const rowExists = (table: "artifacts" | "content_units", id: string) =>
   Effect.flatMap(Db, (db) => Effect.map(db.rows(sql`SELECT 1 FROM ${sql.raw(table)} WHERE id = ${id}`), (rows) => rows.length > 0))
@@ -296,15 +303,17 @@ describe("orphan cleanup", () => {
       const storage = yield* ArtifactStorage
       // A crash between tombstone and commit: the deleting transaction never committed, the row is there.
       const rolledBack = yield* artifact()
-      expect(yield* storage.tombstone(rolledBack.sha256)).toBe(true)
-      // A crash between commit and purge: the row is gone.
+      yield* storage.tombstone(rolledBack.sha256)
+      // A crash between commit and purge: the row is gone, the bytes are not.
       const committed = yield* artifact()
-      expect(yield* storage.tombstone(committed.sha256)).toBe(true)
+      yield* storage.tombstone(committed.sha256)
       yield* db.rows(sql`DELETE FROM artifacts WHERE id = ${committed.id}`)
       // A digest an adopter holds right now.
       const busy = yield* artifact()
-      expect(yield* storage.tombstone(busy.sha256)).toBe(true)
-      expect(yield* storage.stat(rolledBack.sha256)).toBeUndefined()
+      yield* storage.tombstone(busy.sha256)
+      // A tombstone hides nothing: the bytes stay visible until the database has decided.
+      expect((yield* storage.stat(rolledBack.sha256))?.size).toBe(rolledBack.size)
+      expect((yield* storage.tombstones).slice().sort()).toEqual([rolledBack.sha256, committed.sha256, busy.sha256].sort())
 
       const held = yield* Effect.acquireRelease(
         Effect.promise(() => db.pool.connect()),
@@ -347,6 +356,73 @@ describe("orphan cleanup", () => {
     }))
   })
 
+  it("an adopter whose bytes a whole cleanup removed between its put and its adoption stores them again", async () => {
+    const env = await fresh()
+    await run(env, Effect.gen(function*() {
+      const storage = yield* ArtifactStorage
+      const bytes = randomBytes(500)
+      // An orphan with these bytes: row and bytes, nothing owns it.
+      const db = yield* Db
+      const first = yield* storage.put(once(bytes))
+      yield* db.rows(sql`INSERT INTO artifacts (id, sha256, size, created_at) VALUES (${newId()}, ${first.sha256}, ${first.size}, ${OLD})`)
+      // The adopter's put finds the bytes there; before it adopts them, a cleanup runs to its end.
+      let puts = 0
+      const put = Effect.gen(function*() {
+        puts++
+        const stored = yield* storage.put(once(bytes))
+        if (puts === 1) {
+          expect(stored.created).toBe(false)
+          expect(yield* cleanupOrphans({ protectionSeconds: 0 })).toMatchObject({ artifacts: 1 })
+          expect(yield* storage.stat(stored.sha256)).toBeUndefined()
+        }
+        return stored
+      })
+      const adopted = yield* storeArtifact(put, ownedByUpload)
+      // The bytes were found missing under the shared lock, stored again, then adopted.
+      expect(puts).toBe(2)
+      expect(yield* artifactKept({ id: adopted.id, sha256: adopted.sha256, size: adopted.size })).toBe(true)
+    }))
+  })
+
+  it("an adopter waits while a cleanup holds the digest (until its bytes are gone), then finds them gone", async () => {
+    const env = await fresh()
+    await run(env, Effect.gen(function*() {
+      const db = yield* Db
+      const storage = yield* ArtifactStorage
+      const bytes = randomBytes(500)
+      const sha = (yield* storage.put(once(bytes))).sha256
+      // A cleanup mid-way: it holds the exclusive digest lock, its row deletion committed, the bytes still there.
+      const cleanup = yield* Effect.fork(withDigestSession((session) =>
+        Effect.gen(function*() {
+          expect(yield* session.tryLockExclusive([sha])).toEqual(new Set([sha]))
+          yield* Effect.never.pipe(Effect.onInterrupt(() => Effect.orDie(storage.remove(sha))))
+        })))
+      let puts = 0
+      const adopter = yield* Effect.fork(storeArtifact(Effect.suspend(() => {
+        puts++
+        return storage.put(once(bytes))
+      }), ownedByUpload))
+      // The adopter comes to wait for the digest lock (an ungranted advisory lock), and is not done.
+      let wentAhead = false
+      for (;;) {
+        const [w] = yield* db.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`)
+        if (w!.n > 0) break
+        if ((wentAhead = adopter.unsafePoll() !== null)) break
+        yield* Effect.sleep(Duration.millis(10))
+      }
+      if (wentAhead) {
+        yield* Fiber.interrupt(cleanup)
+        expect.fail("the adopter went ahead while a cleanup held the digest")
+      }
+      expect(adopter.unsafePoll()).toBeNull()
+      // The cleanup deletes the bytes and gives the lock back: the adopter finds them gone and stores them again.
+      yield* Fiber.interrupt(cleanup)
+      const adopted = yield* Fiber.join(adopter)
+      expect(puts).toBe(2)
+      expect(yield* artifactKept({ id: adopted.id, sha256: sha, size: bytes.length })).toBe(true)
+    }))
+  })
+
   it("restores the bytes when the deleting transaction fails to commit", async () => {
     const env = await fresh()
     await run(env, Effect.gen(function*() {
@@ -376,8 +452,12 @@ describe("orphan cleanup", () => {
 // ---------------------------------------------------------------------------------------------
 
 describe("orphan cleanup under load", () => {
-  it("syncs and publishes of overlapping repositories race cleanups in a loop: nothing fails, nothing dangles, orphans go", async () => {
-    const env = await fresh()
+  let s3: S3Server | undefined
+  afterAll(async () => {
+    await s3?.close()
+  })
+
+  const race = async (env: Env) => {
     const ROUNDS = 8
     // One set of files; upstream A serves the first two thirds, B the last two: the middle third is
     // the same bytes under the same paths in both, so syncs of different repositories adopt the
@@ -558,11 +638,21 @@ describe("orphan cleanup under load", () => {
       await upA.close()
       await upB.close()
     }
+  }
+
+  it("syncs and publishes of overlapping repositories race cleanups in a loop: nothing fails, nothing dangles, orphans go", async () => {
+    await race(await fresh())
+  }, 600_000)
+
+  it("the same on an object store (s3rver): adopters and cleanups meet on the same digests there too", async () => {
+    s3 = await startS3()
+    await race({ ...(await fresh()), s3 })
   }, 600_000)
 })
 
-/** The digests of every file in the store (fan-out directories; not tmp). */
+/** The digests of every artifact in the store (fan-out directories or keys; not tmp). */
 const storedDigests = (env: Env) => {
+  if (env.s3) return [...storedObjects(env.s3, "store/").keys()].filter((k) => !k.startsWith("store/tmp/")).map((k) => k.split("/").at(-1)!)
   const root = path.join(env.dataDir, "artifacts")
   const out: Array<string> = []
   for (const d1 of fs.readdirSync(root)) {

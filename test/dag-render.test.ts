@@ -1,5 +1,5 @@
 /**
- * scripts/dag: the model and the renderers on hand-built graphs (no server, no database).
+ * src/dag: the model and the renderers on hand-built graphs (no server, no database).
  */
 import { describe, expect, it } from "vitest"
 import {
@@ -12,8 +12,8 @@ import {
   type Snapshot,
   type Source,
   type TaskView
-} from "../scripts/dag/model.js"
-import { renderDot, renderMermaid, renderText, toJson } from "../scripts/dag/render.js"
+} from "../src/dag/model.js"
+import { renderDot, renderMermaid, renderText, toJson } from "../src/dag/render.js"
 
 const NOW = Date.parse("2025-01-01T12:00:30.000Z")
 const at = (s: number) => new Date(Date.parse("2025-01-01T12:00:00.000Z") + s * 1000).toISOString()

@@ -198,7 +198,7 @@ describe("database restart", () => {
         const r = await c.get("/healthz").catch(() => undefined)
         return r?.status === 503 ? r : undefined
       }, 30_000)
-      expect(down.body).toEqual({ ok: false, db: "unreachable" })
+      expect(down.body).toEqual({ ok: false, db: "unreachable", storage: "ok" })
       const api503 = await c.get(`/api/v1/graphs/${graphs[0]!.id}`)
       expect(api503.status).toBe(503)
       expect(api503.body.error.code).toBe("unavailable")

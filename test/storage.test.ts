@@ -1,24 +1,102 @@
 /**
- * The local artifact store, on the real filesystem (a fresh mkdtemp directory per test; no
- * database). The tests run as root in CI, where permission bits do not stop writes, so store
- * failures are provoked with things root cannot get past: a file where a directory must be, and
- * an immutable (chattr +i) directory.
+ * The artifact store: the contract suite (test/storage-contract.ts) against every backend, the
+ * local filesystem (a fresh mkdtemp directory per test) and a real S3-protocol server (s3rver, a
+ * fresh key prefix per test; test/support/s3.ts says what it does not check). No database.
+ *
+ * Then what only the local backend has: files, modes, symlinks, errno codes. The tests run as root
+ * in CI, where permission bits do not stop writes, so store failures are provoked with things root
+ * cannot get past: a file where a directory must be, and an immutable (chattr +i) directory. The
+ * object store's own failures (unreachable, overloaded, refusing credentials) are in
+ * test/storage-s3.test.ts.
  */
-import { Duration, Effect } from "effect"
+import { Duration, Effect, Exit, Scope } from "effect"
 import { execFileSync } from "node:child_process"
-import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as os from "node:os"
 import { join } from "node:path"
-import { Readable } from "node:stream"
-import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest"
+import { S3ArtifactStorage } from "../src/content/storage-s3.js"
 import { toStorageError, LocalArtifactStorage } from "../src/content/storage-local.js"
-import { ArtifactStorage, type ArtifactStorageShape, StorageError } from "../src/content/storage.js"
+import { StorageError } from "../src/content/storage.js"
+import { type Backend, chunks, failure, readAll, run, sha256, storageContract } from "./storage-contract.js"
+import { putRaw, type S3Server, startS3, storedObjects } from "./support/s3.js"
+
+// ---------------------------------------------------------------------------------------------
+// The backends
+// ---------------------------------------------------------------------------------------------
+
+/** The files of a local store outside tmp, by digest. */
+const filesOf = async (root: string): Promise<Array<string>> => {
+  const out: Array<string> = []
+  const walk = async (d: string) => {
+    for (const e of await fsp.readdir(d, { withFileTypes: true }).catch(() => [])) {
+      if (d === root && e.name === "tmp") continue
+      const p = join(d, e.name)
+      if (e.isDirectory()) await walk(p)
+      else out.push(e.name)
+    }
+  }
+  await walk(root)
+  return out
+}
+
+const local: Backend = {
+  name: "local",
+  fresh: async () => {
+    const base = await fsp.mkdtemp(join(os.tmpdir(), "cairn-storage-"))
+    const root = join(base, "store")
+    return {
+      make: LocalArtifactStorage.make(root),
+      layer: LocalArtifactStorage.layer(root),
+      visible: () => filesOf(root),
+      temporaries: async () => (await fsp.readdir(join(root, "tmp"))).filter((n) => !n.startsWith("tomb-")),
+      damage: async (sha, bytes) => {
+        await fsp.mkdir(join(root, sha.slice(0, 2), sha.slice(2, 4)), { recursive: true })
+        await fsp.writeFile(join(root, sha.slice(0, 2), sha.slice(2, 4), sha), bytes)
+      },
+      close: () => fsp.rm(base, { recursive: true, force: true })
+    }
+  }
+}
+
+let s3: S3Server
+let prefixes = 0
+const s3Backend: Backend = {
+  name: "s3",
+  fresh: async () => {
+    const prefix = `store-${prefixes++}/`
+    const options = s3.options(prefix)
+    const keys = () => [...storedObjects(s3, prefix).keys()].map((k) => k.slice(prefix.length))
+    return {
+      make: S3ArtifactStorage.make(options),
+      layer: S3ArtifactStorage.layer(options),
+      visible: async () => keys().filter((k) => !k.startsWith("tmp/")).map((k) => k.split("/").at(-1)!),
+      temporaries: async () => keys().filter((k) => k.startsWith("tmp/") && !k.startsWith("tmp/tomb-")),
+      damage: (sha, bytes) => putRaw(s3, `${prefix}${sha.slice(0, 2)}/${sha.slice(2, 4)}/${sha}`, bytes),
+      close: async () => undefined
+    }
+  }
+}
+
+beforeAll(async () => {
+  s3 = await startS3()
+})
+afterAll(async () => {
+  await s3?.close()
+})
+
+storageContract(local)
+storageContract(s3Backend)
+
+// ---------------------------------------------------------------------------------------------
+// The local backend's own
+// ---------------------------------------------------------------------------------------------
 
 let base: string
 let root: string
 const cleanups: Array<() => Promise<void>> = []
+const scopes: Array<Scope.CloseableScope> = []
 
 beforeEach(async () => {
   base = await fsp.mkdtemp(join(os.tmpdir(), "cairn-storage-"))
@@ -27,249 +105,52 @@ beforeEach(async () => {
 
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c()
+  for (const s of scopes.splice(0)) await Effect.runPromise(Scope.close(s, Exit.void))
   await fsp.rm(base, { recursive: true, force: true })
 })
 
-const sha256 = (b: Uint8Array | string) => createHash("sha256").update(b).digest("hex")
-const EMPTY_SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-
-const run = <A, E>(eff: Effect.Effect<A, E>) => Effect.runPromise(eff)
-/** The typed error an effect fails with (and a test failure if it succeeds). */
-const failure = <A, E>(eff: Effect.Effect<A, E>) => Effect.runPromise(Effect.flip(eff))
-
-const makeStore = () => run(LocalArtifactStorage.make(root))
-
-async function* chunks(...parts: Array<Uint8Array>) {
-  for (const p of parts) yield p
-}
-
-const readAll = async (s: NodeJS.ReadableStream) => {
-  const out: Array<Buffer> = []
-  for await (const c of s) out.push(Buffer.isBuffer(c) ? c : Buffer.from(c))
-  return Buffer.concat(out)
+const makeStore = async () => {
+  const scope = await Effect.runPromise(Scope.make())
+  scopes.push(scope)
+  return Effect.runPromise(Scope.extend(LocalArtifactStorage.make(root), scope))
 }
 
 const finalPath = (sha: string) => join(root, sha.slice(0, 2), sha.slice(2, 4), sha)
 const tmpEntries = () => fsp.readdir(join(root, "tmp"))
-const exists = (p: string) => fsp.lstat(p).then(() => true, () => false)
+const visibleFiles = async () => (await filesOf(root)).map(finalPath)
 
-/** Every regular file under the store outside tmp (the visible artifacts). */
-const visibleFiles = async (): Promise<Array<string>> => {
-  const out: Array<string> = []
-  const walk = async (d: string) => {
-    for (const e of await fsp.readdir(d, { withFileTypes: true })) {
-      if (d === root && e.name === "tmp") continue
-      const p = join(d, e.name)
-      if (e.isDirectory()) await walk(p)
-      else out.push(p)
-    }
-  }
-  await walk(root)
-  return out
-}
-
-describe("put, stat, open", () => {
-  it("round-trips bytes written in several chunks", async () => {
+describe("local files", () => {
+  it("stores read-only files at their fan-out path, hands out that path, and keeps the first copy's inode", async () => {
     const store = await makeStore()
-    const parts = [randomBytes(70_000), randomBytes(1), randomBytes(130_000)]
-    const all = Buffer.concat(parts)
-    const r = await run(store.put(chunks(...parts)))
-    expect(r).toEqual({ sha256: sha256(all), size: all.length, created: true })
-
-    expect(await run(store.stat(r.sha256))).toEqual({ size: all.length })
-    expect(Buffer.compare(await readAll(await run(store.open(r.sha256))), all)).toBe(0)
-    expect(store.path(r.sha256)).toBe(finalPath(r.sha256))
-    expect(Buffer.compare(await fsp.readFile(finalPath(r.sha256)), all)).toBe(0)
-    // Stored read-only, and no temp file left behind.
-    expect((await fsp.stat(finalPath(r.sha256))).mode & 0o777).toBe(0o444)
-    expect(await tmpEntries()).toEqual([])
-  })
-
-  it("serves inclusive byte ranges, clamping the end and refusing unsatisfiable ones", async () => {
-    const store = await makeStore()
-    const all = randomBytes(1000)
-    const { sha256: sha } = await run(store.put(chunks(all)))
-
-    const range = async (start: number, end: number) => readAll(await run(store.open(sha, { start, end })))
-    expect(Buffer.compare(await range(10, 19), all.subarray(10, 20))).toBe(0)
-    expect(Buffer.compare(await range(0, 0), all.subarray(0, 1))).toBe(0)
-    expect(Buffer.compare(await range(999, 999), all.subarray(999))).toBe(0)
-    expect(Buffer.compare(await range(990, 5000), all.subarray(990))).toBe(0)
-
-    expect(await failure(store.open(sha, { start: 1000, end: 1000 }))).toMatchObject({ _tag: "BadRange", size: 1000 })
-    expect((await failure(store.open(sha, { start: 5, end: 4 })))._tag).toBe("BadRange")
-    expect((await failure(store.open(sha, { start: -1, end: 4 })))._tag).toBe("BadRange")
-    expect((await failure(store.open(sha, { start: 0.5, end: 4 })))._tag).toBe("BadRange")
-  })
-
-  it("stores the empty artifact", async () => {
-    const store = await makeStore()
-    const r = await run(store.put(chunks()))
-    expect(r).toEqual({ sha256: EMPTY_SHA, size: 0, created: true })
-    expect(await run(store.stat(EMPTY_SHA))).toEqual({ size: 0 })
-    expect((await readAll(await run(store.open(EMPTY_SHA)))).length).toBe(0)
-    expect((await failure(store.open(EMPTY_SHA, { start: 0, end: 0 })))._tag).toBe("BadRange")
-  })
-
-  it("accepts Node readable streams as the source", async () => {
-    const store = await makeStore()
-    const src = join(base, "source.bin")
-    const all = randomBytes(300_000)
-    await fsp.writeFile(src, all)
-    const a = await run(store.put(fs.createReadStream(src, { highWaterMark: 16_384 }), { sha256: sha256(all), size: all.length }))
-    expect(a).toEqual({ sha256: sha256(all), size: all.length, created: true })
-    const b = await run(store.put(Readable.from([Buffer.from("hello "), Buffer.from("world")])))
-    expect(b.sha256).toBe(sha256("hello world"))
-  })
-
-  it("answers absent digests with undefined / NotStored", async () => {
-    const store = await makeStore()
-    const sha = sha256("never stored")
-    expect(await run(store.stat(sha))).toBeUndefined()
-    expect(await failure(store.open(sha))).toMatchObject({ _tag: "NotStored", sha256: sha })
-    expect(store.path(sha)).toBeUndefined()
-  })
-
-  it("is reachable through the ArtifactStorage tag and creates root and tmp", async () => {
-    const r = await run(
-      Effect.gen(function*() {
-        const store = yield* ArtifactStorage
-        return yield* store.put(chunks(Buffer.from("via the layer")))
-      }).pipe(Effect.provide(LocalArtifactStorage.layer(root)))
-    )
-    expect(r.sha256).toBe(sha256("via the layer"))
-    expect((await fsp.lstat(join(root, "tmp"))).isDirectory()).toBe(true)
-  })
-})
-
-describe("deduplication", () => {
-  it("keeps the first copy and reports created: false for the same bytes", async () => {
-    const store = await makeStore()
-    const bytes = Buffer.from("the same bytes twice")
-    const first = await run(store.put(chunks(bytes)))
-    const inodeBefore = (await fsp.stat(finalPath(first.sha256))).ino
-    const second = await run(store.put(chunks(bytes.subarray(0, 5), bytes.subarray(5))))
-    expect(first.created).toBe(true)
-    expect(second).toEqual({ sha256: first.sha256, size: bytes.length, created: false })
-    expect((await fsp.stat(finalPath(first.sha256))).ino).toBe(inodeBefore)
-    expect(await visibleFiles()).toEqual([finalPath(first.sha256)])
-    expect(await tmpEntries()).toEqual([])
-  })
-
-  it("creates exactly once under concurrent puts of the same bytes", async () => {
-    const store = await makeStore()
-    const bytes = randomBytes(50_000)
-    const results = await run(Effect.all(Array.from({ length: 6 }, () => store.put(chunks(bytes))), { concurrency: "unbounded" }))
-    expect(results.filter((r) => r.created)).toHaveLength(1)
-    expect(new Set(results.map((r) => r.sha256))).toEqual(new Set([sha256(bytes)]))
-    expect(await visibleFiles()).toEqual([finalPath(sha256(bytes))])
-    expect(await tmpEntries()).toEqual([])
-  })
-
-  it("replaces a damaged (wrong-size) copy with the verified bytes", async () => {
-    const store = await makeStore()
-    const bytes = Buffer.from("the real content")
-    const sha = sha256(bytes)
-    await fsp.mkdir(join(root, sha.slice(0, 2), sha.slice(2, 4)), { recursive: true })
-    await fsp.writeFile(finalPath(sha), "trunc")
+    const bytes = Buffer.from("a file on disk")
     const r = await run(store.put(chunks(bytes)))
-    expect(r.created).toBe(true)
-    expect((await fsp.readFile(finalPath(sha))).toString()).toBe("the real content")
-  })
-})
-
-describe("refused uploads leave nothing behind", () => {
-  it("DigestMismatch when the bytes do not hash to the expected digest", async () => {
-    const store = await makeStore()
-    const bytes = Buffer.from("actual content")
-    const claimed = sha256("claimed content")
-    const e = await failure(store.put(chunks(bytes), { sha256: claimed }))
-    expect(e).toMatchObject({ _tag: "DigestMismatch", expected: claimed, actual: sha256(bytes) })
-    expect(await exists(finalPath(sha256(bytes)))).toBe(false)
-    expect(await exists(finalPath(claimed))).toBe(false)
-    expect(await visibleFiles()).toEqual([])
-    expect(await tmpEntries()).toEqual([])
-    // ... while the right digest is accepted.
-    expect((await run(store.put(chunks(bytes), { sha256: sha256(bytes) }))).created).toBe(true)
-  })
-
-  it("SizeMismatch for too few and for too many bytes", async () => {
-    const store = await makeStore()
-    const bytes = Buffer.from("0123456789")
-    expect(await failure(store.put(chunks(bytes), { size: 11 }))).toMatchObject({ _tag: "SizeMismatch", expected: 11, actual: 10 })
-    expect(await failure(store.put(chunks(bytes.subarray(0, 4), bytes.subarray(4)), { size: 5 }))).toMatchObject({
-      _tag: "SizeMismatch",
-      expected: 5,
-      actual: 10
-    })
-    expect(await visibleFiles()).toEqual([])
+    expect(store.path(r.sha256)).toBe(finalPath(r.sha256))
+    expect(Buffer.compare(await fsp.readFile(finalPath(r.sha256)), bytes)).toBe(0)
+    expect((await fsp.stat(finalPath(r.sha256))).mode & 0o777).toBe(0o444)
+    const inodeBefore = (await fsp.stat(finalPath(r.sha256))).ino
+    expect((await run(store.put(chunks(bytes)))).created).toBe(false)
+    expect((await fsp.stat(finalPath(r.sha256))).ino).toBe(inodeBefore)
     expect(await tmpEntries()).toEqual([])
   })
 
-  it("TooLarge as soon as maxSize is exceeded, without reading the rest", async () => {
+  it("a tombstone is an empty file in tmp, the artifact stays in place until purged", async () => {
     const store = await makeStore()
-    let pulled = 0
-    let finished = false
-    async function* endless() {
-      try {
-        for (;;) {
-          pulled += 1
-          // Endless in spirit; capped so that a regression fails this test instead of hanging it.
-          if (pulled > 1000) throw new Error("read far past maxSize")
-          yield randomBytes(1024)
-        }
-      } finally {
-        finished = true
-      }
-    }
-    const e = await failure(store.put(endless(), { maxSize: 4096 }))
-    expect(e).toMatchObject({ _tag: "TooLarge", limit: 4096 })
-    expect(pulled).toBe(5) // the fifth chunk crossed the limit; nothing more was asked for
-    await new Promise((r) => setTimeout(r, 10))
-    expect(finished).toBe(true) // the source was told to stop
-    expect(await visibleFiles()).toEqual([])
-    expect(await tmpEntries()).toEqual([])
-
-    // Exactly at the limit is fine.
-    expect((await run(store.put(chunks(randomBytes(4096)), { maxSize: 4096 }))).size).toBe(4096)
-  })
-
-  it("TooLarge before reading anything when the announced size exceeds maxSize", async () => {
-    const store = await makeStore()
-    let pulled = 0
-    async function* src() {
-      pulled += 1
-      yield Buffer.from("x")
-    }
-    expect(await failure(store.put(src(), { size: 10_000, maxSize: 100 }))).toMatchObject({ _tag: "TooLarge", limit: 100 })
-    expect(pulled).toBe(0)
-  })
-
-  it("SourceError when the source breaks mid-way", async () => {
-    const store = await makeStore()
-    async function* broken() {
-      yield randomBytes(10_000)
-      throw new Error("client went away")
-    }
-    const e = await failure(store.put(broken()))
-    expect(e._tag).toBe("SourceError")
-    expect(e.message).toContain("client went away")
-    expect(await visibleFiles()).toEqual([])
-    expect(await tmpEntries()).toEqual([])
-  })
-
-  it("removes the temp file when the upload is interrupted mid-stream", async () => {
-    const store = await makeStore()
-    const src = new Readable({ read() {} })
-    src.push(randomBytes(5000)) // then nothing more, ever
-    const exit = await Effect.runPromiseExit(store.put(src).pipe(Effect.timeoutFail({
-      duration: Duration.millis(200),
-      onTimeout: () => "timeout" as const
-    })))
-    expect(exit._tag).toBe("Failure")
-    expect(src.destroyed).toBe(true)
+    const { sha256: sha } = await run(store.put(chunks(Buffer.from("tombstoned on disk"))))
+    await run(store.tombstone(sha))
+    expect(await tmpEntries()).toEqual([`tomb-${sha}`])
+    expect((await fsp.stat(join(root, "tmp", `tomb-${sha}`))).size).toBe(0)
+    expect(store.path(sha)).toBe(finalPath(sha))
+    await run(store.purgeTombstone(sha))
     expect(await tmpEntries()).toEqual([])
     expect(await visibleFiles()).toEqual([])
+  })
+
+  it("check fails when tmp is not a directory", async () => {
+    const store = await makeStore()
+    await fsp.rm(join(root, "tmp"), { recursive: true })
+    await fsp.writeFile(join(root, "tmp"), "not a directory")
+    const e = await failure(store.check)
+    expect(e.message).toContain("expected a directory")
   })
 })
 
@@ -411,71 +292,8 @@ describe("symlinks never lead out of the store", () => {
   })
 })
 
-describe("digest validation", () => {
-  const bad = ["../../etc/passwd", "A".repeat(64), "a".repeat(63), "a".repeat(65), `${"a".repeat(62)}/x`, ""]
-
-  it.each(bad)("BadDigest for %j everywhere, before touching the filesystem", async (value) => {
-    const store = await makeStore()
-    const ops: Array<Effect.Effect<unknown, { readonly _tag: string }>> = [
-      store.stat(value),
-      store.open(value),
-      store.remove(value),
-      store.tombstone(value),
-      store.restore(value),
-      store.purgeTombstone(value),
-      store.put(chunks(Buffer.from("x")), { sha256: value })
-    ]
-    for (const op of ops) expect(await failure(op)).toMatchObject({ _tag: "BadDigest", value })
-    expect(store.path(value)).toBeUndefined()
-    expect(await visibleFiles()).toEqual([])
-    expect(await tmpEntries()).toEqual([])
-  })
-})
-
-describe("removal", () => {
-  it("remove deletes the artifact and is idempotent", async () => {
-    const store = await makeStore()
-    const { sha256: sha } = await run(store.put(chunks(Buffer.from("to be removed"))))
-    await run(store.remove(sha))
-    expect(await run(store.stat(sha))).toBeUndefined()
-    expect(await exists(finalPath(sha))).toBe(false)
-    await run(store.remove(sha))
-    await run(store.remove(sha256("never stored")))
-  })
-
-  it("tombstone, restore, tombstone again, purge", async () => {
-    const store: ArtifactStorageShape = await makeStore()
-    const bytes = Buffer.from("an orphan, maybe")
-    const { sha256: sha } = await run(store.put(chunks(bytes)))
-
-    expect(await run(store.tombstone(sha))).toBe(true)
-    expect(await run(store.stat(sha))).toBeUndefined()
-    expect((await failure(store.open(sha)))._tag).toBe("NotStored")
-    expect(store.path(sha)).toBeUndefined()
-    expect(await run(store.tombstones)).toEqual([sha])
-
-    // The commit failed: put it back.
-    expect(await run(store.restore(sha))).toBe(true)
-    expect(Buffer.compare(await readAll(await run(store.open(sha))), bytes)).toBe(0)
-    expect(await run(store.tombstones)).toEqual([])
-
-    // The commit succeeded: purge.
-    expect(await run(store.tombstone(sha))).toBe(true)
-    await run(store.purgeTombstone(sha))
-    expect(await run(store.tombstones)).toEqual([])
-    expect(await tmpEntries()).toEqual([])
-    expect(await run(store.restore(sha))).toBe(false)
-    expect(await run(store.stat(sha))).toBeUndefined()
-    await run(store.purgeTombstone(sha)) // idempotent
-
-    // Nothing to tombstone.
-    expect(await run(store.tombstone(sha))).toBe(false)
-    expect(await run(store.tombstone(sha256("never stored")))).toBe(false)
-  })
-})
-
 describe("start-up", () => {
-  it("removes upload temp files older than an hour, and only those", async () => {
+  it("sweeps upload temp files older than an hour, and only those, at start and on demand", async () => {
     const tmp = join(root, "tmp")
     await fsp.mkdir(tmp, { recursive: true })
     const longAgo = new Date(Date.now() - 2 * 3600_000)
@@ -486,6 +304,11 @@ describe("start-up", () => {
     const store = await makeStore()
     expect((await tmpEntries()).sort()).toEqual(["put-fresh", tomb, "unrelated-old"].sort())
     expect(await run(store.tombstones)).toEqual([sha256("tombstoned long ago")])
+
+    // Later, by an orphan cleanup's sweep.
+    await fsp.utimes(join(tmp, "put-fresh"), longAgo, longAgo)
+    expect(await run(store.sweep)).toBe(1)
+    expect((await tmpEntries()).sort()).toEqual([tomb, "unrelated-old"].sort())
   })
 
   it("fails with a StorageError when the root cannot be a directory", async () => {

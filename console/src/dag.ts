@@ -1,5 +1,5 @@
 /**
- * The model behind `cairn dag` (scripts/dag/model.ts: which tasks of other graphs matter, the
+ * The model behind `cairn dag` (src/dag/model.ts: which tasks of other graphs matter, the
  * edges with the outputs they carry, blocker and cause chains), reused in the browser: this is the
  * one file of the console that names where that model lives.
  *
@@ -18,9 +18,9 @@ import {
   type RootKind,
   type Source,
   type TaskView
-} from "../../scripts/dag/model.js"
+} from "../../src/dag/model.js"
 
-export * from "../../scripts/dag/model.js"
+export * from "../../src/dag/model.js"
 
 const UNSETTLED_TTL_MS = 2000
 const MAX_CACHED = 5000
@@ -41,7 +41,7 @@ const cached = async <T>(key: string, settled: (v: T) => boolean, load: () => Pr
   return value
 }
 
-/** undefined for a 404, like scripts/dag's sources. */
+/** undefined for a 404, like src/dag's sources. */
 const orMissing = <T>(p: Promise<T>) =>
   p.catch((e: { status?: number }) => {
     if (e?.status === 404) return undefined

@@ -1,6 +1,6 @@
 /**
  * A task's situation in words, from the DAG model (./dag.ts): what a blocked task waits for, and
- * the way from a failed task back to its root cause. The terminal view (scripts/dag/render.ts)
+ * the way from a failed task back to its root cause. The terminal view (src/dag/render.ts)
  * says the same things as coloured text; here they are sentences made of parts, so that the page
  * can make every task named in them a link.
  *

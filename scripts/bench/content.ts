@@ -20,11 +20,10 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import { parseFlags } from "./lib/args.js"
 import { awaitFuture, makeDataDir, post, request, startServer, startWorkers, stopProcs, submitGraph, waitForWorkers } from "./lib/cairn.js"
-import { cpuOfPids, cpuOfProcessTree, cpuOfSelf } from "./lib/cpu.js"
+import { cpuOfPids, cpuOfProcessTree, cpuOfSelf, cpuProfileArgs } from "./lib/cpu.js"
 import { makeTraversable, makeTree, SMALL_FILE_MAX, type Tree } from "./lib/files.js"
 import { startNginx } from "./lib/nginx.js"
 import { createDatabase, dropDatabase, startPostgres, statementCalls } from "./lib/postgres.js"
-import { cpuProfileArgs } from "./lib/proc.js"
 import { machine, writeReport } from "./lib/report.js"
 import { bytes, median, ms, prng, sig, sleep, summarize, type Summary } from "./lib/stats.js"
 import { type Chart, figure } from "./lib/svg.js"
@@ -156,11 +155,11 @@ const main = async () => {
             await load(base, list, connections, flags.warmup, flags.seed + round)
             const loadAvg = os.loadavg()
             const st0 = who === "cairn" ? await statementCalls(url) : 0
-            const cpu0 = who === "nginx" ? cpuOfProcessTree(nginx.proc.pid) : cpuOfPids([server.proc.pid])
+            const cpu0 = who === "nginx" ? cpuOfProcessTree(nginx.proc.pid) : cpuOfPids([server.pid])
             const self0 = cpuOfSelf()
             const r = await load(base, list, connections, flags.duration, flags.seed * 1000 + round)
             const clientCpu = (cpuOfSelf() - self0) / (r.duration * 1000)
-            const cpu = (who === "nginx" ? cpuOfProcessTree(nginx.proc.pid) : cpuOfPids([server.proc.pid])) - cpu0
+            const cpu = (who === "nginx" ? cpuOfProcessTree(nginx.proc.pid) : cpuOfPids([server.pid])) - cpu0
             const st = who === "cairn" ? (await statementCalls(url)) - st0 : 0
             const requests = r.requests.total
             const run: LoadRun = {
@@ -188,7 +187,7 @@ const main = async () => {
       }
     }
   } finally {
-    await stopProcs([...workers, server.proc])
+    await stopProcs([...workers, server])
     await nginx.stop()
     await lazyUpstream.stop()
     await dropDatabase(pg, url)

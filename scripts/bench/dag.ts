@@ -213,7 +213,7 @@ const main = async () => {
       for (const [shape, failing] of order) runs.push(await runShape(ctx, shape, failing, round))
     }
   } finally {
-    await stopProcs([...procs, server.proc])
+    await stopProcs([...procs, server])
     await dropDatabase(pg, url)
     await fs.rm(dataDir, { recursive: true, force: true })
     if (flags.explain >= 0 && pg.logFile) await fs.copyFile(pg.logFile, `${os.tmpdir()}/bench-dag-postgres.log`).then(() => console.error(`server log with plans: ${os.tmpdir()}/bench-dag-postgres.log`), () => undefined)

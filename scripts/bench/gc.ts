@@ -198,7 +198,7 @@ const main = async () => {
       return r.rows[0]!
     })
   } finally {
-    await stopProcs([...workers, server.proc])
+    await stopProcs([...workers, server])
     await upstream.close()
     await dropDatabase(pg, url)
     await fs.rm(dataDir, { recursive: true, force: true })

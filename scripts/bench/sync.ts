@@ -17,11 +17,11 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { parseFlags } from "./lib/args.js"
 import { awaitFuture, makeDataDir, post, startServer, startWorkers, stopProcs, submitGraph, taskRows, waitForWorkers } from "./lib/cairn.js"
-import { busyShare, cpuOfCluster, cpuOfPids, sampleMachine } from "./lib/cpu.js"
+import { busyShare, cpuOfCluster, cpuOfPids, cpuProfileArgs, sampleMachine } from "./lib/cpu.js"
 import { makeTraversable, makeTree, type Tree } from "./lib/files.js"
 import { startNginx } from "./lib/nginx.js"
 import { createDatabase, dropDatabase, type Postgres, resetStatements, startPostgres, type StatementStat, statementsTable, topStatements } from "./lib/postgres.js"
-import { cpuProfileArgs, runCommand, spawnProc } from "./lib/proc.js"
+import { runCommand, spawnProc } from "../lib/processes.js"
 import { machine, writeReport } from "./lib/report.js"
 import { bytes, median, ms, pct, sig, sleep } from "./lib/stats.js"
 import { type Chart, figure } from "./lib/svg.js"
@@ -93,7 +93,7 @@ const cairnRound = async (pg: Postgres, tree: Tree, base: string, round: number)
     await sleep(1000)
     await resetStatements(url)
     const load = os.loadavg()
-    const pids = [workers[0]!.pid, server.proc.pid]
+    const pids = [workers[0]!.pid, server.pid]
     const c0 = cpuOfPids(pids)
     const p0 = cpuOfCluster(pg.postmasterPid)
     const m0 = sampleMachine()
@@ -120,7 +120,7 @@ const cairnRound = async (pg: Postgres, tree: Tree, base: string, round: number)
     console.error(`[cairn round ${round}] ${tree.files.length} files in ${sig(seconds)} s: ${sig(r.filesPerSecond)} files/s, ${sig(r.mbPerSecond)} MB/s (version ${f.value?.number})`)
     return r
   } finally {
-    await stopProcs([...workers, server.proc])
+    await stopProcs([...workers, server])
     await dropDatabase(pg, url)
     await fs.rm(dataDir, { recursive: true, force: true })
   }

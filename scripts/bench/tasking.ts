@@ -97,7 +97,7 @@ const runOnce = async (pg: Awaited<ReturnType<typeof startPostgres>>, workers: n
       submitted.push(r.ms)
     }
     const burst = Date.now() - t0
-    await waitAllSettled(url, { procs: [server.proc, ...procs], everyMs: 250 })
+    await waitAllSettled(url, { procs: [server, ...procs], everyMs: 250 })
     const machineBusy = busyShare(m0, sampleMachine())
     const statements = await topStatements(url, 10)
     const rows: Array<TaskRow> = await taskRows(url)
@@ -133,7 +133,7 @@ const runOnce = async (pg: Awaited<ReturnType<typeof startPostgres>>, workers: n
     console.error(`[${label}] makespan ${ms(makespan)} (bound ${ms(bounds.bound)}), submit mean ${ms(run.submit.mean)}, wait from runnable mean ${ms(run.waitRunnable.mean)}`)
     return run
   } finally {
-    await stopProcs([...procs, server.proc])
+    await stopProcs([...procs, server])
     await dropDatabase(pg, url)
     await fs.rm(dataDir, { recursive: true, force: true })
   }

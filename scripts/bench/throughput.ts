@@ -26,11 +26,11 @@
 import PgBoss from "pg-boss"
 import { makeWorkerUtils, type WorkerUtils } from "graphile-worker"
 import { parseFlags } from "./lib/args.js"
-import { busyShare, cpuOfCluster, cpuOfPids, sampleMachine } from "./lib/cpu.js"
-import { makeDataDir, type Server, startServer, startWorkers, stopProcs, submitGraph, waitForWorkers } from "./lib/cairn.js"
+import { busyShare, cpuOfCluster, cpuOfPids, cpuProfileArgs, sampleMachine } from "./lib/cpu.js"
+import { makeDataDir, startServer, startWorkers, stopProcs, submitGraph, waitForWorkers } from "./lib/cairn.js"
 import { directSubmitter } from "./lib/direct.js"
 import { createDatabase, dropDatabase, type Postgres, startPostgres, withClient } from "./lib/postgres.js"
-import { cpuProfileArgs, type Proc, spawnTs, stopAll, until } from "./lib/proc.js"
+import { type Proc, type Server, spawnTs, stopAll, waitForLine } from "../lib/processes.js"
 import { machine, writeReport } from "./lib/report.js"
 import { median, ms, nowMs, prng, sig, sleep, summarize, type Summary } from "./lib/stats.js"
 import { type Chart, figure } from "./lib/svg.js"
@@ -76,10 +76,7 @@ interface Env {
   readonly close: () => Promise<void>
 }
 
-const readyLine = (p: Proc) => until(`${p.name} ready`, () => {
-  if (!p.alive()) throw new Error(`${p.name} exited:\n${p.output()}`)
-  return p.output().includes("READY")
-}, 120_000, 100)
+const readyLine = (p: Proc) => waitForLine(p, /^READY$/, `${p.name} ready`, 120_000)
 
 const noopNode = { task: "debug.sleep", params: {} }
 
@@ -126,7 +123,7 @@ const cairnEnv = async (pg: Postgres, id: SystemId): Promise<Env> => {
       }),
     close: async () => {
       await direct.close()
-      await server.proc.stop()
+      await server.stop()
       await dropDatabase(pg, url)
       await fs.rm(dataDir, { recursive: true, force: true })
     }
@@ -152,7 +149,7 @@ const gwEnv = async (pg: Postgres, id: SystemId): Promise<Env> => {
   return {
     url,
     workers: async (p) => {
-      const procs = Array.from({ length: p }, (_, i) => spawnTs(`gw-${i}`, "scripts/bench/lib/gw-worker.ts", [], { DATABASE_URL: url, GW_MODE: id === "gw-fast" ? "fast" : "default" }))
+      const procs = Array.from({ length: p }, (_, i) => spawnTs(`gw-${i}`, "scripts/bench/lib/gw-worker.ts", [], { env: { DATABASE_URL: url, GW_MODE: id === "gw-fast" ? "fast" : "default" } }))
       await Promise.all(procs.map(readyLine))
       return procs
     },
@@ -185,7 +182,7 @@ const bossEnv = async (pg: Postgres, id: SystemId): Promise<Env> => {
   return {
     url,
     workers: async (p) => {
-      const procs = Array.from({ length: p }, (_, i) => spawnTs(`boss-${i}`, "scripts/bench/lib/boss-worker.ts", [], { DATABASE_URL: url, BOSS_MODE: id === "boss-fast" ? "fast" : "default" }))
+      const procs = Array.from({ length: p }, (_, i) => spawnTs(`boss-${i}`, "scripts/bench/lib/boss-worker.ts", [], { env: { DATABASE_URL: url, BOSS_MODE: id === "boss-fast" ? "fast" : "default" } }))
       await Promise.all(procs.map(readyLine))
       return procs
     },

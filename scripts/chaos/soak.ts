@@ -17,11 +17,12 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { parseFlags } from "../bench/lib/args.js"
-import { makeDataDir, post, startServer, startWorkers, stopProcs, submitGraph, awaitFuture } from "../bench/lib/cairn.js"
+import { createClient, type GraphSubmission } from "../../src/client/index.js"
+import { makeDataDir, startServer, startWorkers, stopProcs } from "../bench/lib/cairn.js"
 import { createDatabase, startPostgres, withClient } from "../bench/lib/postgres.js"
-import { type Proc } from "../bench/lib/proc.js"
+import type { Proc } from "../lib/processes.js"
 import { prng, sleep, summarize } from "../bench/lib/stats.js"
-import { makeFiles, startUpstream } from "../../test/support/upstream.js"
+import { makeFiles, startUpstream } from "../lib/upstream.js"
 
 const { flags } = parseFlags("soak", "steady mixed load for a long time; memory, latency and errors over time", {
   minutes: { default: 30, help: "how long to run" },
@@ -60,16 +61,17 @@ const main = async () => {
     startUpstream(Object.fromEntries(Object.entries(files).filter((_, k) => k % 3 !== i)))))
   const server = await startServer(url, dataDir, { CAIRN_WORKERS: "2" })
   const [worker] = startWorkers(1, url, dataDir, { CAIRN_WORKERS: "2" })
-  const procs: Array<Proc> = [server.proc, worker!]
+  const procs: Array<Proc> = [server, worker!]
   const base = server.url
+  const cairn = createClient({ url: base })
   const errors: Array<string> = []
   const error = (m: string) => {
     if (errors.length < 100) errors.push(`${new Date().toISOString()} ${m}`)
   }
   for (let i = 0; i < 3; i++) {
-    await post(base, "/api/v1/remotes", { name: `up${i}`, url: upstreams[i]!.url })
-    await post(base, "/api/v1/repositories", { name: `repo${i}` })
-    await post(base, "/api/v1/distributions", { name: `dist${i}`, base_path: `soak/${i}` })
+    await cairn.remotes.create({ name: `up${i}`, url: upstreams[i]!.url })
+    await cairn.repositories.create({ name: `repo${i}` })
+    await cairn.distributions.create({ name: `dist${i}`, base_path: `soak/${i}` })
   }
 
   let graphs = 0
@@ -101,11 +103,10 @@ const main = async () => {
         await sleep(1000)
         continue
       }
-      void submitGraph(base, nodes as never, "soak").then(async (r) => {
-        if (r.status !== 201) return error(`submit answered ${r.status}: ${JSON.stringify(r.body).slice(0, 200)}`)
-        const outs = Object.values((r.body as { nodes: Record<string, { outputs: Record<string, string> }> }).nodes)
+      void cairn.submit({ label: "soak", nodes } as GraphSubmission).then(async (g) => {
+        const outs = Object.values(g.nodes)
         const last = Object.values(outs[outs.length - 1]!.outputs)[0]!
-        const f = await awaitFuture(base, last)
+        const f = await cairn.awaitFuture(last, { timeout: 600_000 })
         graphs++
         if (f.state === "resolved") {
           if (kind === 0) {
@@ -113,8 +114,8 @@ const main = async () => {
             published.set(i, listing.trim().split("\n").filter(Boolean).map((l) => l.split(",")[0]!))
           }
         } else if (fail && f.state === "failed") expectedFailures++
-        else error(`graph ${r.body && (r.body as { id: string }).id} ended ${f.state}: ${JSON.stringify(f.error).slice(0, 300)}`)
-      }).catch((e) => error(`submit failed: ${(e as Error).message}`))
+        else error(`graph ${g.id} ended ${f.state}: ${JSON.stringify(f.error).slice(0, 300)}`)
+      }).catch((e) => error(`submitting or awaiting a graph failed: ${(e as Error).message}`))
       await sleep(1000)
     }
   })()

@@ -4,9 +4,9 @@
  *
  * Two forms: `liveFrame` (a terminal: the block is redrawn in place) and `PlainLog` (a pipe or a
  * file: a line whenever a task changes, never a redraw). Timing words and durations are the dag
- * view's (scripts/dag/model.ts), so both tools say the same thing the same way.
+ * view's (src/dag/model.ts), so both tools say the same thing the same way.
  */
-import { formatDuration, TASK_GLYPH, timing } from "../../scripts/dag/model.js"
+import { formatDuration, TASK_GLYPH, timing } from "../dag/model.js"
 import type { GraphView, TaskView } from "../client/graphs.js"
 
 const COLOR: Record<string, number> = {

@@ -2,7 +2,29 @@
  * One typed configuration for every cairn process, read from environment variables through
  * Effect's `Config`. An invalid value fails start-up with a message naming the variable.
  */
-import { Config, Context, Duration, Effect, Layer, Option, Redacted } from "effect"
+import { Config, ConfigError, Context, Duration, Effect, Either, Layer, Option, Redacted } from "effect"
+
+/** Where artifact bytes live (CAIRN_STORAGE). */
+export type StorageConfig =
+  | { readonly kind: "local" }
+  | {
+    readonly kind: "s3"
+    readonly bucket: string
+    /** Prepended to every key as is. */
+    readonly prefix: string
+    /** Undefined: AWS. */
+    readonly endpoint: string | undefined
+    readonly region: string
+    readonly forcePathStyle: boolean
+    /** A request with no progress for this long fails and is retried; not an environment variable (tests set it). */
+    readonly requestTimeoutMs?: number | undefined
+    /** Undefined: the AWS SDK's default chain (profile, instance role...). */
+    readonly credentials: {
+      readonly accessKeyId: Redacted.Redacted<string>
+      readonly secretAccessKey: Redacted.Redacted<string>
+      readonly sessionToken: Redacted.Redacted<string> | undefined
+    } | undefined
+  }
 
 export interface CairnConfigShape {
   /** `DATABASE_URL`; `None` means "start or join the embedded PostgreSQL of `dataDir`". */
@@ -23,6 +45,8 @@ export interface CairnConfigShape {
   readonly pollInterval: Duration.Duration
   readonly apiTokens: ReadonlyArray<Redacted.Redacted<string>>
   readonly poolSize: number
+  /** How long a database statement may wait for its answer before it fails (0: no limit); see src/db/client.ts. */
+  readonly dbQueryTimeout: Duration.Duration
   readonly logLevel: string
   /** Largest accepted JSON request body (bytes); larger: 413. Uploads have their own limit. */
   readonly bodyMaxBytes: number
@@ -48,6 +72,12 @@ export interface CairnConfigShape {
   readonly httpIdleTimeout: Duration.Duration
   /** Bytes of small files the content app keeps in memory (0: none). */
   readonly contentCacheBytes: number
+  readonly storage: StorageConfig
+  /**
+   * CAIRN_CONTENT_REDIRECT: the content app answers requests for stored artifacts with a 302 to a
+   * presigned URL valid this many seconds (s3 only); undefined: it serves the bytes itself.
+   */
+  readonly contentRedirectSeconds: number | undefined
 }
 
 export class CairnConfig extends Context.Tag("cairn/CairnConfig")<CairnConfig, CairnConfigShape>() {}
@@ -60,6 +90,76 @@ const positiveInt = (name: string, fallback: number) =>
 
 const millis = (name: string, fallback: number) =>
   positiveInt(name, fallback).pipe(Config.map(Duration.millis))
+
+/** A failure of a value that only makes sense together with others: the message names `name`. */
+const invalid = (name: string, message: string) => ConfigError.InvalidData([name], message)
+
+const storageKind = Config.literal("local", "s3")("CAIRN_STORAGE").pipe(Config.withDefault("local" as const))
+
+/**
+ * CAIRN_STORAGE and, for s3, its CAIRN_S3_* variables and the AWS credentials (both or neither).
+ * The s3 variables are read as they are and checked only when CAIRN_STORAGE=s3, so that nothing
+ * changes for a local store, whatever else the environment holds.
+ */
+const storage: Config.Config<StorageConfig> = Config.all({
+  kind: storageKind,
+  bucket: Config.option(Config.string("CAIRN_S3_BUCKET")),
+  prefix: Config.option(Config.string("CAIRN_S3_PREFIX")),
+  endpoint: Config.option(Config.string("CAIRN_S3_ENDPOINT")),
+  region: Config.option(Config.string("CAIRN_S3_REGION")),
+  forcePathStyle: Config.option(Config.string("CAIRN_S3_FORCE_PATH_STYLE")),
+  id: Config.option(Config.redacted("AWS_ACCESS_KEY_ID")),
+  secret: Config.option(Config.redacted("AWS_SECRET_ACCESS_KEY")),
+  token: Config.option(Config.redacted("AWS_SESSION_TOKEN"))
+}).pipe(Config.mapOrFail((c): Either.Either<StorageConfig, ConfigError.ConfigError> => {
+  if (c.kind === "local") return Either.right({ kind: "local" })
+  const bucket = Option.getOrUndefined(c.bucket)?.trim()
+  if (!bucket) return Either.left(invalid("CAIRN_S3_BUCKET", "CAIRN_S3_BUCKET is required with CAIRN_STORAGE=s3"))
+  const endpoint = Option.getOrUndefined(c.endpoint)
+  if (endpoint !== undefined && !/^https?:\/\/[^/?#\s@]+(\/[^?#\s]*)?$/.test(endpoint)) {
+    return Either.left(invalid("CAIRN_S3_ENDPOINT", "CAIRN_S3_ENDPOINT must be an http:// or https:// URL without credentials, e.g. http://127.0.0.1:9000"))
+  }
+  const region = Option.getOrElse(c.region, () => "us-east-1").trim()
+  if (region === "") return Either.left(invalid("CAIRN_S3_REGION", "CAIRN_S3_REGION must not be empty"))
+  const pathStyle = Option.getOrElse(c.forcePathStyle, () => "false")
+  if (pathStyle !== "true" && pathStyle !== "false") {
+    return Either.left(invalid("CAIRN_S3_FORCE_PATH_STYLE", "CAIRN_S3_FORCE_PATH_STYLE must be true or false"))
+  }
+  if (Option.isSome(c.id) !== Option.isSome(c.secret)) {
+    const missing = Option.isSome(c.id) ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID"
+    return Either.left(invalid(missing, `${missing} must be set too: give both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither`))
+  }
+  return Either.right({
+    kind: "s3",
+    bucket,
+    prefix: Option.getOrElse(c.prefix, () => ""),
+    endpoint,
+    region,
+    forcePathStyle: pathStyle === "true",
+    credentials: Option.isSome(c.id) && Option.isSome(c.secret)
+      ? { accessKeyId: c.id.value, secretAccessKey: c.secret.value, sessionToken: Option.getOrUndefined(c.token) }
+      : undefined
+  })
+}))
+
+/** CAIRN_CONTENT_REDIRECT(_SECONDS), checked against the storage: only an object store can sign URLs. */
+const contentRedirect = Config.all({
+  kind: storageKind,
+  on: Config.boolean("CAIRN_CONTENT_REDIRECT").pipe(Config.withDefault(false)),
+  seconds: Config.integer("CAIRN_CONTENT_REDIRECT_SECONDS").pipe(
+    Config.withDefault(300),
+    Config.validate({
+      message: "CAIRN_CONTENT_REDIRECT_SECONDS must be a whole number from 1 to 604800 (a presigned URL lives at most 7 days)",
+      validation: (n) => n >= 1 && n <= 604_800
+    })
+  )
+}).pipe(Config.mapOrFail(({ kind, on, seconds }) =>
+  !on
+    ? Either.right(undefined)
+    : kind !== "s3"
+    ? Either.left(invalid("CAIRN_CONTENT_REDIRECT", "CAIRN_CONTENT_REDIRECT=true needs CAIRN_STORAGE=s3 (a local store has no URL to redirect to)"))
+    : Either.right(seconds)
+))
 
 export const cairnConfig: Config.Config<CairnConfigShape> = Config.all({
   databaseUrl: Config.option(Config.redacted("DATABASE_URL")),
@@ -84,6 +184,7 @@ export const cairnConfig: Config.Config<CairnConfigShape> = Config.all({
   poolSize: positiveInt("CAIRN_DB_POOL_SIZE", 10).pipe(
     Config.validate({ message: "CAIRN_DB_POOL_SIZE must be at least 2", validation: (n) => n >= 2 })
   ),
+  dbQueryTimeout: millis("CAIRN_DB_QUERY_TIMEOUT_MS", 30_000),
   logLevel: Config.literal("trace", "debug", "info", "warning", "error", "none")("CAIRN_LOG_LEVEL").pipe(
     Config.withDefault("info" as const)
   ),
@@ -104,7 +205,9 @@ export const cairnConfig: Config.Config<CairnConfigShape> = Config.all({
   orphanProtection: positiveInt("CAIRN_ORPHAN_PROTECTION_SECONDS", 86_400).pipe(Config.map(Duration.seconds)),
   httpHeadersTimeout: millis("CAIRN_HTTP_HEADERS_TIMEOUT_MS", 20_000),
   httpIdleTimeout: millis("CAIRN_HTTP_IDLE_TIMEOUT_MS", 120_000),
-  contentCacheBytes: positiveInt("CAIRN_CONTENT_CACHE_BYTES", 64 * 1024 * 1024)
+  contentCacheBytes: positiveInt("CAIRN_CONTENT_CACHE_BYTES", 64 * 1024 * 1024),
+  storage,
+  contentRedirectSeconds: contentRedirect
 })
 
 export const CairnConfigLive = Layer.effect(CairnConfig, cairnConfig)

@@ -8,25 +8,46 @@
  * settle hook, src/content/sql/cairn_content_on_settled.sql; by then the task's commit has made a
  * content unit or publication own it, in the same transaction).
  *
- * The protocol with the orphan cleanup, per digest:
+ * The protocol with the orphan cleanup, per digest. A *digest session* is one database connection
+ * holding session-level advisory locks (class ARTIFACT_LOCK_CLASS, the digest) while it talks to
+ * the artifact store; it has no transaction open while it does, so a slow or failing object store
+ * never holds row locks or a snapshot (each transaction below is a few statements, no store I/O):
  *
- *   adopter (sync, upload):  put bytes -> tx { shared lock(4, sha); insert row if missing;
- *                                              insert owner row; the bytes still stored? }
- *   cleanup:                 tx { try exclusive lock(4, sha), else skip the digest;
- *                                 row still unowned? delete row; tombstone bytes }
- *                            -> purge tombstone after commit (restore it if the commit failed)
+ *   adopter (sync, upload):  put bytes -> session { shared lock(sha); bytes stored?
+ *                                                   tx { insert row if missing; insert owner row }; unlock }
+ *   cleanup:                 session { try exclusive lock(sha), else skip the digest; tombstone(sha);
+ *                                      tx { row still unowned? delete row };
+ *                                      row deleted? purge the bytes : drop the tombstone; unlock }
  *
- * The lock orders the two transactions. If the adopter commits first, cleanup sees the owner and
- * keeps the artifact. If cleanup commits first, the adopter's check finds the bytes tombstoned and
- * rolls back with `ArtifactGone`, and `storeArtifact` stores them again. So no row ever points at
- * bytes that are gone, and no owner ever points at a row that is gone (foreign keys), without a
- * global lock: adopters share the lock, and different digests never meet.
+ * The exclusive lock is held from before the cleanup's re-check until its bytes are deleted; the
+ * shared lock from before an adopter looks at the bytes until its owner row is committed. The
+ * two never overlap, so one session comes wholly before the other:
+ *
+ * - The adopter's first: it saw the bytes and committed an owner. The cleanup's re-check (a
+ *   statement after its lock, so it sees every commit before the lock) finds the owner: the row
+ *   stays, the tombstone is dropped, the bytes were never touched.
+ * - The cleanup's first: the row deletion is committed and the bytes deleted before the adopter
+ *   looks. It finds them missing and rolls nothing forward (`ArtifactGone`: `storeArtifact` stores
+ *   them again), or finds bytes stored after the cleanup was done and adopts them, and nothing
+ *   removes an owned artifact.
+ *
+ * So no row is ever committed for bytes that are gone, no owner points at a row that is gone
+ * (foreign keys), and the bytes of an owned row are never deleted, without a global lock: adopters
+ * share the lock, cleanups only try it, and different digests never meet. A crash anywhere drops
+ * the session and its locks; what a cleanup left half done is its tombstone, which
+ * `recoverTombstones` (cleanup.ts) decides by the database under the same exclusive lock.
+ *
+ * An adopter waiting for a cleanup's lock waits for that cleanup's store I/O, at its first
+ * statement, holding nothing anyone but a cleanup (which does not wait) could want.
  */
-import { sql } from "drizzle-orm"
-import { Data, Effect } from "effect"
+import { type SQL, sql } from "drizzle-orm"
+import { drizzle } from "drizzle-orm/node-postgres"
+import { Data, Duration, Effect, Schedule } from "effect"
+import type pg from "pg"
 import { monotonicFactory } from "ulid"
-import { Db, type DbError, type Tx, txRows } from "../db/client.js"
+import { Db, DbError, toDbError, type Tx, txRows } from "../db/client.js"
 import { LockClass } from "../db/locks.js"
+import * as schema from "../db/schema.js"
 import { ArtifactStorage, type BadDigest, type PutResult, type StorageError } from "./storage.js"
 
 const newId = monotonicFactory()
@@ -45,62 +66,190 @@ export const ownedByTask = (taskId: string): ArtifactOwner => (tx, artifactId) =
   txRows(tx, sql`INSERT INTO task_artifacts (task_id, artifact_id) VALUES (${taskId}, ${artifactId}) ON CONFLICT DO NOTHING`)
     .pipe(Effect.asVoid)
 
-/** Take the shared per-digest lock in `tx`. */
-export const lockDigestShared = (tx: Tx, sha256: string) =>
-  txRows(tx, sql`SELECT pg_advisory_xact_lock_shared(${ARTIFACT_LOCK_CLASS}, hashtext(${sha256}))`)
+// ---------------------------------------------------------------------------------------------
+// Digest sessions
+// ---------------------------------------------------------------------------------------------
+
+export interface DigestSession {
+  /** Session-level shared locks on `digests`, waiting for exclusive holders (cleanups). */
+  readonly lockShared: (digests: ReadonlyArray<string>) => Effect.Effect<void, DbError>
+  /** Session-level exclusive locks on those of `digests` nobody holds; answers those locked. */
+  readonly tryLockExclusive: (digests: ReadonlyArray<string>) => Effect.Effect<ReadonlySet<string>, DbError>
+  /** Give back the exclusive locks of `digests` before the session ends. */
+  readonly unlockExclusive: (digests: ReadonlyArray<string>) => Effect.Effect<void, DbError>
+  /** One statement, outside any transaction. */
+  readonly rows: <R = Record<string, unknown>>(q: SQL) => Effect.Effect<ReadonlyArray<R>, DbError>
+  /** `body` in one transaction on this connection; run again on deadlock or serialization failure. */
+  readonly transaction: <A, E, R>(body: (tx: Tx) => Effect.Effect<A, E, R>) => Effect.Effect<A, E | DbError, R>
+}
+
+const digestList = (digests: Iterable<string>) => sql`${sql.param([...new Set(digests)].sort())}::text[]`
+
+/** drizzle handles per pooled connection, made once (making one walks the whole schema). */
+const handles = new WeakMap<pg.PoolClient, Tx>()
 
 /**
- * In `tx`: record stored bytes as an artifact (or find its row) and make `owner` own it. Fails with
- * `ArtifactGone` when the bytes are no longer stored; the caller's transaction must then roll back.
+ * A digest session for the current scope: a pooled connection whose locks all go with the scope.
+ * The connection is given back only after an explicit unlock succeeded; otherwise (a failure, an
+ * interruption mid-statement) it is closed, which drops every lock it held.
  */
-export const adoptInTx = (tx: Tx, stored: { readonly sha256: string; readonly size: number }, owner: ArtifactOwner) =>
-  Effect.gen(function*() {
-    const storage = yield* ArtifactStorage
-    yield* lockDigestShared(tx, stored.sha256)
-    yield* txRows(tx, sql`INSERT INTO artifacts (id, sha256, size) VALUES (${newId()}, ${stored.sha256}, ${stored.size})
-                          ON CONFLICT (sha256) DO NOTHING`)
-    const [row] = yield* txRows<{ id: string }>(tx, sql`SELECT id FROM artifacts WHERE sha256 = ${stored.sha256}`)
-    yield* owner(tx, row!.id)
-    const there = yield* storage.stat(stored.sha256)
-    if (there === undefined) return yield* new ArtifactGone({ sha256: stored.sha256 })
-    return row!.id
-  })
+export const digestSession = Effect.gen(function*() {
+  const db = yield* Db
+  const shared = new Set<string>()
+  const exclusive = new Set<string>()
+  const client = yield* Effect.acquireRelease(
+    Effect.tryPromise({ try: () => db.pool.connect(), catch: toDbError }),
+    (client, exit) =>
+      Effect.promise(async () => {
+        let clean = exit._tag === "Success"
+        if (clean && (shared.size > 0 || exclusive.size > 0)) {
+          clean = await client.query(
+            `SELECT pg_advisory_unlock_shared(${ARTIFACT_LOCK_CLASS}, hashtext(s)) FROM unnest($1::text[]) AS s
+             UNION ALL SELECT pg_advisory_unlock(${ARTIFACT_LOCK_CLASS}, hashtext(s)) FROM unnest($2::text[]) AS s`,
+            [[...shared], [...exclusive]]
+          ).then(() => true, () => false)
+        }
+        client.release(clean ? undefined : true)
+      })
+  )
+  let tx = handles.get(client)
+  if (tx === undefined) handles.set(client, tx = drizzle(client, { schema }))
+  const handle = tx
+  const query = <R>(q: SQL) =>
+    Effect.tryPromise({ try: () => handle.execute(q), catch: toDbError }).pipe(
+      Effect.map((r) => r.rows as unknown as ReadonlyArray<R>)
+    )
+  const raw = (text: string) => Effect.tryPromise({ try: () => client.query(text), catch: toDbError })
+
+  const session: DigestSession = {
+    lockShared: (digests) =>
+      Effect.suspend(() => {
+        const fresh = [...new Set(digests)].filter((d) => !shared.has(d))
+        if (fresh.length === 0) return Effect.void
+        return query(sql`SELECT pg_advisory_lock_shared(${ARTIFACT_LOCK_CLASS}, hashtext(s)) FROM unnest(${digestList(fresh)}) AS s`).pipe(
+          Effect.tap(() => Effect.sync(() => fresh.forEach((d) => shared.add(d))))
+        )
+      }),
+    tryLockExclusive: (digests) =>
+      Effect.suspend(() => {
+        const fresh = [...new Set(digests)].filter((d) => !exclusive.has(d))
+        return query<{ s: string }>(sql`SELECT s FROM unnest(${digestList(fresh)}) AS s
+                                        WHERE pg_try_advisory_lock(${ARTIFACT_LOCK_CLASS}, hashtext(s))`).pipe(
+          Effect.map((rows) => {
+            for (const r of rows) exclusive.add(r.s)
+            return new Set(rows.map((r) => r.s))
+          })
+        )
+      }),
+    unlockExclusive: (digests) =>
+      Effect.suspend(() => {
+        const held = [...new Set(digests)].filter((d) => exclusive.has(d))
+        if (held.length === 0) return Effect.void
+        return query(sql`SELECT pg_advisory_unlock(${ARTIFACT_LOCK_CLASS}, hashtext(s)) FROM unnest(${sql.param(held)}::text[]) AS s`).pipe(
+          Effect.tap(() => Effect.sync(() => held.forEach((d) => exclusive.delete(d))))
+        )
+      }),
+    rows: query,
+    transaction: (body) => {
+      const once = raw("BEGIN").pipe(
+        Effect.zipRight(body(handle)),
+        Effect.tap(() => raw("COMMIT")),
+        Effect.onError(() => Effect.promise(() => client.query("ROLLBACK").catch(() => undefined)))
+      )
+      return once.pipe(Effect.retry({
+        while: (e) => e instanceof DbError && (e.code === "40P01" || e.code === "40001"),
+        schedule: Schedule.exponential(Duration.millis(5)).pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(20)))
+      }))
+    }
+  }
+  return session
+})
+
+/** `body` with a digest session, released when it ends. */
+export const withDigestSession = <A, E, R>(body: (s: DigestSession) => Effect.Effect<A, E, R>) =>
+  Effect.scoped(Effect.flatMap(digestSession, body))
+
+// ---------------------------------------------------------------------------------------------
+// Adopters
+// ---------------------------------------------------------------------------------------------
+
+/** Which of `digests` have their bytes stored, asked `STAT_CONCURRENCY` at a time. */
+const STAT_CONCURRENCY = 8
+const storedOf = (digests: ReadonlyArray<string>) =>
+  Effect.flatMap(ArtifactStorage, (storage) =>
+    Effect.map(
+      Effect.forEach(digests, (sha) => storage.stat(sha), { concurrency: STAT_CONCURRENCY }),
+      (stats) => new Set(digests.filter((_, i) => stats[i] !== undefined))
+    ))
+
+/**
+ * Record stored bytes as artifacts (or find their rows) and make `owner` own each, in one session
+ * by the protocol above. Answers digest -> artifact id for those adopted, and the digests whose
+ * bytes a cleanup took away meanwhile (not adopted: store them again, then retry).
+ */
+const adoptStored = (
+  stored: ReadonlyArray<{ readonly sha256: string; readonly size: number }>,
+  own: (tx: Tx, ids: ReadonlyArray<string>) => Effect.Effect<void, DbError>
+) =>
+  withDigestSession((s) =>
+    Effect.gen(function*() {
+      const bySha = new Map(stored.map((a) => [a.sha256, a.size]))
+      const digests = [...bySha.keys()].sort()
+      const adopted = new Map<string, string>()
+      if (digests.length === 0) return { adopted, gone: [] as Array<string> }
+      yield* s.lockShared(digests)
+      // Under the shared locks no cleanup can delete these bytes until we are done.
+      const there = yield* storedOf(digests)
+      const present = digests.filter((d) => there.has(d))
+      const gone = digests.filter((d) => !there.has(d))
+      if (present.length === 0) return { adopted, gone }
+      const rows = yield* s.transaction((tx) =>
+        Effect.gen(function*() {
+          yield* txRows(tx, sql`
+            INSERT INTO artifacts (id, sha256, size)
+            SELECT i, s, n FROM unnest(${sql.param(present.map(() => newId()))}::text[], ${sql.param(present)}::text[],
+                                       ${sql.param(present.map((d) => bySha.get(d)!))}::bigint[]) AS r(i, s, n)
+            ON CONFLICT (sha256) DO NOTHING`)
+          const rows = yield* txRows<{ id: string; sha256: string }>(tx, sql`SELECT id, sha256 FROM artifacts WHERE sha256 = ANY(${sql.param(present)}::text[])`)
+          yield* own(tx, rows.map((r) => r.id))
+          return rows
+        })
+      )
+      for (const r of rows) adopted.set(r.sha256, r.id)
+      return { adopted, gone }
+    })
+  )
 
 /**
  * If the artifact with this digest is stored (row and bytes), make `owner` own it and return its
  * id; otherwise undefined (the caller downloads it). Used to deduplicate before downloading.
  */
 export const adoptExisting = (sha256: string, owner: ArtifactOwner) =>
-  Effect.gen(function*() {
-    const db = yield* Db
-    const storage = yield* ArtifactStorage
-    return yield* db.transaction((tx) =>
-      Effect.gen(function*() {
-        yield* lockDigestShared(tx, sha256)
-        const [row] = yield* txRows<{ id: string }>(tx, sql`SELECT id FROM artifacts WHERE sha256 = ${sha256}`)
-        if (!row) return undefined
-        if ((yield* storage.stat(sha256)) === undefined) return undefined
-        yield* owner(tx, row.id)
-        return row.id
-      })
-    )
-  })
+  withDigestSession((s) =>
+    Effect.gen(function*() {
+      yield* s.lockShared([sha256])
+      const [row] = yield* s.rows<{ id: string }>(sql`SELECT id FROM artifacts WHERE sha256 = ${sha256}`)
+      if (!row) return undefined
+      if ((yield* storedOf([sha256])).size === 0) return undefined
+      // Under the lock the row can no longer be deleted; the foreign key would say so anyway.
+      yield* s.transaction((tx) => owner(tx, row.id))
+      return row.id
+    })
+  )
 
 /**
  * Store bytes and adopt them: `put` stores them (called again, with a fresh source, if a cleanup
- * took the bytes away in between; at most three times), then one transaction records the artifact
- * row and its owner.
+ * took the bytes away in between; at most three times), then one digest session records the
+ * artifact row and its owner.
  */
 export const storeArtifact = <E, R>(put: Effect.Effect<PutResult, E, R>, owner: ArtifactOwner) =>
   Effect.gen(function*() {
-    const db = yield* Db
     for (let attempt = 1; ; attempt++) {
       const stored = yield* put
-      const adopted = yield* db.transaction((tx) => adoptInTx(tx, stored, owner)).pipe(
-        Effect.map((id) => ({ id, ...stored })),
-        Effect.catchTag("ArtifactGone", (gone) => attempt < 3 ? Effect.succeed(undefined) : Effect.fail(gone))
-      )
-      if (adopted) return adopted
+      const { adopted } = yield* adoptStored([stored], (tx, ids) => Effect.forEach(ids, (id) => owner(tx, id), { discard: true }))
+      const id = adopted.get(stored.sha256)
+      if (id !== undefined) return { id, ...stored }
+      if (attempt >= 3) return yield* new ArtifactGone({ sha256: stored.sha256 })
     }
   }) as Effect.Effect<
     { readonly id: string; readonly sha256: string; readonly size: number; readonly created: boolean },
@@ -108,28 +257,29 @@ export const storeArtifact = <E, R>(put: Effect.Effect<PutResult, E, R>, owner: 
     R | Db | ArtifactStorage
   >
 
+const ownedByTaskMany = (taskId: string) => (tx: Tx, ids: ReadonlyArray<string>) =>
+  txRows(tx, sql`INSERT INTO task_artifacts (task_id, artifact_id)
+                 SELECT ${taskId}, unnest(${sql.param([...ids])}::text[]) ON CONFLICT DO NOTHING`).pipe(Effect.asVoid)
+
 /**
- * `adoptExisting` for many digests at once (a sync checking its whole manifest): one transaction
- * per batch. Returns digest -> artifact id for those stored (row and bytes), now owned by `taskId`.
+ * `adoptExisting` for many digests at once (a sync checking its whole manifest): one session per
+ * batch of a thousand. Returns digest -> artifact id for those stored (row and bytes), now owned
+ * by `taskId`.
  */
 export const adoptExistingForTask = (digests: ReadonlyArray<string>, taskId: string) =>
   Effect.gen(function*() {
-    const db = yield* Db
-    const storage = yield* ArtifactStorage
     const out = new Map<string, string>()
     const unique = [...new Set(digests)].sort()
     for (let at = 0; at < unique.length; at += 1000) {
       const batch = unique.slice(at, at + 1000)
-      yield* db.transaction((tx) =>
+      yield* withDigestSession((s) =>
         Effect.gen(function*() {
-          const list = sql.param(batch)
-          yield* txRows(tx, sql`SELECT pg_advisory_xact_lock_shared(${ARTIFACT_LOCK_CLASS}, hashtext(s)) FROM unnest(${list}::text[]) AS s`)
-          const rows = yield* txRows<{ id: string; sha256: string }>(tx, sql`SELECT id, sha256 FROM artifacts WHERE sha256 = ANY(${list}::text[])`)
-          const present: Array<{ id: string; sha256: string }> = []
-          for (const r of rows) if ((yield* storage.stat(r.sha256)) !== undefined) present.push(r)
+          yield* s.lockShared(batch)
+          const rows = yield* s.rows<{ id: string; sha256: string }>(sql`SELECT id, sha256 FROM artifacts WHERE sha256 = ANY(${sql.param(batch)}::text[])`)
+          const there = yield* storedOf(rows.map((r) => r.sha256))
+          const present = rows.filter((r) => there.has(r.sha256))
           if (present.length === 0) return
-          yield* txRows(tx, sql`INSERT INTO task_artifacts (task_id, artifact_id)
-                                SELECT ${taskId}, unnest(${sql.param(present.map((p) => p.id))}::text[]) ON CONFLICT DO NOTHING`)
+          yield* s.transaction((tx) => ownedByTaskMany(taskId)(tx, present.map((p) => p.id)))
           for (const p of present) out.set(p.sha256, p.id)
         })
       )
@@ -139,37 +289,9 @@ export const adoptExistingForTask = (digests: ReadonlyArray<string>, taskId: str
 
 /**
  * `storeArtifact`'s adoption for many stored artifacts at once (a sync's downloads, batched): one
- * transaction takes the shared digest locks, checks the bytes are still there, records the rows
- * and makes `taskId` own them. Answers digest -> artifact id for those adopted, and the digests
- * whose bytes a cleanup took away meanwhile (not adopted: store them again, then retry).
+ * session takes the shared digest locks, checks the bytes are still there, records the rows and
+ * makes `taskId` own them. Answers digest -> artifact id for those adopted, and the digests whose
+ * bytes a cleanup took away meanwhile (not adopted: store them again, then retry).
  */
 export const adoptStoredForTask = (stored: ReadonlyArray<{ readonly sha256: string; readonly size: number }>, taskId: string) =>
-  Effect.gen(function*() {
-    const db = yield* Db
-    const storage = yield* ArtifactStorage
-    const bySha = new Map(stored.map((s) => [s.sha256, s.size]))
-    const digests = [...bySha.keys()].sort()
-    return yield* db.transaction((tx) =>
-      Effect.gen(function*() {
-        const adopted = new Map<string, string>()
-        if (digests.length === 0) return { adopted, gone: [] as Array<string> }
-        yield* txRows(tx, sql`SELECT pg_advisory_xact_lock_shared(${ARTIFACT_LOCK_CLASS}, hashtext(s)) FROM unnest(${sql.param(digests)}::text[]) AS s`)
-        // Under the shared locks a cleanup can no longer tombstone them until we commit.
-        const there = yield* Effect.forEach(digests, (sha) => storage.stat(sha), { concurrency: 8 })
-        const present = digests.filter((_, i) => there[i] !== undefined)
-        const gone = digests.filter((_, i) => there[i] === undefined)
-        if (present.length === 0) return { adopted, gone }
-        yield* txRows(tx, sql`
-          INSERT INTO artifacts (id, sha256, size)
-          SELECT i, s, n FROM unnest(${sql.param(present.map(() => newId()))}::text[], ${sql.param(present)}::text[],
-                                     ${sql.param(present.map((s) => bySha.get(s)!))}::bigint[]) AS r(i, s, n)
-          ON CONFLICT (sha256) DO NOTHING`)
-        const rows = yield* txRows<{ id: string; sha256: string }>(tx, sql`
-          WITH a AS (SELECT id, sha256 FROM artifacts WHERE sha256 = ANY(${sql.param(present)}::text[])),
-               owned AS (INSERT INTO task_artifacts (task_id, artifact_id) SELECT ${taskId}, id FROM a ON CONFLICT DO NOTHING)
-          SELECT id, sha256 FROM a`)
-        for (const r of rows) adopted.set(r.sha256, r.id)
-        return { adopted, gone }
-      })
-    )
-  })
+  adoptStored(stored, ownedByTaskMany(taskId))

@@ -13,31 +13,33 @@
  * - Batches of a thousand, one short transaction each; candidates are locked `FOR UPDATE SKIP
  *   LOCKED`, so a row someone is referencing right now (its foreign-key check holds a lock on it)
  *   is skipped, and two cleanups never work on the same rows. There is no global lock.
- * - Artifacts follow the per-digest protocol of artifacts.ts: exclusive digest lock, re-check,
- *   delete the row, tombstone the bytes, commit, purge the tombstone (restore it if the
- *   transaction fails). The digest lock is only *tried*: a digest an adopter holds is being adopted
- *   right now, so it is skipped instead of waited for. Waiting would make the adopter's next
- *   transactions queue behind us, and could deadlock against a sync that holds many digests at
- *   once (we hold a batch of them too).
+ * - Artifacts follow the per-digest protocol of artifacts.ts, in a digest session (session-level
+ *   advisory locks, no transaction open while the store is asked anything): exclusive digest lock,
+ *   tombstone, one transaction re-checking and deleting the rows, then the bytes of the rows that
+ *   went are deleted and the tombstones of those that stayed dropped, and only then the locks are
+ *   given back. The digest lock is only *tried*: a digest an adopter holds is being adopted right
+ *   now, so it is skipped instead of waited for. Waiting would make the adopter queue behind us,
+ *   and could deadlock against a sync that holds many digests at once (we hold a batch of them too).
  * - Foreign keys are the safety net for whatever the ownership checks did not see yet (a reference
  *   committed between the check's snapshot and our lock). A batch delete that violates one is
  *   rolled back to a savepoint and redone by halves, down to the single rows that are owned now.
  *
  * What it costs (bench:gc): each table is read once per run, in id order beside its owners (merge
  * anti-joins bounded by the page, see below); most of the time goes to the deletes themselves (the
- * foreign-key checks of every deleted row) and to the artifacts' files (rename, then unlink), which
- * are done FILE_CONCURRENCY at a time and, for the unlink, while the next batch runs.
+ * foreign-key checks of every deleted row) and to the artifacts' bytes (a tombstone written before
+ * the transaction, the bytes and the tombstone deleted after it), FILE_CONCURRENCY at a time and,
+ * for the deletes, while the next batch runs.
  *
  * Demotion (keeping an on-demand unit but dropping its bytes) is not done: an orphan unit is
  * deleted whole, and a unit in a version keeps its artifact, because the content app remembers
  * that a file is stored once it has served it. `demoted` is in the report for when it is.
  */
 import { sql } from "drizzle-orm"
-import { Effect, Fiber, Layer, Option } from "effect"
+import { Effect, ExecutionStrategy, Exit, Fiber, Layer, Option, Scope } from "effect"
 import { Counter } from "prom-client"
 import { Db, type DbError, type Tx, txRows } from "../db/client.js"
 import { metricsRegistry } from "../engine/metrics.js"
-import { ARTIFACT_LOCK_CLASS } from "./artifacts.js"
+import { digestSession, withDigestSession } from "./artifacts.js"
 import { ArtifactStorage } from "./storage.js"
 
 export interface CleanupReport {
@@ -66,9 +68,10 @@ export interface CleanupOptions {
 const DEFAULT_BATCH = 1000
 
 /**
- * File operations (rename, unlink) in flight at once: libuv's whole thread pool (4 threads by
- * default), not more. More would not go faster, and would queue the file writes and fsyncs of the
- * syncs running in the same worker process behind ours.
+ * Store operations (tombstone, delete) in flight at once: on disk, libuv's whole thread pool (4
+ * threads by default), not more. More would not go faster, and would queue the file writes and
+ * fsyncs of the syncs running in the same worker process behind ours. An object store would take
+ * more, but it is shared with the syncs' uploads too.
  */
 const FILE_CONCURRENCY = 4
 
@@ -221,89 +224,92 @@ interface Doomed {
 }
 
 /**
- * Tombstone the bytes of `doomed`, FILE_CONCURRENCY at a time, calling `made` for each tombstone
- * made. Never interrupted half way and never failing early: every rename is let finish and
- * recorded before the first failure (if any) is raised, so that the caller can restore exactly
- * what was tombstoned.
+ * `op` for every digest, FILE_CONCURRENCY at a time. Never interrupted half way and never failing
+ * early: every call is let finish, and the digests it succeeded for are reported to `done` before
+ * the first failure (if any) is raised, so that the caller knows exactly what happened.
  */
-const tombstoneAll = (storage: ArtifactStorage["Type"], doomed: ReadonlyArray<Doomed>, made: (d: Doomed) => void) =>
-  Effect.forEach(doomed, (d) =>
-    storage.tombstone(d.sha256).pipe(
-      // False: the bytes were already missing; the row goes all the same.
-      Effect.tap((stored) => Effect.sync(() => stored && made(d))),
-      Effect.either
-    ), { concurrency: FILE_CONCURRENCY }).pipe(
-      Effect.flatMap((outcomes) => {
-        const failed = outcomes.find((r) => r._tag === "Left")
-        return failed?._tag === "Left" ? Effect.fail(failed.left) : Effect.void
-      }),
-      Effect.uninterruptible
-    )
+const forEachDigest = <E>(digests: ReadonlyArray<string>, op: (sha: string) => Effect.Effect<void, E>, done: (sha: string) => void = () => undefined) =>
+  Effect.forEach(digests, (sha) => Effect.either(Effect.tap(op(sha), () => Effect.sync(() => done(sha)))), {
+    concurrency: FILE_CONCURRENCY
+  }).pipe(
+    Effect.flatMap((outcomes) => {
+      const failed = outcomes.find((r) => r._tag === "Left")
+      return failed?._tag === "Left" ? Effect.fail(failed.left) : Effect.void
+    }),
+    Effect.uninterruptible
+  )
+
+/** Drop tombstones whose rows stay; infallible (a tombstone left over is decided at the next recovery). */
+const dropTombstones = (storage: ArtifactStorage["Type"], digests: ReadonlyArray<string>) =>
+  forEachDigest(digests, (sha) =>
+    storage.restore(sha).pipe(
+      Effect.catchAll((e) => Effect.logWarning(`orphan cleanup: could not drop the tombstone of ${sha}: ${e.message}`))
+    ))
 
 /**
- * One batch of orphan artifacts after `after`, by the protocol of artifacts.ts: rows deleted and
- * bytes tombstoned in one transaction; restored if it did not commit. Purging the tombstones of a
- * committed batch is returned as `purge`, for the caller to overlap with the next batch.
+ * One batch of orphan artifacts after `after`, by the protocol of artifacts.ts, in a digest session
+ * that lives in the caller's scope: exclusive digest locks (tried), tombstones, one transaction
+ * deleting the rows still unowned, tombstones of the rows that stayed dropped. Deleting the bytes
+ * of the rows that went (`purge`) is left to the caller, to overlap with the next batch; the
+ * session, and with it the locks that keep adopters of those digests waiting, must live until
+ * `purge` is done.
  */
 const artifactBatch = (cutoff: string, after: string, limit: number) =>
   Effect.gen(function*() {
     const db = yield* Db
     const storage = yield* ArtifactStorage
-    let tombstoned: Array<Doomed> = []
-    // Infallible: it runs while failing already. A tombstone it cannot restore now is restored by
-    // the next `recoverTombstones` (its row exists).
-    const restore = Effect.suspend(() => {
-      const undo = tombstoned
-      tombstoned = []
-      return Effect.forEach(undo, (d) =>
-        storage.restore(d.sha256).pipe(
-          Effect.catchAll((e) => Effect.logError(`orphan cleanup: could not restore the tombstone of ${d.sha256}: ${e.message}`))
-        ), { discard: true })
-    })
-
-    const page = yield* db.transaction((tx) =>
-      Effect.gen(function*() {
-        // A retried attempt (deadlock) starts again from what is stored.
-        yield* restore
-        yield* linearPlans(tx)
-        const seen = yield* txRows<Doomed>(tx, sql`
+    const seen = yield* db.transaction((tx) =>
+      Effect.zipRight(
+        linearPlans(tx),
+        txRows<Doomed>(tx, sql`
           SELECT a.id, a.sha256, a.size::float8 AS size FROM artifacts a
           WHERE a.id > ${after} AND a.created_at < ${cutoff}::timestamptz AND ${artifactUnowned(after)}
           ORDER BY a.id LIMIT ${limit}`)
-        if (seen.length === 0) return { seen: 0, last: after, deleted: 0 }
-        // Digest locks first, rows second: the adopters' order. The statement after the locks sees
-        // every owner committed before we got them (a new snapshot per statement).
-        const locked = yield* txRows<{ id: string }>(tx, sql`
-          SELECT c.id FROM jsonb_to_recordset(${JSON.stringify(seen.map((d) => ({ id: d.id, sha256: d.sha256 })))}::jsonb) AS c(id text, sha256 text)
-          WHERE pg_try_advisory_xact_lock(${ARTIFACT_LOCK_CLASS}, hashtext(c.sha256))`)
-        const confirmed = yield* txRows<{ id: string }>(tx, sql`
-          SELECT a.id FROM artifacts a
-          WHERE a.id = ANY(${ids(locked.map((l) => l.id))}) AND ${artifactUnowned(after)}
-          ORDER BY a.id
-          FOR UPDATE OF a SKIP LOCKED`)
-        const unowned = new Set(confirmed.map((c) => c.id))
-        const candidates = seen.filter((d) => unowned.has(d.id))
-        if (candidates.length === 0) return { seen: seen.length, last: seen.at(-1)!.id, deleted: 0 }
-        const pending = yield* pendingAdds(tx)
-        const doomed = candidates.filter((c) => !pending.artifacts.has(c.id))
-        const deleted = yield* deleteUnlessReferenced(tx, doomed.map((d) => d.id), (batch) =>
-          txRows<{ id: string }>(tx, sql`DELETE FROM artifacts WHERE id = ANY(${ids(batch)}) RETURNING id`))
-        const rowsGone = new Set(deleted.map((d) => d.id))
-        yield* tombstoneAll(storage, doomed.filter((d) => rowsGone.has(d.id)), (d) => tombstoned.push(d))
-        return { seen: seen.length, last: seen.at(-1)!.id, deleted: deleted.length }
-      }).pipe(Effect.onError(() => restore))
-    ).pipe(
-      // The commit failed (or we were interrupted): the rows are back, so are the bytes.
-      Effect.onError(() => restore)
+      ))
+    const nothing = { seen: seen.length, last: seen.at(-1)?.id ?? after, deleted: 0, bytes: 0, purge: Effect.void }
+    if (seen.length === 0) return nothing
+
+    const session = yield* digestSession
+    const locked = yield* session.tryLockExclusive(seen.map((d) => d.sha256))
+    const mine = seen.filter((d) => locked.has(d.sha256))
+    if (mine.length === 0) return nothing
+
+    // The tombstones first: they are what makes a crash after the commit (row gone, bytes not yet)
+    // recoverable. If some cannot be written, the store is failing: undo and give up the batch.
+    const tombstoned: Array<string> = []
+    yield* forEachDigest(mine.map((d) => d.sha256), storage.tombstone, (sha) => tombstoned.push(sha)).pipe(
+      Effect.tapError(() => dropTombstones(storage, tombstoned))
     )
 
-    const gone = tombstoned
-    // The rows are gone for good; a tombstone we fail to purge now is purged by the next run.
-    const purge = Effect.forEach(gone, (d) =>
-      storage.purgeTombstone(d.sha256).pipe(
-        Effect.catchAll((e) => Effect.logWarning(`orphan cleanup: could not purge the tombstone of ${d.sha256}: ${e.message}`))
-      ), { concurrency: FILE_CONCURRENCY, discard: true })
-    return { ...page, bytes: gone.reduce((n, d) => n + d.size, 0), purge }
+    const deleted = yield* session.transaction((tx) =>
+      Effect.gen(function*() {
+        yield* linearPlans(tx)
+        // The statement after the locks sees every owner committed before we got them.
+        const confirmed = yield* txRows<{ id: string }>(tx, sql`
+          SELECT a.id FROM artifacts a
+          WHERE a.id = ANY(${ids(mine.map((d) => d.id))}) AND ${artifactUnowned(after)}
+          ORDER BY a.id
+          FOR UPDATE OF a SKIP LOCKED`)
+        if (confirmed.length === 0) return new Set<string>()
+        const pending = yield* pendingAdds(tx)
+        const doomed = confirmed.map((c) => c.id).filter((id) => !pending.artifacts.has(id))
+        const gone = yield* deleteUnlessReferenced(tx, doomed, (batch) =>
+          txRows<{ id: string }>(tx, sql`DELETE FROM artifacts WHERE id = ANY(${ids(batch)}) RETURNING id`))
+        return new Set(gone.map((g) => g.id))
+      })
+    ).pipe(
+      // Not committed: every row is still there, and so are the bytes.
+      Effect.tapError(() => dropTombstones(storage, tombstoned))
+    )
+
+    yield* dropTombstones(storage, mine.filter((d) => !deleted.has(d.id)).map((d) => d.sha256))
+    const gone = mine.filter((d) => deleted.has(d.id))
+    // The rows are gone for good; a tombstone we fail to purge now is purged by the next recovery.
+    const purge = forEachDigest(gone.map((d) => d.sha256), (sha) =>
+      storage.purgeTombstone(sha).pipe(
+        Effect.catchAll((e) => Effect.logWarning(`orphan cleanup: could not purge the tombstone of ${sha}: ${e.message}`))
+      ))
+    return { seen: seen.length, last: seen.at(-1)!.id, deleted: gone.length, bytes: gone.reduce((n, d) => n + d.size, 0), purge }
   })
 
 // ---------------------------------------------------------------------------------------------
@@ -311,40 +317,42 @@ const artifactBatch = (cutoff: string, after: string, limit: number) =>
 // ---------------------------------------------------------------------------------------------
 
 /**
- * Decide every leftover tombstone by the database: the artifact's row exists (its deleting
- * transaction rolled back, or never committed before a crash) -> restore the bytes; it does not ->
- * purge them. Under the exclusive digest lock, tried: a digest whose lock is taken belongs to a
- * cleanup or an adopter at work right now, and is left for the next time. Run it at process start
- * and before every cleanup.
+ * Decide every leftover tombstone by the database, in a digest session: the artifact's row exists
+ * (its deleting transaction rolled back, or never committed before a crash, or the bytes were
+ * adopted again since) -> drop the tombstone and keep the bytes; it does not -> delete the bytes
+ * and the tombstone. Under the exclusive digest lock, tried: a digest whose lock is taken belongs
+ * to a cleanup or an adopter at work right now, and is left for the next time. Run it at process
+ * start and before every cleanup.
  */
 export const recoverTombstones = Effect.gen(function*() {
-  const db = yield* Db
   const storage = yield* ArtifactStorage
+  const leftover = yield* storage.tombstones
+  if (leftover.length === 0) return { restored: 0, purged: 0 }
   let restored = 0
   let purged = 0
-  for (const sha of yield* storage.tombstones) {
-    yield* db.transaction((tx) =>
+  yield* withDigestSession((session) =>
+    Effect.forEach(leftover, (sha) =>
       Effect.gen(function*() {
-        const [lock] = yield* txRows<{ ok: boolean }>(tx, sql`SELECT pg_try_advisory_xact_lock(${ARTIFACT_LOCK_CLASS}, hashtext(${sha})) AS ok`)
-        if (!lock?.ok) return
-        const [row] = yield* txRows(tx, sql`SELECT 1 FROM artifacts WHERE sha256 = ${sha}`)
+        if (!(yield* session.tryLockExclusive([sha])).has(sha)) return
+        const [row] = yield* session.rows(sql`SELECT 1 FROM artifacts WHERE sha256 = ${sha}`)
         if (row) {
-          if (yield* storage.restore(sha)) restored++
+          yield* storage.restore(sha)
+          restored++
         } else {
           yield* storage.purgeTombstone(sha)
           purged++
         }
-      })
-    )
-  }
+        yield* session.unlockExclusive([sha])
+      }), { discard: true })
+  )
   if (restored + purged > 0) yield* Effect.logInfo(`artifact store: ${restored} tombstone(s) restored, ${purged} purged`)
   return { restored, purged }
 })
 
 /**
- * For a process's layers: recover tombstones at start, so that bytes a crashed cleanup left
- * tombstoned (row still there) are visible again at once, not only after the next cleanup. A
- * failure is logged, not fatal: the next cleanup run tries again.
+ * For a process's layers: recover tombstones at start, so that what a crashed cleanup left is
+ * decided at once, not only at the next cleanup (the store sweeps its own leftovers of interrupted
+ * puts when it starts). A failure is logged, not fatal: the next cleanup run tries again.
  */
 export const TombstoneRecoveryLive = Layer.effectDiscard(
   recoverTombstones.pipe(Effect.catchAll((e) => Effect.logWarning(`artifact store: recovering tombstones failed: ${e.message}`)))
@@ -371,12 +379,13 @@ const pages = <P extends Page, E, R>(
   })
 
 export const cleanupOrphans = (opts: CleanupOptions) =>
-  Effect.gen(function*() {
+  Effect.scoped(Effect.gen(function*() {
     const db = yield* Db
     const started = Date.now()
     const limit = opts.batchSize ?? DEFAULT_BATCH
     const progress = opts.progress ?? (() => Effect.void)
     yield* recoverTombstones
+    yield* (yield* ArtifactStorage).sweep
 
     // One cutoff for the whole run, on the database's clock (created_at is written with it).
     const [window] = yield* db.rows<{ cutoff: string }>(
@@ -399,14 +408,26 @@ export const cleanupOrphans = (opts: CleanupOptions) =>
       return progress(units)
     })
     // After the units: the artifacts they held are orphans now and go in the same run. A batch's
-    // tombstones are purged while the next batch works (at most one batch behind), not in its way.
+    // bytes are purged while the next batch works (its digest session lives until then), not in
+    // its way. Each batch's session lives in its own scope, closed when its purge is done, or with
+    // the run's scope if the run ends first (which drops the session and its locks).
+    const run = yield* Effect.scope
     let purging: Fiber.RuntimeFiber<void> | undefined
-    yield* pages(limit, (after) => artifactBatch(cutoff, after, limit), (p) =>
+    yield* pages(limit, (after) =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.fork(run, ExecutionStrategy.sequential)
+        return yield* artifactBatch(cutoff, after, limit).pipe(
+          Scope.extend(scope),
+          Effect.onExit((exit) => exit._tag === "Failure" ? Scope.close(scope, exit) : Effect.void),
+          Effect.map((p) => ({ ...p, purge: Effect.ensuring(p.purge, Scope.close(scope, Exit.void)) }))
+        )
+      }), (p) =>
       Effect.gen(function*() {
         artifacts += p.deleted
         bytes += p.bytes
+        const next = yield* Effect.fork(p.purge)
         if (purging) yield* Fiber.join(purging)
-        purging = yield* Effect.fork(p.purge)
+        purging = next
         yield* progress(units + artifacts)
       }))
     if (purging) yield* Fiber.join(purging)
@@ -421,7 +442,7 @@ export const cleanupOrphans = (opts: CleanupOptions) =>
     }
     yield* countRun(report)
     return report
-  })
+  }))
 
 // ---------------------------------------------------------------------------------------------
 // Metrics (GET /metrics of the process that ran the cleanup)

@@ -1,5 +1,5 @@
 /**
- * Optimistic named locks, after Drydock's slot locks (seed 004): work names the locks it needs and
+ * Optimistic named locks, after Drydock's slot locks: work names the locks it needs and
  * acquires them together with the work, or not at all. There is no waiting on a lock: a conflict
  * is an error that names the holder, and the caller decides (fail, or try another slot later).
  *

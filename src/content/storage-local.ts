@@ -5,15 +5,17 @@
  *
  *   <root>/<aa>/<bb>/<sha256>   the artifacts (aa, bb: the digest's first two hex pairs), mode 0444
  *   <root>/tmp/put-<random>     uploads in progress
- *   <root>/tmp/tomb-<sha256>    artifacts removed by a cleanup that has not committed yet
+ *   <root>/tmp/tomb-<sha256>    tombstones: empty files, each the mark of a cleanup removing that
+ *                               artifact (see `tombstone` in ./storage.ts)
  *
  * `tmp` lives inside the root so that every rename out of it stays on one filesystem and is
  * atomic; "tmp" cannot collide with a fan-out directory because it is not hex.
  *
  * Crash safety: an upload is written to a temp file and fsynced, then hard-linked (or renamed)
  * to its final name and the directory fsynced, so after a crash an artifact is either complete at
- * its final name or absent; a temp file may survive and is removed at the next start once it is
- * an hour old (an upload in progress keeps touching its mtime).
+ * its final name or absent; a temp file may survive and is removed by the next `sweep` (at start,
+ * and by every orphan cleanup) once it is an hour old (an upload in progress keeps touching its
+ * mtime).
  *
  * Symlinks: nothing in the store is ever expected to be a symlink. Digests are validated before
  * any path is built; the two fan-out directories are checked with lstat to be real directories,
@@ -22,8 +24,8 @@
  * write outside it. (Someone who can plant symlinks here can also replace artifacts; the point
  * is that the store never becomes a window onto the rest of the filesystem.)
  */
-import { Cause, Duration, Effect, Layer } from "effect"
-import { createHash, randomBytes } from "node:crypto"
+import { Duration, Effect, Layer } from "effect"
+import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import { join, resolve } from "node:path"
@@ -34,19 +36,16 @@ import {
   BadRange,
   type ByteRange,
   checkSha256,
-  DigestMismatch,
   isSha256,
   NotStored,
   type PutExpectations,
-  SizeMismatch,
-  SourceError,
-  StorageError,
-  TooLarge
+  StorageError
 } from "./storage.js"
+import { checkExpectations, checkRange, readVerified } from "./storage-verify.js"
 
-const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_DIRECTORY } = fs.constants
+const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_TRUNC, O_NOFOLLOW, O_NONBLOCK, O_DIRECTORY, W_OK } = fs.constants
 
-/** Temp files of uploads that died with their process are removed at start once this old. */
+/** Temp files of uploads that died with their process are swept once this old. */
 const STALE_TEMP_AGE = Duration.hours(1)
 
 const TEMP_PREFIX = "put-"
@@ -152,8 +151,6 @@ const writeAll = async (fd: number, chunk: Uint8Array) => {
   while (off < chunk.byteLength) off += await writeFd(fd, chunk, off)
 }
 
-const isNonNegativeInt = (n: unknown): n is number => typeof n === "number" && Number.isSafeInteger(n) && n >= 0
-
 interface TempFile {
   readonly name: string
   readonly fd: number
@@ -196,32 +193,42 @@ export const makeLocalArtifactStorage = (rootArg: string): Effect.Effect<Artifac
     })
 
     // Only our own upload temp files: tombstones must wait for a decision based on the database
-    // (see `tombstones`), and their mtime is the artifact's, not the cleanup's, anyway.
-    const stale = yield* io("cleaning stale temporary files", async () => {
-      const cutoff = Date.now() - Duration.toMillis(STALE_TEMP_AGE)
-      let removed = 0
-      const failed: Array<string> = []
-      for (const name of await fsp.readdir(tmp)) {
-        if (!name.startsWith(TEMP_PREFIX)) continue
-        const p = join(tmp, name)
-        try {
-          const st = await fsp.lstat(p)
-          if (st.mtimeMs < cutoff) {
-            await fsp.unlink(p)
-            removed += 1
+    // (see `tombstones`).
+    const sweep: ArtifactStorageShape["sweep"] = Effect.gen(function*() {
+      const stale = yield* io("cleaning stale temporary files", async () => {
+        const cutoff = Date.now() - Duration.toMillis(STALE_TEMP_AGE)
+        let removed = 0
+        const failed: Array<string> = []
+        for (const name of await fsp.readdir(tmp)) {
+          if (!name.startsWith(TEMP_PREFIX)) continue
+          const p = join(tmp, name)
+          try {
+            const st = await fsp.lstat(p)
+            if (st.mtimeMs < cutoff) {
+              await fsp.unlink(p)
+              removed += 1
+            }
+          } catch (e) {
+            if (codeOf(e) !== "ENOENT") failed.push(`${name}: ${(e as Error).message}`)
           }
-        } catch (e) {
-          if (codeOf(e) !== "ENOENT") failed.push(`${name}: ${(e as Error).message}`)
         }
+        return { removed, failed }
+      })
+      if (stale.removed > 0) {
+        yield* Effect.logInfo(`artifact store: removed ${stale.removed} stale temporary file(s)`).pipe(
+          Effect.annotateLogs({ root })
+        )
       }
-      return { removed, failed }
+      for (const f of stale.failed) yield* Effect.logWarning(`artifact store: could not remove stale temporary file ${f}`)
+      return stale.removed
     })
-    if (stale.removed > 0) {
-      yield* Effect.logInfo(`artifact store: removed ${stale.removed} stale temporary file(s)`).pipe(
-        Effect.annotateLogs({ root })
-      )
-    }
-    for (const f of stale.failed) yield* Effect.logWarning(`artifact store: could not remove stale temporary file ${f}`)
+    yield* sweep
+
+    const check: ArtifactStorageShape["check"] = io("checking the store", async () => {
+      const st = await fsp.lstat(tmp)
+      if (!st.isDirectory()) throw damaged(tmp, st, "directory")
+      await fsp.access(tmp, W_OK)
+    })
 
     // --- put -----------------------------------------------------------------------------------
 
@@ -277,21 +284,7 @@ export const makeLocalArtifactStorage = (rootArg: string): Effect.Effect<Artifac
 
     const put: ArtifactStorageShape["put"] = (source, expected?: PutExpectations) =>
       Effect.gen(function*() {
-        const wantSha = expected?.sha256
-        const wantSize = expected?.size
-        const maxSize = expected?.maxSize
-        if (wantSha !== undefined) yield* checkSha256(wantSha)
-        if (wantSize !== undefined && !isNonNegativeInt(wantSize)) {
-          return yield* Effect.dieMessage(`put: expected size must be a non-negative integer, got ${wantSize}`)
-        }
-        if (maxSize !== undefined && !isNonNegativeInt(maxSize)) {
-          return yield* Effect.dieMessage(`put: maxSize must be a non-negative integer, got ${maxSize}`)
-        }
-        // Announced too large: refuse before reading a byte.
-        if (wantSize !== undefined && maxSize !== undefined && wantSize > maxSize) {
-          return yield* new TooLarge({ limit: maxSize })
-        }
-
+        yield* checkExpectations(expected)
         return yield* Effect.acquireUseRelease(
           io("creating a temporary file", async (): Promise<TempFile> => {
             const name = join(tmp, TEMP_PREFIX + randomBytes(12).toString("hex"))
@@ -300,61 +293,14 @@ export const makeLocalArtifactStorage = (rootArg: string): Effect.Effect<Artifac
           }),
           (temp) =>
             Effect.gen(function*() {
-              const hash = createHash("sha256")
-              let size = 0
-              const it = (source as AsyncIterable<unknown>)[Symbol.asyncIterator]()
-
-              const pump = Effect.gen(function*() {
-                for (;;) {
-                  const r = yield* Effect.tryPromise({ try: () => it.next(), catch: (cause) => new SourceError({ cause }) })
-                  if (r.done) return
-                  const chunk = r.value
-                  if (!(chunk instanceof Uint8Array)) {
-                    return yield* Effect.dieMessage(
-                      `put: the source yielded ${typeof chunk === "string" ? "text (was setEncoding called?)" : typeof chunk}, not bytes`
-                    )
-                  }
-                  size += chunk.byteLength
-                  if (maxSize !== undefined && size > maxSize) return yield* new TooLarge({ limit: maxSize })
-                  if (wantSize !== undefined && size > wantSize) {
-                    return yield* new SizeMismatch({ expected: wantSize, actual: size })
-                  }
-                  hash.update(chunk)
-                  // Each chunk as it arrives (gathering them would hold back what a slow source
-                  // already sent: an upload's bytes are to be on disk while it streams).
-                  yield* io("writing a temporary file", () => writeAll(temp.fd, chunk))
-                }
-              })
-
-              yield* pump.pipe(
-                Effect.onExit((exit) =>
-                  Effect.sync(() => {
-                    if (exit._tag === "Success") return
-                    // Stop the source. `return()` is how an iterator is told we are done, and a
-                    // stream's iterator destroys the stream on it (unless the caller asked it not
-                    // to, e.g. to still answer 413 on the connection). It is queued behind a
-                    // pending `next()`, though, so when we were interrupted mid-read a stream is
-                    // destroyed directly. Neither is awaited: a stuck source must not hold us.
-                    void Promise.resolve()
-                      .then(() => it.return?.())
-                      .catch(() => undefined)
-                    const destroy = (source as { destroy?: unknown }).destroy
-                    if (Cause.isInterrupted(exit.cause) && typeof destroy === "function") destroy.call(source)
-                  })
-                )
+              const { sha256, size } = yield* readVerified(
+                source,
+                expected,
+                (chunk) => io("writing a temporary file", () => writeAll(temp.fd, chunk))
               )
-
               yield* io("flushing a temporary file", () => fsyncFd(temp.fd))
               temp.closed = true
               yield* io("closing a temporary file", () => closeFd(temp.fd))
-
-              const sha256 = hash.digest("hex")
-              if (wantSize !== undefined && size !== wantSize) {
-                return yield* new SizeMismatch({ expected: wantSize, actual: size })
-              }
-              if (wantSha !== undefined && sha256 !== wantSha) {
-                return yield* new DigestMismatch({ expected: wantSha, actual: sha256 })
-              }
 
               const outcome = yield* place(temp.name, sha256, size)
               if (outcome === "repaired") {
@@ -388,12 +334,7 @@ export const makeLocalArtifactStorage = (rootArg: string): Effect.Effect<Artifac
     const open: ArtifactStorageShape["open"] = (sha, range?: ByteRange) =>
       Effect.gen(function*() {
         yield* checkSha256(sha)
-        if (
-          range !== undefined &&
-          !(isNonNegativeInt(range.start) && isNonNegativeInt(range.end) && range.start <= range.end)
-        ) {
-          return yield* new BadRange({ start: range.start, end: range.end })
-        }
+        yield* checkRange(range)
         // Uninterruptible: an interruption between opening the file and handing out its stream
         // would leak the descriptor. Opening a file is quick.
         return yield* Effect.uninterruptible(
@@ -454,8 +395,8 @@ export const makeLocalArtifactStorage = (rootArg: string): Effect.Effect<Artifac
 
     // --- removal -------------------------------------------------------------------------------
 
-    // No directory fsync on removals: one undone by a crash resurrects an orphan, which the next
-    // cleanup finds again.
+    // No directory fsync on removals: one undone by a crash resurrects bytes whose row is gone,
+    // which wastes their space but can mislead nobody (only rows make an artifact visible).
     const remove: ArtifactStorageShape["remove"] = (sha) =>
       Effect.flatMap(checkSha256(sha), () =>
         io("removing an artifact", async () => {
@@ -471,51 +412,30 @@ export const makeLocalArtifactStorage = (rootArg: string): Effect.Effect<Artifac
           }
         }))
 
+    // A tombstone is an empty file; the artifact stays in place until `purgeTombstone`. The
+    // fan-out directories are checked all the same: a damaged store is reported before a cleanup
+    // deletes the row. No fsync: a tombstone lost to a crash leaves bytes without a row (a leak of
+    // space, never a row without bytes), as an unlink undone by a crash does.
     const tombstone: ArtifactStorageShape["tombstone"] = (sha) =>
       Effect.flatMap(checkSha256(sha), () =>
         io("tombstoning an artifact", async () => {
-          if (!(await dirsPresent(sha))) return false
-          const { file } = dirsOf(sha)
-          const st = await lstatOrUndefined(file)
-          if (st === undefined) return false
-          if (!st.isFile()) throw damaged(file, st, "regular file")
-          try {
-            await fsp.rename(file, tombOf(sha))
-            return true
-          } catch (e) {
-            if (codeOf(e) === "ENOENT") return false
-            throw e
-          }
+          await dirsPresent(sha)
+          const fd = await openFd(tombOf(sha), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o444)
+          await closeFd(fd)
         }))
 
-    // Restoring is fsynced (both directories): it undoes a removal whose row still exists, and
-    // losing it to a crash would lose the artifact's visibility.
+    const unlinkTomb = (sha: string) =>
+      fsp.unlink(tombOf(sha)).catch((e) => {
+        if (codeOf(e) !== "ENOENT") throw e
+      })
+
     const restore: ArtifactStorageShape["restore"] = (sha) =>
-      Effect.flatMap(checkSha256(sha), () =>
-        io("restoring a tombstoned artifact", async () => {
-          const tomb = tombOf(sha)
-          const st = await lstatOrUndefined(tomb)
-          if (st === undefined) return false
-          if (!st.isFile()) throw damaged(tomb, st, "regular file")
-          const { d1, d2, file } = dirsOf(sha)
-          await ensureDir(root, d1)
-          await ensureDir(d1, d2)
-          // If the same bytes were stored again meanwhile, this replaces them with themselves.
-          await fsp.rename(tomb, file)
-          await syncDir(d2)
-          await syncDir(tmp)
-          return true
-        }))
+      Effect.flatMap(checkSha256(sha), () => io("dropping a tombstone", () => unlinkTomb(sha)))
 
+    // The bytes first: a tombstone outliving its bytes is harmless (purged again), the reverse
+    // would be a leak nobody finds.
     const purgeTombstone: ArtifactStorageShape["purgeTombstone"] = (sha) =>
-      Effect.flatMap(checkSha256(sha), () =>
-        io("purging a tombstone", async () => {
-          try {
-            await fsp.unlink(tombOf(sha))
-          } catch (e) {
-            if (codeOf(e) !== "ENOENT") throw e
-          }
-        }))
+      Effect.zipRight(remove(sha), io("purging a tombstone", () => unlinkTomb(sha)))
 
     const tombstones: ArtifactStorageShape["tombstones"] = io("listing tombstones", async () =>
       (await fsp.readdir(tmp))
@@ -523,7 +443,22 @@ export const makeLocalArtifactStorage = (rootArg: string): Effect.Effect<Artifac
         .map((n) => n.slice(TOMB_PREFIX.length))
         .filter(isSha256))
 
-    return ArtifactStorage.of({ put, stat, open, path, remove, tombstone, restore, purgeTombstone, tombstones })
+    const presignedUrl: ArtifactStorageShape["presignedUrl"] = (sha) => Effect.as(checkSha256(sha), undefined)
+
+    return ArtifactStorage.of({
+      put,
+      stat,
+      open,
+      path,
+      presignedUrl,
+      remove,
+      tombstone,
+      restore,
+      purgeTombstone,
+      tombstones,
+      sweep,
+      check
+    })
   })
 
 export const LocalArtifactStorage = {

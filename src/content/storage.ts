@@ -2,8 +2,9 @@
  * The artifact store: content-addressed blobs, named by the sha256 hex digest of their bytes.
  *
  * This module is the backend-neutral half: the service interface, its errors and the digest
- * check. The local-filesystem backend lives in ./storage-local.ts; an object-store backend can be
- * added beside it without touching callers, which only ever see `ArtifactStorage`.
+ * check. The backends live beside it: the local filesystem (./storage-local.ts) and S3-protocol
+ * object stores (./storage-s3.ts). Callers only ever see `ArtifactStorage`; test/storage-contract.ts
+ * runs the same tests against both.
  *
  * Every method that takes a digest validates it before doing anything else, so a caller passing
  * user input ("../../etc/passwd") gets a `BadDigest` and never a path built from it.
@@ -17,12 +18,13 @@ import type { Readable } from "node:stream"
 
 /**
  * The store itself failed (I/O error, read-only or full disk, something that should not be
- * there). `message` is meant for operators: the common causes get a plain sentence, the rest the
- * OS message (which names the path).
+ * there; an object store that is unreachable, overloaded or refuses the credentials). `message`
+ * is meant for operators: the common causes get a plain sentence, the rest the OS or server
+ * message (which names the path or key). It never contains credentials.
  */
 export class StorageError extends Data.TaggedError("StorageError")<{
   readonly message: string
-  /** The errno code (EROFS, ENOSPC, ...) when the cause was a system call. */
+  /** The errno code (EROFS, ENOSPC, ...) or the object store's error code (SlowDown, AccessDenied, ...). */
   readonly code?: string | undefined
   readonly cause?: unknown
 }> {}
@@ -188,25 +190,45 @@ export interface ArtifactStorageShape {
    */
   readonly path: (sha256: string) => string | undefined
 
+  /**
+   * Where a client may fetch the artifact itself for `seconds` (a presigned URL of an object
+   * store), or undefined when the backend has no such address (local files). The URL is made
+   * without asking the store whether the artifact is there.
+   */
+  readonly presignedUrl: (sha256: string, seconds: number) => Effect.Effect<string | undefined, StorageError | BadDigest>
+
   /** Remove a stored artifact. Removing one that is not stored succeeds. */
   readonly remove: (sha256: string) => Effect.Effect<void, StorageError | BadDigest>
 
   /**
-   * Two-phase removal for the orphan cleanup: lock, delete the row, `tombstone`, commit, then
-   * `purgeTombstone`; if the commit fails, `restore`. A tombstoned artifact is no longer visible
-   * (stat/open/path do not see it) but its bytes are kept until purged.
+   * Two-phase removal for the orphan cleanup (the protocol is in ../content/cleanup.ts and
+   * ./artifacts.ts). `tombstone` records, durably, that the artifact is about to be removed; the
+   * bytes stay where they are and stay visible. Then the cleanup deletes the row and commits, and
+   * either `purgeTombstone` (the row is gone: delete the bytes, then the tombstone) or `restore`
+   * (the row is still there: drop the tombstone, keep the bytes).
    *
-   * `tombstone` answers false if the artifact was not stored. A crash between tombstone and
-   * commit leaves a tombstone whose row may or may not exist: `tombstones` lists them so that
-   * startup can restore or purge each one according to the database.
+   * Nothing is moved or hidden before the database has decided, so no reader ever finds a row
+   * whose bytes are away; the tombstone only makes a crash between the commit and the purge
+   * recoverable: `tombstones` lists what is left, and start-up (or the next cleanup) decides each
+   * one by the database, as above.
    */
-  readonly tombstone: (sha256: string) => Effect.Effect<boolean, StorageError | BadDigest>
-  /** Undo `tombstone`. Answers false if there was no tombstone for this digest. */
-  readonly restore: (sha256: string) => Effect.Effect<boolean, StorageError | BadDigest>
-  /** Delete a tombstone's bytes for good. Purging an absent tombstone succeeds. */
+  readonly tombstone: (sha256: string) => Effect.Effect<void, StorageError | BadDigest>
+  /** Drop the tombstone and keep the bytes. Restoring without a tombstone succeeds. */
+  readonly restore: (sha256: string) => Effect.Effect<void, StorageError | BadDigest>
+  /** Delete the artifact's bytes, then its tombstone. Purging what is absent succeeds. */
   readonly purgeTombstone: (sha256: string) => Effect.Effect<void, StorageError | BadDigest>
   /** The digests that currently have a tombstone (left over from an interrupted cleanup). */
   readonly tombstones: Effect.Effect<ReadonlyArray<string>, StorageError>
+
+  /**
+   * Delete what interrupted `put`s left behind (temporary files or objects, unfinished multipart
+   * uploads) once it is old enough that no `put` in progress can own it. Answers how many went.
+   * Run at start and by every orphan cleanup.
+   */
+  readonly sweep: Effect.Effect<number, StorageError>
+
+  /** Whether the store can be used right now (for health checks): the cause if not. */
+  readonly check: Effect.Effect<void, StorageError>
 }
 
 export class ArtifactStorage extends Context.Tag("cairn/ArtifactStorage")<ArtifactStorage, ArtifactStorageShape>() {}

@@ -55,15 +55,37 @@ export const txRows = <R = Record<string, unknown>>(tx: Tx, q: SQL): Effect.Effe
 export const txRun = <A>(f: () => PromiseLike<A>): Effect.Effect<A, DbError> =>
   Effect.tryPromise({ try: () => f(), catch: toDbError })
 
-export const makeDb = (url: Redacted.Redacted<string>, poolSize: number) =>
+export interface PoolOptions {
+  /**
+   * How long a statement may wait for its answer (client side; 0: forever). Across a dead link a
+   * statement sent on an established connection gets no error until TCP gives up retransmitting
+   * (~15 minutes with Linux defaults), so without this bound an API request would hang instead of
+   * answering 503. A statement cut short is a DbError without SQLSTATE ("unavailable"), and its
+   * connection is dropped.
+   */
+  readonly queryTimeoutMs?: number
+}
+
+/** CAIRN_DB_QUERY_TIMEOUT_MS's default: far above any statement cairn sends (seconds at most). */
+export const DEFAULT_QUERY_TIMEOUT_MS = 30_000
+
+/**
+ * A checkout must succeed within this long: pg-pool applies it both to a new connection (a SYN
+ * lost to a dead link gets no answer at all) and to waiting for a free connection of a full pool.
+ */
+const CONNECT_TIMEOUT_MS = 10_000
+
+export const makeDb = (url: Redacted.Redacted<string>, poolSize: number, options: PoolOptions = {}) =>
   Effect.gen(function*() {
+    const queryTimeout = options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS
     const pool = yield* Effect.acquireRelease(
       Effect.sync(() => {
         const p = new pg.Pool({
           connectionString: Redacted.value(url),
           max: poolSize,
           idleTimeoutMillis: 30_000,
-          connectionTimeoutMillis: 10_000
+          connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+          ...(queryTimeout > 0 ? { query_timeout: queryTimeout } : {})
         })
         // A connection that dies while idle (database restart, pg_terminate_backend) must not crash
         // the process: the pool drops it and the next checkout makes a new one.
@@ -120,4 +142,5 @@ export const makeDb = (url: Redacted.Redacted<string>, poolSize: number) =>
     })
   })
 
-export const DbLive = (url: Redacted.Redacted<string>, poolSize: number) => Layer.scoped(Db, makeDb(url, poolSize))
+export const DbLive = (url: Redacted.Redacted<string>, poolSize: number, options?: PoolOptions) =>
+  Layer.scoped(Db, makeDb(url, poolSize, options))

@@ -6,8 +6,10 @@
  * class installs an exit hook at import time that stops PostgreSQL on SIGTERM *before* our own
  * graceful shutdown has let running tasks finish. Here the owner stops the server last.
  *
- * The first process for a data directory starts the server (and owns it); later processes
- * (`npm run worker`) find it running and join it. Connection facts live in `<dataDir>/postgres.json`.
+ * The first process for a data directory starts the server; later processes (`npm run worker`)
+ * find it running and join it. Connection facts live in `<dataDir>/postgres.json`. Every process
+ * using the server is attached to it, and the server stops when the last of them goes, whether it
+ * exits or is killed (embedded-lifecycle.ts).
  */
 import { execFile } from "node:child_process"
 import { randomBytes } from "node:crypto"
@@ -17,15 +19,17 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { promisify } from "node:util"
 import pg from "pg"
+import { attach, detach, ensureWatchdog, liveAttachments, stopWatchdog } from "./embedded-lifecycle.js"
 
 const run = promisify(execFile)
 
 export interface EmbeddedServer {
   readonly url: string
-  /** True when this process started the server (and so must stop it). */
+  /** True when this process started the server (false: it joined a running one). */
   readonly owned: boolean
   readonly dataDir: string
-  stop(): Promise<void>
+  /** Detach; the server stops if no other process is attached. Says which happened. */
+  stop(): Promise<"stopped" | "left running">
 }
 
 interface Binaries {
@@ -37,6 +41,8 @@ interface Binaries {
 interface Info {
   readonly port: number
   readonly password: string
+  /** The address it listens on (absent in files written before it could be chosen: 127.0.0.1). */
+  readonly host?: string
 }
 
 const loadBinaries = async (): Promise<Binaries> => {
@@ -94,7 +100,7 @@ export const freePort = () =>
   })
 
 const urlOf = (info: Info) =>
-  `postgres://postgres:${encodeURIComponent(info.password)}@127.0.0.1:${info.port}/postgres`
+  `postgres://postgres:${encodeURIComponent(info.password)}@${info.host ?? "127.0.0.1"}:${info.port}/postgres`
 
 const reachable = async (url: string) => {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 })
@@ -110,9 +116,9 @@ const reachable = async (url: string) => {
   }
 }
 
-/** `pg_ctl start|restart` arguments: TCP on loopback only (no unix socket path-length surprises). */
+/** `pg_ctl start|restart` arguments: TCP on one address only (no unix socket path-length surprises). */
 const startArgs = (action: "start" | "restart", dataDir: string, info: Info, extra?: Record<string, string>) => {
-  const settings = { listen_addresses: "127.0.0.1", unix_socket_directories: "", max_connections: "300", ...extra }
+  const settings = { listen_addresses: info.host ?? "127.0.0.1", unix_socket_directories: "", max_connections: "300", ...extra }
   const o = [`-p ${info.port}`, ...Object.entries(settings).map(([k, v]) => `-c ${k}=${v === "" ? "''" : v}`)].join(" ")
   return [action, "-w", "-t", "60", "-D", path.join(dataDir, "pg"), "-l", path.join(dataDir, "postgres.log"), "-o", o]
 }
@@ -154,6 +160,13 @@ export interface EmbeddedOptions {
   /** Extra `-c name=value` server settings (tests turn fsync off, for instance). */
   readonly settings?: Record<string, string>
   readonly log?: (line: string) => void
+  /**
+   * The address to listen on when the server is initialised (default 127.0.0.1), and `pg_hba.conf`
+   * lines put ahead of initdb's (which admit loopback only): for test clusters whose hosts reach
+   * the server over a network (test/cluster) and for TLS tests (`hostssl ...`).
+   */
+  readonly listen?: string
+  readonly hba?: ReadonlyArray<string>
 }
 
 export const startEmbedded = async (dataDirIn: string, opts: EmbeddedOptions = {}): Promise<EmbeddedServer> => {
@@ -171,58 +184,109 @@ export const startEmbedded = async (dataDirIn: string, opts: EmbeddedOptions = {
     }
   }
 
-  const joined = (info: Info): EmbeddedServer => ({ url: urlOf(info), owned: false, dataDir, stop: async () => {} })
-
-  const existing = await readInfo()
-  if (existing && (await reachable(urlOf(existing)))) return joined(existing)
-
-  return withStartLock(dataDir, async () => {
-    // Someone may have started it while we waited for the lock.
-    const again = await readInfo()
-    if (again && (await reachable(urlOf(again)))) return joined(again)
-
-    const bin = await loadBinaries()
-    const user = await postgresUser()
-    const asPg = user ? { uid: user.uid, gid: user.gid } : {}
-    if (user) {
-      // The server runs as `postgres` and must be able to write beside its data directory.
-      await fs.chmod(dataDir, 0o777)
-      await ensureTraversable(pgData, log)
-      await ensureTraversable(bin.postgres, log)
-    }
-
-    let info = again
-    if (!(await exists(path.join(pgData, "PG_VERSION")))) {
-      info = { port: info?.port ?? (await freePort()), password: randomBytes(18).toString("base64url") }
-      const pwFile = path.join(dataDir, `.pw-${process.pid}`)
-      await fs.writeFile(pwFile, info.password + "\n", { mode: 0o644 })
-      try {
-        log(`initialising embedded PostgreSQL in ${pgData}`)
-        await run(bin.initdb, [`--pgdata=${pgData}`, "--auth=scram-sha-256", "--username=postgres", `--pwfile=${pwFile}`, "--encoding=UTF8", "--locale=C"], { ...asPg })
-      } finally {
-        await fs.rm(pwFile, { force: true })
-      }
-      await fs.writeFile(infoFile, JSON.stringify(info), { mode: 0o600 })
-    }
-    if (!info) throw new Error(`${infoFile} is missing but ${pgData} exists; remove ${dataDir} or restore the file`)
-
-    const start = () => run(bin.pg_ctl, startArgs("start", dataDir, info!, opts.settings), { ...asPg })
-    try {
-      await start()
-    } catch (e) {
-      // The remembered port may have been taken by something else since: move to a free one.
-      if (await reachable(urlOf(info))) return joined(info)
-      info = { ...info, port: await freePort() }
-      await fs.writeFile(infoFile, JSON.stringify(info), { mode: 0o600 })
-      log(`embedded PostgreSQL did not start (${(e as Error).message.split("\n")[0]}); retrying on port ${info.port}`)
-      await start()
-    }
-    log(`embedded PostgreSQL running on 127.0.0.1:${info.port} (data in ${pgData})`)
-    const stop = async () => {
-      await run(bin.pg_ctl, ["stop", "-w", "-m", "fast", "-D", pgData], { ...asPg }).catch(() => undefined)
-    }
-    return { url: urlOf(info), owned: true, dataDir, stop }
+  // Attached before anything else: from now on a process deciding whether to stop the server
+  // counts us (it decides under the start lock, which we take next).
+  await attach(dataDir)
+  const server = (url: string, owned: boolean): EmbeddedServer => ({
+    url,
+    owned,
+    dataDir,
+    stop: () => detachAndStopIfLast(dataDir, log)
   })
+
+  try {
+    return await withStartLock(dataDir, async () => {
+      const bin = await loadBinaries()
+      const user = await postgresUser()
+      const asPg = user ? { uid: user.uid, gid: user.gid } : {}
+      let info = await readInfo()
+      if (info && (await reachable(urlOf(info)))) {
+        // A server whose starter is gone and whose watchdog was killed too has nobody to stop it.
+        if (await ensureWatchdog(dataDir)) log("the embedded PostgreSQL had no watchdog; started one")
+        return server(urlOf(info), false)
+      }
+
+      if (user) {
+        // The server runs as `postgres` and must be able to write beside its data directory.
+        await fs.chmod(dataDir, 0o777)
+        await ensureTraversable(pgData, log)
+        await ensureTraversable(bin.postgres, log)
+      }
+
+      if (!(await exists(path.join(pgData, "PG_VERSION")))) {
+        info = {
+          port: info?.port ?? (await freePort()),
+          password: randomBytes(18).toString("base64url"),
+          ...(opts.listen ? { host: opts.listen } : {})
+        }
+        const pwFile = path.join(dataDir, `.pw-${process.pid}`)
+        await fs.writeFile(pwFile, info.password + "\n", { mode: 0o644 })
+        try {
+          log(`initialising embedded PostgreSQL in ${pgData}`)
+          await run(bin.initdb, [`--pgdata=${pgData}`, "--auth=scram-sha-256", "--username=postgres", `--pwfile=${pwFile}`, "--encoding=UTF8", "--locale=C"], { ...asPg })
+        } finally {
+          await fs.rm(pwFile, { force: true })
+        }
+        if (opts.hba && opts.hba.length > 0) {
+          const hbaFile = path.join(pgData, "pg_hba.conf")
+          await fs.writeFile(hbaFile, opts.hba.join("\n") + "\n" + (await fs.readFile(hbaFile, "utf8")))
+        }
+        await fs.writeFile(infoFile, JSON.stringify(info), { mode: 0o600 })
+      }
+      if (!info) throw new Error(`${infoFile} is missing but ${pgData} exists; remove ${dataDir} or restore the file`)
+
+      const start = () => run(bin.pg_ctl, startArgs("start", dataDir, info!, opts.settings), { ...asPg })
+      try {
+        await start()
+      } catch (e) {
+        // The remembered port may have been taken by something else since: move to a free one.
+        if (await reachable(urlOf(info))) return server(urlOf(info), false)
+        info = { ...info, port: await freePort() }
+        await fs.writeFile(infoFile, JSON.stringify(info), { mode: 0o600 })
+        log(`embedded PostgreSQL did not start (${(e as Error).message.split("\n")[0]}); retrying on port ${info.port}`)
+        await start()
+      }
+      await ensureWatchdog(dataDir)
+      log(`embedded PostgreSQL running on ${info.host ?? "127.0.0.1"}:${info.port} (data in ${pgData})`)
+      return server(urlOf(info), true)
+    })
+  } catch (e) {
+    await detach(dataDir)
+    throw e
+  }
+}
+
+/** `pg_ctl stop -m fast` of the server of `dataDir`, if it runs. */
+const stopServer = async (dataDir: string) => {
+  const bin = await loadBinaries()
+  const user = await postgresUser()
+  const asPg = user ? { uid: user.uid, gid: user.gid } : {}
+  const pgData = path.join(dataDir, "pg")
+  if (!(await exists(path.join(pgData, "postmaster.pid")))) return false
+  await run(bin.pg_ctl, ["stop", "-w", "-m", "fast", "-D", pgData], { ...asPg }).catch(() => undefined)
+  return true
+}
+
+/**
+ * Stops the server of `dataDir` if no attached process lives (under the start lock). Used by a
+ * process that exits (after detaching) and by the watchdog. True when nothing is attached.
+ */
+export const stopIfUnattached = (dataDir: string, log: (line: string) => void = () => undefined) =>
+  withStartLock(dataDir, async () => {
+    const others = await liveAttachments(dataDir)
+    if (others.length > 0) return false
+    if (await stopServer(dataDir)) log("stopped the embedded PostgreSQL: no cairn process uses it any more")
+    return true
+  })
+
+const detachAndStopIfLast = async (dataDir: string, log: (line: string) => void): Promise<"stopped" | "left running"> => {
+  await detach(dataDir)
+  if (await stopIfUnattached(dataDir, log)) {
+    await stopWatchdog(dataDir)
+    return "stopped"
+  }
+  log("left the embedded PostgreSQL running for the other cairn processes that use it")
+  return "left running"
 }
 
 /** Stop the server of a data directory in any state (used by tests that restart the database). */

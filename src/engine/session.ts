@@ -23,6 +23,7 @@ import {
   Duration,
   Effect,
   Exit,
+  Fiber,
   FiberId,
   Layer,
   Option,
@@ -70,6 +71,9 @@ export interface SessionShape {
 
 export class Session extends Context.Tag("cairn/Session")<Session, SessionShape>() {}
 
+/** How often the session is probed, and how long a probe may take. */
+const PROBE_MS = 5_000
+
 /** After a (re)connect: no channel in particular, anything may have changed. */
 export const everything: Wakeup = { channel: undefined, ready: 1, futures: "*", cancel: "*", workers: undefined }
 
@@ -79,8 +83,15 @@ const connectOnce = (url: string) =>
       const client = new pg.Client({ connectionString: url, keepAlive: true, connectionTimeoutMillis: 5000 })
       client.on("error", () => undefined)
       await client.connect()
-      // Let the server notice a vanished peer (machine gone, cable cut) within seconds too.
-      await client.query("SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3")
+      // Let the server notice a vanished peer (machine gone, cable cut) within seconds too:
+      // keepalives for an idle session, and a bound on unacknowledged data for one that was being
+      // sent notifications when the link died (keepalives do not run while data is in flight).
+      // The session is used at least every PROBE_MS, so the server drops it 11-16 s after the
+      // cut: after a worker on the far side has fenced itself (60% of the default 15 s heartbeat
+      // timeout), so its tasks are not retried while it may still run them (DESIGN.md §6).
+      await client.query(
+        "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3; SET tcp_user_timeout = 16000"
+      )
       return client
     },
     catch: (cause) => new DbError({ message: `session connect failed: ${(cause as Error).message}`, cause })
@@ -126,11 +137,29 @@ export const SessionLive = Layer.scoped(
       yield* SubscriptionRef.set(current, Option.some({ client, generation }))
       yield* Effect.forEach([...channels.keys()], (channel) => listenOn(client, channel, true), { discard: true })
       announce(everything)
+      // A session the server dropped while the link was down looks alive from here (nothing is
+      // sent on an idle LISTEN session, and our keepalives are the system's two hours), so it is
+      // probed: one that does not answer within PROBE_MS is given up.
+      const prober = yield* Effect.fork(Effect.gen(function*() {
+        for (;;) {
+          yield* Effect.sleep(PROBE_MS)
+          const ok = yield* queries.withPermits(1)(Effect.tryPromise(() => client.query("SELECT 1"))).pipe(
+            Effect.timeout(PROBE_MS),
+            Effect.isSuccess
+          )
+          if (!ok) {
+            yield* Effect.logWarning(`database session did not answer within ${PROBE_MS} ms`)
+            return Deferred.unsafeDone(lost, Exit.void)
+          }
+        }
+      }))
       yield* Deferred.await(lost).pipe(
         Effect.ensuring(
           Effect.sync(() => (live = undefined)).pipe(
+            Effect.zipRight(Fiber.interrupt(prober)),
             Effect.zipRight(SubscriptionRef.set(current, Option.none())),
-            Effect.zipRight(Effect.promise(() => client.end().catch(() => undefined)))
+            // Not awaited: across a dead link the goodbye would wait for TCP to give up.
+            Effect.zipRight(Effect.sync(() => void client.end().catch(() => undefined)))
           )
         )
       )

@@ -1,6 +1,6 @@
 /**
  * Read models: tasks, graphs and futures as the HTTP contract shows them. Built in bulk (a graph of
- * 10,000 nodes is four queries, not 40,000), and used by the API, the CLI and scripts/dag.ts.
+ * 10,000 nodes is four queries, not 40,000), and used by the API, the CLI (`cairn dag`) and the console.
  */
 import { Effect } from "effect"
 import { Db } from "../db/client.js"

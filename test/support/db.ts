@@ -1,12 +1,12 @@
 /**
- * A fresh, migrated database for one test file, and the Effect layers to use it.
+ * A fresh, migrated database for one test file (a copy of the template the global setup migrated),
+ * and the Effect layers to use it.
  */
 import { Duration, Effect, Layer, Option, Redacted } from "effect"
 import pg from "pg"
 import { inject } from "vitest"
 import { CairnConfigFrom } from "../../src/config/config.js"
 import { DbLive } from "../../src/db/client.js"
-import { runMigrations } from "../../src/db/migrate.js"
 import { builtinKinds } from "../../src/engine/kinds/index.js"
 import { type TaskKind, TaskKinds } from "../../src/engine/kind.js"
 import { SessionLive } from "../../src/engine/session.js"
@@ -22,11 +22,13 @@ export const createTestDatabase = async (): Promise<string> => {
   const admin = new pg.Client({ connectionString: inject("pgUrl") })
   await admin.connect()
   const name = `t_${process.pid}_${Date.now().toString(36)}_${counter++}`
-  await admin.query(`CREATE DATABASE ${name}`)
-  await admin.end()
+  try {
+    await admin.query(`CREATE DATABASE ${name} TEMPLATE ${inject("pgTemplate")}`)
+  } finally {
+    await admin.end()
+  }
   const url = new URL(inject("pgUrl"))
   url.pathname = `/${name}`
-  await Effect.runPromise(runMigrations(url.toString()))
   return url.toString()
 }
 

@@ -1,16 +1,17 @@
 /**
  * cairn as a benchmark runs it: `src/main/serve.ts` and `src/main/worker.ts` as real processes
- * (node with tsx's loader, exactly as `npm start` / `npm run worker`), a keep-alive HTTP client for
- * the v1 API, and the task rows read back for latencies (timestamps are PostgreSQL's clock, the
- * same host clock the client reads).
+ * (the process harness, scripts/lib/processes.ts), a keep-alive HTTP client for the v1 API whose
+ * round trips are measured, the typed client (src/client) to await futures, and the task rows
+ * read back for latencies (timestamps are PostgreSQL's clock, the same host clock the client reads).
  */
 import * as http from "node:http"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
+import { type CairnClient, createClient, type FutureView } from "../../../src/client/index.js"
+import { onInterrupt, type Proc, type Server, spawnCairn, startServer as startServe, stopAll, until } from "../../lib/processes.js"
 import { withClient } from "./postgres.js"
-import { onInterrupt, type Proc, spawnTs, stopAll, until } from "./proc.js"
-import { nowMs, sleep } from "./stats.js"
+import { nowMs } from "./stats.js"
 
 /** Quiet logs, default engine timings unless overridden. */
 const baseEnv: Record<string, string> = {
@@ -24,37 +25,17 @@ export const makeDataDir = async (label: string) => {
   return dir
 }
 
-export interface Server {
-  readonly proc: Proc
-  readonly url: string
-}
-
-export const startServer = async (databaseUrl: string, dataDir: string, env: Record<string, string> = {}, nodeArgs: ReadonlyArray<string> = []): Promise<Server> => {
-  const proc = spawnTs("serve", "src/main/serve.ts", [], {
-    ...baseEnv,
-    DATABASE_URL: databaseUrl,
-    CAIRN_DATA_DIR: dataDir,
-    PORT: "0",
-    HOST: "127.0.0.1",
-    CAIRN_WORKERS: "0",
-    ...env
-  }, nodeArgs)
-  const url = await until("the server's listening line", () => {
-    if (!proc.alive()) throw new Error(`cairn serve exited early:\n${proc.output()}`)
-    return /cairn listening on (http:\/\/[\d.]+:\d+)/.exec(proc.output())?.[1]
-  }, 120_000, 100)
-  return { proc, url }
-}
+/** An API server (no worker slots unless `env` gives some). */
+export const startServer = (databaseUrl: string, dataDir: string, env: Record<string, string> = {}, nodeArgs: ReadonlyArray<string> = []): Promise<Server> =>
+  startServe({ env: { ...baseEnv, DATABASE_URL: databaseUrl, CAIRN_DATA_DIR: dataDir, CAIRN_WORKERS: "0", ...env }, nodeArgs })
 
 export const startWorkers = (n: number, databaseUrl: string, dataDir: string, env: Record<string, string> = {}, nodeArgs: ReadonlyArray<string> = []): Array<Proc> =>
   Array.from({ length: n }, (_, i) =>
-    spawnTs(`worker-${i}`, "src/main/worker.ts", [], {
-      ...baseEnv,
-      DATABASE_URL: databaseUrl,
-      CAIRN_DATA_DIR: dataDir,
-      CAIRN_WORKERS: "1",
-      ...env
-    }, nodeArgs))
+    spawnCairn("worker", {
+      name: `worker-${i}`,
+      env: { ...baseEnv, DATABASE_URL: databaseUrl, CAIRN_DATA_DIR: dataDir, CAIRN_WORKERS: "1", ...env },
+      nodeArgs
+    }))
 
 /** Wait until `n` workers are registered (and their processes alive). */
 export const waitForWorkers = async (databaseUrl: string, n: number, procs: ReadonlyArray<Proc> = [], timeoutMs = 1_200_000) => {
@@ -138,16 +119,18 @@ export interface Submitted extends HttpResult {
 export const submitGraph = (base: string, nodes: Record<string, NodeSpec>, label?: string) =>
   post(base, "/api/v1/graphs", { ...(label ? { label } : {}), nodes }) as Promise<Submitted>
 
-/** Long-poll a future until it settles. */
-export const awaitFuture = async (base: string, id: string, timeoutMs = 600_000) => {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const r = await request(base, "GET", `/api/v1/futures/${id}?wait=30`)
-    if (r.status === 200 && r.body.state !== "pending") return r.body as { state: string; value?: any; error?: any; settled_at?: string }
-    if (Date.now() > deadline) throw new Error(`future ${id} did not settle in ${timeoutMs} ms`)
-    if (r.status !== 200) await sleep(100)
-  }
+const clients = new Map<string, CairnClient>()
+
+/** The typed client of the server at `base`. */
+export const clientOf = (base: string): CairnClient => {
+  let c = clients.get(base)
+  if (!c) clients.set(base, (c = createClient({ url: base })))
+  return c
 }
+
+/** The future once settled (resolved, failed or canceled), through the typed client's long-poll. */
+export const awaitFuture = (base: string, id: string, timeoutMs = 600_000): Promise<FutureView & { readonly value?: any }> =>
+  clientOf(base).awaitFuture(id, { timeout: timeoutMs })
 
 // ---- rows ---------------------------------------------------------------------------------------
 

@@ -77,3 +77,6 @@ export const cpuOfProcessTree = (rootPid: number): number => {
   }
   return total
 }
+
+/** Node flags that write a V8 CPU profile of the process into `dir` when it exits (--cpu-prof). */
+export const cpuProfileArgs = (dir: string | undefined): ReadonlyArray<string> => (dir ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : [])

@@ -8,7 +8,7 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { freePort } from "../../../src/db/embedded.js"
-import { type Proc, runCommand, spawnProc, until } from "./proc.js"
+import { type Proc, runCommand, spawnProc, until } from "../../lib/processes.js"
 
 const CANDIDATES = ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx", "/usr/local/bin/nginx"]
 
@@ -68,7 +68,7 @@ http {
 `
   await fs.writeFile(path.join(prefix, "nginx.conf"), conf)
   const version = (await runCommand(bin, ["-v"])).stderr.trim().replace(/^nginx version: /, "")
-  const proc = spawnProc("nginx", bin, ["-p", prefix, "-c", path.join(prefix, "nginx.conf")])
+  const proc = spawnProc("nginx", bin, ["-p", prefix, "-c", path.join(prefix, "nginx.conf")], { group: true })
   const url = `http://127.0.0.1:${port}`
   await until("nginx to answer", async () => {
     if (!proc.alive()) throw new Error(`nginx exited:\n${proc.output()}\n${await fs.readFile(path.join(prefix, "error.log"), "utf8").catch(() => "")}`)

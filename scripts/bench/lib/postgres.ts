@@ -14,7 +14,7 @@ import * as path from "node:path"
 import pg from "pg"
 import { startEmbedded } from "../../../src/db/embedded.js"
 import { runMigrations } from "../../../src/db/migrate.js"
-import { onInterrupt } from "./proc.js"
+import { onInterrupt } from "../../lib/processes.js"
 import { sig } from "./stats.js"
 import type { Table } from "./table.js"
 

@@ -7,7 +7,7 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { Postgres } from "./postgres.js"
-import { repoRoot } from "./proc.js"
+import { repoRoot } from "../../lib/processes.js"
 import { printTable, renderMarkdown, type Table } from "./table.js"
 
 export interface Machine {

@@ -2,6 +2,7 @@
  * Small statistics for benchmarks: percentile summaries (never a single number), a seeded PRNG
  * so that every draw is reproducible, and formatting helpers.
  */
+import { mulberry32 } from "../../lib/random.js"
 
 export interface Summary {
   readonly n: number
@@ -43,16 +44,10 @@ export const summarize = (values: ReadonlyArray<number>): Summary => {
 
 export const median = (values: ReadonlyArray<number>) => summarize(values).p50
 
-/** mulberry32: a small seeded PRNG returning floats in [0, 1). */
+/** A seeded PRNG of floats in [0, 1). */
 export const prng = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
+  const next = mulberry32(seed)
+  return () => next() / 4294967296
 }
 
 export const shuffle = <A>(xs: ReadonlyArray<A>, rand: () => number): Array<A> => {

@@ -1,14 +1,14 @@
 /**
- * `cairn dag <id>`: the debug view of a graph, drawn by scripts/dag's modules (the same loader,
- * model and renderers as `npm run dag`), with --watch redrawing it until every task has settled.
+ * `cairn dag <id>` (also `npm run dag`): the debug view of a graph, drawn by src/dag (loader,
+ * model, renderers), with --watch redrawing it until every task has settled.
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Console, Effect } from "effect"
-import { httpSource } from "../../../scripts/dag/http-source.js"
-import { allSettled, buildModel, DagError, type DagModel, loadSnapshot, type Source } from "../../../scripts/dag/model.js"
-import { FORMATS, render } from "../../../scripts/dag/render.js"
+import { httpSource } from "../../dag/http-source.js"
+import { allSettled, buildModel, DagError, type DagModel, loadSnapshot, type Source } from "../../dag/model.js"
+import { FORMATS, render } from "../../dag/render.js"
 import { CliError, common, connection, isTty, parseId, useColor } from "../common.js"
 
 const options = {
@@ -33,12 +33,15 @@ const attempt = <A>(f: () => Promise<A>) =>
 
 const openSource = (c: Parameters<typeof connection>[0] & { readonly db: boolean }) =>
   c.db
-    ? attempt(async () => (await import("../../../scripts/dag/db-source.js")).dbSource())
+    ? attempt(async () => (await import("../../dag/db-source.js")).dbSource())
     : Effect.map(connection(c), (conn): Source => httpSource({ baseUrl: conn.url, token: conn.token }))
 
 export const dagCommand = Command.make("dag", options, (c) =>
   Effect.gen(function*() {
     const id = yield* parseId(c.id, "graph, task or future")
+    if (c.depth < 1 || c.depth > 1000) {
+      return yield* new CliError({ message: `--depth must be a whole number from 1 to 1000, not ${c.depth}`, exitCode: 2 })
+    }
     const format = c.json ? "json" : c.format
     const tty = isTty()
     const textOptions = { color: format === "text" && useColor(), depth: c.depth }

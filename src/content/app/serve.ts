@@ -5,7 +5,9 @@
  * request ever becomes a filesystem path).
  *
  * Everything that can be answered from the routing table is: HEAD, 304 and 416 never fetch an
- * on-demand file nor open a stored one.
+ * on-demand file nor open a stored one. With CAIRN_CONTENT_REDIRECT (an object store), a GET of a
+ * stored artifact is answered with a 302 to a presigned URL of it instead of its bytes; generated
+ * files (the manifest) are still served here.
  *
  * This is a plain Node request handler, not an HttpApi route: the listener hands it content
  * requests before the Effect app sees them (`src/api/listener.ts`). A request for a small file whose
@@ -40,6 +42,8 @@ export const makeContentHandler = Effect.gen(function*() {
   const config = yield* CairnConfig
   const runtime = yield* Effect.runtime<never>()
   const cache = makeBodyCache(config.contentCacheBytes)
+  /** CAIRN_CONTENT_REDIRECT: stored artifacts (not generated files) are answered with a 302 to the store. */
+  const redirectSeconds = config.contentRedirectSeconds
 
   /** Run one of the rare steps; a failure rejects with its error (or defect) as is. */
   const run = <A, E>(effect: Effect.Effect<A, E>): Promise<A> =>
@@ -112,6 +116,15 @@ export const makeContentHandler = Effect.gen(function*() {
     if (req.method === "HEAD") return reply(req, res, status, headers)
 
     if (!file.stored) await run(onDemand.ensureStored(file))
+    if (redirectSeconds !== undefined && route.relativePath !== MANIFEST_PATH) {
+      // The object store serves the bytes (ranges too: the client sends its Range again to the
+      // location). The URL is signed here, with no round trip; it must not outlive its signature
+      // in a cache.
+      const location = await run(storage.presignedUrl(file.sha256, redirectSeconds))
+      if (location !== undefined) {
+        return reply(req, res, 302, { location, etag, "cache-control": "no-store", "content-length": 0 })
+      }
+    }
     if (file.size <= cache.maxEntryBytes) {
       const loaded = cache.load(file.sha256, () => readBody(file.sha256, file.size))
       const body = loaded instanceof Buffer ? loaded : await loaded

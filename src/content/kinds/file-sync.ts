@@ -44,7 +44,7 @@ const storageFailure = (e: { readonly _tag: string; readonly message: string }, 
     : e._tag === "DownloadError" ? "download_failed"
     : e._tag === "DbError" ? "db_error"
     : "storage_error"
-  return new TaskFailure({ code, message: `${relativePath}: ${e.message}` })
+  return new TaskFailure({ code, message: relativePath === "" ? e.message : `${relativePath}: ${e.message}` })
 }
 
 export const fileSync = defineKind({

@@ -53,7 +53,15 @@ export const makeLiveness = (running: RunningTasks, name: string | undefined) =>
         const fenceAfter = Duration.toMillis(config.heartbeatTimeout) * 0.6
         for (;;) {
           yield* Effect.sleep(config.heartbeatInterval)
-          const beat = yield* Q.heartbeat(db.db, workerId).pipe(Effect.either)
+          // Bounded: across a dead link the statement gets no answer at all (TCP retransmits for
+          // minutes), and a heartbeat that hangs would never let us fence ourselves in time.
+          const beat = yield* Q.heartbeat(db.db, workerId).pipe(
+            Effect.timeoutFail({
+              duration: Duration.millis(Math.max(1, lastOk + fenceAfter - Date.now())),
+              onTimeout: () => new DbError({ message: "the heartbeat got no answer" })
+            }),
+            Effect.either
+          )
           if (beat._tag === "Right") {
             if (beat.right.length === 0) return yield* new Fenced({ reason: "this worker was declared dead by another worker" })
             lastOk = Date.now()

@@ -7,7 +7,7 @@
  * src/engine/views.ts); `buildModel` is pure and turns a snapshot into edges, a topological order
  * and layers, which the renderers (render.ts) draw.
  */
-import type { FutureState, FutureView, GraphView, TaskState, TaskView } from "../../src/engine/views.js"
+import type { FutureState, FutureView, GraphView, TaskState, TaskView } from "../engine/views.js"
 
 export type { FutureState, FutureView, GraphView, TaskState, TaskView }
 

@@ -6,10 +6,10 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Cause, Effect, Exit, Layer, Logger, LogLevel, ManagedRuntime, Option, Redacted } from "effect"
-import { CairnConfig, CairnConfigLive } from "../../src/config/config.js"
-import { Db, DbLive } from "../../src/db/client.js"
-import { resolveDatabaseUrl } from "../../src/db/database.js"
-import { getFuture, getGraph, getTask } from "../../src/engine/views.js"
+import { CairnConfig, CairnConfigLive } from "../config/config.js"
+import { Db, DbLive } from "../db/client.js"
+import { resolveDatabaseUrl } from "../db/database.js"
+import { getFuture, getGraph, getTask } from "../engine/views.js"
 import { DagError, type Source } from "./model.js"
 
 const messageOf = (cause: Cause.Cause<unknown>) => {
