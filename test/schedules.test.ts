@@ -29,6 +29,7 @@ import {
   createSchedule,
   deleteSchedule,
   getSchedule,
+  scheduleTicks,
   type ScheduleCreate,
   type SchedulePatch,
   type ScheduleView,
@@ -92,7 +93,7 @@ const statusWhere = (i: Instance, ok: (s: SchedulerStatus) => boolean, what: str
     i.status.changes.pipe(
       Stream.filter(ok),
       Stream.runHead,
-      Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(`scheduler on process ${i.process}: timed out waiting until ${what}`) })
+      Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new Error(`scheduler on process ${i.process}: timed out waiting until ${what}`) })
     )
   )
 
@@ -143,6 +144,7 @@ describe("schedules (in-process schedulers on separate connections, one test clo
     expect(v.last_tick).toBe(modelTick(latest))
     expect(v.last_graph).toMatch(/^[0-9A-Z]{26}$/)
     expect(v.next_run).toBe(modelTick(latest + MINUTE))
+    expect(await api(scheduleTicks("missed"))).toEqual([{ tick: modelTick(latest), graph: v.last_graph, error: null }])
     const states = (await Promise.all(instances.map((i) => Effect.runPromise(i.status.get)))).map((s) => s.submitted)
     expect(states.reduce((a, b) => a + b)).toBe(1)
     await Promise.all(instances.map((i) => i.stop()))
@@ -245,6 +247,12 @@ describe("schedules (in-process schedulers on separate connections, one test clo
     expect(after.last_error).toBeNull()
     expect(after.last_graph).toMatch(/^[0-9A-Z]{26}$/)
     expect((await submitted("refused")).length).toBe(1)
+    const ticks = await api(scheduleTicks("refused"))
+    expect(ticks.map((t) => [t.tick, t.graph, t.error?.code])).toEqual([
+      [modelTick(first + MINUTE), after.last_graph, undefined],
+      [modelTick(first), null, "bad_request"]
+    ])
+    expect(await api(scheduleTicks("refused", { limit: 1, before: ticks[0]!.tick }))).toEqual([ticks[1]])
     await Promise.all(instances.map((i) => i.stop()))
     await api(deleteSchedule("refused"))
   })
@@ -444,6 +452,14 @@ const runScenario = async (firstField: string, steps: ReadonlyArray<Step>) => {
   for (const i of running.values()) await i.stop()
   if (revisions.length > 0) await api(deleteSchedule(name))
   expect(await submitted(name)).toEqual([...expected].sort())
+  // Every submitted graph is on its tick's row (the schedule may have been re-created: several ids).
+  const rows = (await admin.query<{ label: string; tick: Date }>(
+    `SELECT g.label, t.tick FROM graphs g LEFT JOIN schedule_ticks t ON t.graph_id = g.id WHERE g.label LIKE $1 ORDER BY g.label`,
+    [`${name} %`]
+  )).rows
+  expect(rows.map((r) => `${r.label} <- ${r.tick === null ? "no tick row" : modelTick(r.tick.getTime())}`)).toEqual(
+    rows.map((r) => `${r.label} <- ${r.label.slice(name.length + 1)}`)
+  )
 }
 
 describe("schedules: every owed tick exactly once, across racing schedulers (property, against a model)", () => {

@@ -10,7 +10,7 @@ import { strict } from "./schemas.js"
 const Name = Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/)).annotations({
   message: () => "name must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 })
-const NamePath = Schema.Struct({ name: Schema.String })
+export const NamePath = Schema.Struct({ name: Schema.String })
 const IfMatch = Schema.Struct({ "if-match": Schema.optional(Schema.String) })
 
 const revisionBase = {

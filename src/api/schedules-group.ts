@@ -3,10 +3,10 @@
  * resources (the factory in named-groups.ts). A schedule submits its graph at each tick of its cron
  * expression, once across the whole cluster (DESIGN.md, "Schedules").
  */
-import { OpenApi } from "@effect/platform"
+import { HttpApiEndpoint, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
-import { makeGroup, viewOf } from "./named-groups.js"
-import { GraphSubmission } from "./schemas.js"
+import { makeGroup, NamePath, viewOf } from "./named-groups.js"
+import { GraphSubmission, strict } from "./schemas.js"
 
 const Timestamp = Schema.String.annotations({ description: "RFC 3339 timestamp, UTC", format: "date-time" })
 
@@ -38,10 +38,10 @@ const TickError = Schema.Struct({
 }).annotations({ identifier: "ScheduleTickError" })
 
 export const ScheduleView = viewOf("Schedule", {
-  cron: Schema.String,
-  timezone: Schema.String,
-  graph: GraphSubmission,
-  enabled: Schema.Boolean,
+  cron: Schema.String.annotations({ description: "the 5-field cron expression of this revision" }),
+  timezone: Schema.String.annotations({ description: "the IANA time zone the expression is read in" }),
+  graph: GraphSubmission.annotations({ description: "the graph this revision submits at each of its ticks" }),
+  enabled: Schema.Boolean.annotations({ description: "false: this revision submits nothing" }),
   next_run: Schema.optional(Schema.NullOr(Timestamp)).annotations({
     description: "the next tick after now; null while disabled. On the current revision only (not in /revisions)."
   }),
@@ -56,6 +56,21 @@ export const ScheduleView = viewOf("Schedule", {
   })
 })
 
+export const ScheduleTick = Schema.Struct({
+  tick: Timestamp.annotations({ description: "the tick, RFC 3339 UTC" }),
+  graph: Schema.NullOr(Schema.String).annotations({ description: "the graph the tick submitted (labelled `<name> <tick>`); null when it submitted none" }),
+  error: Schema.NullOr(TickError).annotations({ description: "why the tick submitted no graph: its graph was refused at the tick" })
+}).annotations({ identifier: "ScheduleTick" })
+
+const TicksQuery = Schema.Struct({
+  limit: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 1000))).annotations({
+    description: "at most this many ticks (1..1000, default 100)"
+  }),
+  before: Schema.optional(Schema.String).annotations({
+    description: "only ticks before this time (RFC 3339): the next page starts before the last tick of this one"
+  })
+}).annotations(strict)
+
 export const SchedulesGroup = makeGroup("schedules", "schedules", ScheduleFields, ScheduleView, {
   create: "Create a schedule. Its first tick is the first time its cron expression matches after now. " +
     "A duplicate name: 409. Invalid cron or time zone, or a graph POST /graphs would refuse: 400 naming the field " +
@@ -67,7 +82,15 @@ export const SchedulesGroup = makeGroup("schedules", "schedules", ScheduleFields
     "`if-match: <revision>`: 412 if the schedule has moved on since. `enabled: false` stops submissions from the " +
     "moment this answers.",
   delete: "Delete the schedule: no tick submits anything after this answers; graphs already submitted run on."
-}).annotate(
+}).add(
+  HttpApiEndpoint.get("graphs", "/schedules/:name/graphs").setPath(NamePath).setUrlParams(TicksQuery)
+    .addSuccess(Schema.Array(ScheduleTick))
+    .annotate(
+      OpenApi.Description,
+      "The ticks the schedule claimed, newest first, each with the graph it submitted or why it submitted none. " +
+        "A tick goes from this list when its graph is purged (history.purge). Unknown schedule: 404."
+    )
+).annotate(
   OpenApi.Description,
   "Schedules submit a graph at each tick of a cron expression, exactly once across all worker processes. A tick missed " +
     "while no worker ran is submitted once when one starts (only the latest missed tick)."

@@ -139,7 +139,12 @@ export const createClient = (opts: Partial<ClientOptions> = {}) => {
     remotes: promised("remotes"),
     distributions: promised("distributions"),
     /** Graphs submitted at each tick of a cron expression, once across the cluster. */
-    schedules: promised("schedules"),
+    schedules: {
+      ...promised("schedules"),
+      /** The ticks the schedule claimed, newest first, with their graphs; pass the last `tick` back as `before`. */
+      graphs: (name: string, page: { readonly limit?: number; readonly before?: string } = {}) =>
+        run(client.call((api) => api.schedules.graphs({ path: { name }, urlParams: page })))
+    },
 
     /** Upload a file (streamed; its sha256 is computed first and checked by the server). */
     uploadFile: (path: string, o: UploadOptions = {}): Promise<UploadResult> => uploadFile(conn, path, o),

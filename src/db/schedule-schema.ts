@@ -8,12 +8,14 @@
  *   is the one whose graph that tick submits). `created_at` is written from the schedulers' clock
  *   (src/schedules/clock.ts) after the name's row is locked, so that ticks and edits are compared on
  *   one clock, and an edit is dated after every claim it waited for.
- * - `schedule_state`: one row per schedule, its latest claimed tick and the graph that tick
- *   submitted (or why none was). A scheduler claims tick T by moving `tick` forward to T with a
- *   compare-and-swap in the transaction that writes the graph: exactly one transaction moves it to T,
- *   and none ever moves it back (src/schedules/ticks.ts).
+ * - `schedule_state`: one row per schedule, its latest claimed tick. A scheduler claims tick T by
+ *   moving `tick` forward to T with a compare-and-swap in the transaction that writes the graph:
+ *   exactly one transaction moves it to T, and none ever moves it back (src/schedules/ticks.ts).
+ * - `schedule_ticks`: every claimed tick, keyed by schedule and tick (a second guard: one row per
+ *   tick, ever), with the graph it submitted or why it submitted none. A tick's row goes with its
+ *   graph when the graph is purged (history.purge), so the history is as long as the graphs'.
  */
-import { boolean, index, jsonb, pgTable, text, timestamp } from "drizzle-orm/pg-core"
+import { boolean, index, jsonb, pgTable, primaryKey, text, timestamp } from "drizzle-orm/pg-core"
 import { resources } from "./content-schema.js"
 import { graphs } from "./schema.js"
 
@@ -38,10 +40,19 @@ export const scheduleRevisions = pgTable(
 export const scheduleState = pgTable("schedule_state", {
   scheduleId: text("schedule_id").primaryKey().references(() => resources.id, { onDelete: "cascade" }),
   /** The latest tick claimed: only ever moves forward. */
-  tick: ts("tick").notNull(),
-  /** The graph that tick submitted; null when it submitted none (see `error`) or the graph was purged. */
-  graphId: text("graph_id").references(() => graphs.id, { onDelete: "set null" }),
-  /** Why the tick submitted no graph (its graph was refused at the tick): `{ code, message, details? }`. */
-  error: jsonb("error"),
-  claimedAt: ts("claimed_at").notNull().defaultNow()
+  tick: ts("tick").notNull()
 })
+
+export const scheduleTicks = pgTable(
+  "schedule_ticks",
+  {
+    scheduleId: text("schedule_id").notNull().references(() => resources.id, { onDelete: "cascade" }),
+    tick: ts("tick").notNull(),
+    /** The graph the tick submitted; null when it submitted none (see `error`). */
+    graphId: text("graph_id").references(() => graphs.id, { onDelete: "cascade" }),
+    /** Why the tick submitted no graph (its graph was refused at the tick): `{ code, message, details? }`. */
+    error: jsonb("error"),
+    claimedAt: ts("claimed_at").notNull().defaultNow()
+  },
+  (t) => [primaryKey({ columns: [t.scheduleId, t.tick] }), index("schedule_ticks_graph").on(t.graphId)]
+)

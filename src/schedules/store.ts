@@ -8,7 +8,7 @@
 import { sql } from "drizzle-orm"
 import { Effect, Either } from "effect"
 import { Db } from "../db/client.js"
-import { InvalidRequest } from "../engine/errors.js"
+import { InvalidRequest, NotFound } from "../engine/errors.js"
 import { prepareGraph } from "../engine/submit.js"
 import { createNamed, deleteNamed, getNamed, listNamed, listRevisions, type RevisionView, updateNamed } from "../content/named.js"
 import { SchedulerClock } from "./clock.js"
@@ -89,7 +89,9 @@ const withStatus = (views: ReadonlyArray<RevisionView>) =>
     const db = yield* Db
     const now = yield* (yield* SchedulerClock).now
     const rows = yield* db.rows<StateRow>(sql`
-      SELECT schedule_id, tick, graph_id, error FROM schedule_state WHERE schedule_id = ANY(${sql.param(views.map((v) => v.id))}::text[])`)
+      SELECT s.schedule_id, s.tick, t.graph_id, t.error
+      FROM schedule_state s LEFT JOIN schedule_ticks t ON t.schedule_id = s.schedule_id AND t.tick = s.tick
+      WHERE s.schedule_id = ANY(${sql.param(views.map((v) => v.id))}::text[])`)
     const state = new Map(rows.map((r) => [r.schedule_id, r]))
     return views.map((view): ScheduleView => {
       const v = view as unknown as ScheduleRevisionView
@@ -132,6 +134,35 @@ export const updateSchedule = (name: string, patch: SchedulePatch, ifMatch: stri
   Effect.gen(function*() {
     yield* check(patch)
     return yield* one(yield* updateNamed("schedule", name, { ...patch }, ifMatch))
+  })
+
+/** A claimed tick and what it did: the graph it submitted, or why it submitted none. */
+export interface ScheduleTickView {
+  readonly tick: string
+  readonly graph: string | null
+  readonly error: ScheduleView["last_error"]
+}
+
+export const DEFAULT_TICKS_LIMIT = 100
+
+/**
+ * The ticks schedule `name` claimed, newest first, at most `limit`, before tick `before` if given
+ * (the next page: the last tick of this one). A tick whose graph was purged is gone with it.
+ */
+export const scheduleTicks = (name: string, page: { readonly limit?: number | undefined; readonly before?: string | undefined } = {}) =>
+  Effect.gen(function*() {
+    const db = yield* Db
+    const before = page.before === undefined ? undefined : Date.parse(page.before)
+    if (before !== undefined && Number.isNaN(before)) {
+      return yield* new InvalidRequest({ message: `before ${JSON.stringify(page.before)} is not an RFC 3339 timestamp` })
+    }
+    const [n] = yield* db.rows<{ id: string }>(sql`SELECT resource_id AS id FROM names WHERE kind = 'schedule' AND name = ${name}`)
+    if (n === undefined) return yield* new NotFound({ message: `no schedule named ${name}` })
+    const rows = yield* db.rows<{ tick: string | Date; graph_id: string | null; error: ScheduleView["last_error"] }>(sql`
+      SELECT tick, graph_id, error FROM schedule_ticks
+      WHERE schedule_id = ${n.id} ${before === undefined ? sql`` : sql`AND tick < ${new Date(before).toISOString()}::timestamptz`}
+      ORDER BY tick DESC LIMIT ${page.limit ?? DEFAULT_TICKS_LIMIT}`)
+    return rows.map((r): ScheduleTickView => ({ tick: formatTick(new Date(r.tick).getTime()), graph: r.graph_id, error: r.error }))
   })
 
 /** The name is freed at once; no tick submits anything after this commits (src/schedules/ticks.ts). */

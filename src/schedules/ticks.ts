@@ -15,13 +15,16 @@
  *      tick than one already claimed changes nothing either, so a slow process never submits a
  *      tick after a later one.
  *   3. the graph, written by the engine's own submission steps in this transaction
- *      (writeGraphIn), labelled "<name> <tick>"; then the state row points at it.
+ *      (writeGraphIn), labelled "<name> <tick>";
+ *   4. the tick's row in `schedule_ticks`, keyed by (schedule, tick), pointing at the graph: the
+ *      history that GET /api/v1/schedules/{name}/graphs lists, and a second guard (a second row
+ *      for one tick would fail the transaction).
  *
  * So the graph exists if and only if the claim committed; a process killed anywhere in between
  * leaves the tick unclaimed, and whoever looks next submits it.
  *
  * A graph that is refused at the tick (a named resource it uses was deleted since the schedule was
- * written, say) claims the tick all the same, with the refusal recorded as the state's `error`:
+ * written, say) claims the tick all the same, with the refusal recorded as the tick's `error`:
  * trying again at the same tick would be refused again, so the schedule moves on to its next tick.
  *
  * Lock order: a claim locks the schedule's `names` row and state row before the submission takes
@@ -72,18 +75,22 @@ const stillOwed = (tx: Tx, t: TickToClaim) =>
   )
 
 /** Step 2: true if this transaction moved the schedule's latest tick forward to `tick`. */
-const advance = (tx: Tx, t: TickToClaim, error: InvalidRequest | undefined) =>
+const advance = (tx: Tx, t: TickToClaim) =>
   Effect.map(
     txRows(tx, sql`
-      INSERT INTO schedule_state (schedule_id, tick, graph_id, error)
-      VALUES (${t.schedule}, ${new Date(t.tick).toISOString()}::timestamptz, NULL,
-              ${error === undefined ? null : JSON.stringify({ code: "bad_request", message: error.message, details: error.details })}::jsonb)
-      ON CONFLICT (schedule_id) DO UPDATE
-        SET tick = EXCLUDED.tick, graph_id = NULL, error = EXCLUDED.error, claimed_at = now()
-        WHERE schedule_state.tick < EXCLUDED.tick
+      INSERT INTO schedule_state (schedule_id, tick) VALUES (${t.schedule}, ${new Date(t.tick).toISOString()}::timestamptz)
+      ON CONFLICT (schedule_id) DO UPDATE SET tick = EXCLUDED.tick WHERE schedule_state.tick < EXCLUDED.tick
       RETURNING 1`),
     (rows) => rows.length === 1
   )
+
+/** Step 4: the tick's outcome, under its own key (schedule, tick): a second tick row would fail the claim. */
+const record = (tx: Tx, t: TickToClaim, outcome: { readonly graph: string } | { readonly error: InvalidRequest }) =>
+  txRows(tx, sql`
+    INSERT INTO schedule_ticks (schedule_id, tick, graph_id, error)
+    VALUES (${t.schedule}, ${new Date(t.tick).toISOString()}::timestamptz,
+            ${"graph" in outcome ? outcome.graph : null},
+            ${"error" in outcome ? JSON.stringify({ code: "bad_request", message: outcome.error.message, details: outcome.error.details }) : null}::jsonb)`)
 
 /**
  * Steps 1-3 in one transaction; `graph` is the prepared graph, or why it was refused. (The engine's
@@ -94,11 +101,14 @@ const claimWith = (t: TickToClaim, graph: Either.Either<PreparedGraph, InvalidRe
     db.transaction((tx) =>
       Effect.gen(function*() {
         if (!(yield* stillOwed(tx, t))) return { _tag: "Stale" } as Claim
-        if (!(yield* advance(tx, t, Either.isLeft(graph) ? graph.left : undefined))) return { _tag: "Taken" } as Claim
-        if (Either.isLeft(graph)) return { _tag: "Refused", error: graph.left } as Claim
+        if (!(yield* advance(tx, t))) return { _tag: "Taken" } as Claim
+        if (Either.isLeft(graph)) {
+          yield* record(tx, t, { error: graph.left })
+          return { _tag: "Refused", error: graph.left } as Claim
+        }
         const p = graph.right
         yield* writeGraphIn(tx, p.graph, p.plan)
-        yield* txRows(tx, sql`UPDATE schedule_state SET graph_id = ${p.graph.id} WHERE schedule_id = ${t.schedule}`)
+        yield* record(tx, t, { graph: p.graph.id })
         return { _tag: "Submitted", graph: p.graph.id } as Claim
       })
     ))

@@ -1,5 +1,5 @@
 /**
- * `cairn schedule create|show|list|update|delete|revisions`: graphs submitted at each tick of a
+ * `cairn schedule create|show|list|update|delete|revisions|graphs`: graphs submitted at each tick of a
  * cron expression, once across the cluster. show/list/delete/revisions are the other named kinds'
  * (named.ts); create and update take the graph from a file or stdin, as `cairn submit` does.
  */
@@ -8,7 +8,7 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Effect, Option } from "effect"
 import { named, type PatchOf } from "../../client/named.js"
-import { CliError, common, output, withClient } from "../common.js"
+import { CliError, common, output, table, withClient } from "../common.js"
 import { group } from "../group.js"
 import { readGraph } from "./graphs.js"
 import { ifMatch, type Kind, nameArg, sharedCommands } from "./named.js"
@@ -94,8 +94,30 @@ const update = Command.make(
     })
 ).pipe(Command.withDescription("Change a schedule: a new revision (the old one stays), in effect from the next tick."))
 
-export const scheduleCommands = group("schedule", "Schedules: create, show, list, update, delete, revisions.", [
+const graphs = Command.make(
+  "graphs",
+  {
+    ...common,
+    name: nameArg(scheduleKind),
+    limit: Options.integer("limit").pipe(Options.withDescription("At most this many ticks (1..1000, default 100)."), Options.optional)
+  },
+  (c) =>
+    withClient(c, (client) =>
+      Effect.flatMap(
+        client.call((api) =>
+          api.schedules.graphs({ path: { name: c.name }, urlParams: Option.isSome(c.limit) ? { limit: c.limit.value } : {} })
+        ),
+        (ticks) =>
+          output(c, ticks, () =>
+            ticks.length === 0
+              ? `schedule ${c.name} has claimed no tick yet`
+              : table([["tick", "graph"], ...ticks.map((t) => [t.tick, t.graph ?? `none: ${t.error?.message ?? ""}`])]))
+      ))
+).pipe(Command.withDescription("List the ticks a schedule claimed, newest first, with the graph each submitted (or why none)."))
+
+export const scheduleCommands = group("schedule", "Schedules: create, show, list, update, delete, revisions, graphs.", [
   create,
   ...sharedCommands(scheduleKind),
-  update
+  update,
+  graphs
 ])
