@@ -2,7 +2,8 @@
  * /api/v1/schedules over real HTTP: a `serve` process, the typed client and the CLI. What the
  * scheduler does at each tick is tested on one injected clock in test/schedules.test.ts; here, the
  * resource itself: checked before anything is written, copy-on-write with if-match, `next_run`, the
- * ticks listing, the OpenAPI descriptions, and `cairn schedule`.
+ * ticks listing, the OpenAPI descriptions, and `cairn schedule`; and once, on the real clock, that
+ * the worker processes run schedulers (the wiring) and that one tick makes one graph among them.
  */
 import { spawn } from "node:child_process"
 import * as path from "node:path"
@@ -10,13 +11,15 @@ import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { CairnError, type CairnClient, createClient } from "../src/client/index.js"
 import { createTestDatabase } from "./support/db.js"
-import { type Server, startServer } from "./support/processes.js"
+import { type Proc, type Server, startServer, startWorker, until } from "./support/processes.js"
 
 let server: Server
 let cairn: CairnClient
+let dbUrl: string
 
 beforeAll(async () => {
-  server = await startServer(await createTestDatabase())
+  dbUrl = await createTestDatabase()
+  server = await startServer(dbUrl)
   cairn = createClient({ url: server.url })
 })
 afterAll(async () => {
@@ -119,5 +122,30 @@ describe("cairn schedule", () => {
     expect(bad.stderr.trim().split("\n")).toHaveLength(1)
     expect(bad.stderr).toContain("0 25 * * *")
     expect((await cli(["schedule", "delete", "hourly"])).stdout).toBe("deleted schedule hourly\n")
+  })
+})
+
+describe("worker processes on the real clock", () => {
+  it("three processes with schedulers: the next minute's tick submits one graph, which runs", { timeout: 300_000 }, async () => {
+    const workers: Array<Proc> = [startWorker(dbUrl), startWorker(dbUrl)]
+    try {
+      await until("the two worker processes to register", async () => (await cairn.workers()).length >= 3, 100_000)
+      const created = await cairn.schedules.create({ name: "every-minute", cron: "* * * * *", graph })
+      // Waiting for the event (the first tick claimed), which comes at the next whole minute.
+      const [tick] = await until("the first tick", async () => {
+        const ticks = await cairn.schedules.graphs("every-minute")
+        return ticks.length > 0 && ticks
+      }, 130_000, 500)
+      expect(tick!.tick).toBe(created.next_run)
+      expect(tick!.graph).toMatch(/^[0-9A-Z]{26}$/)
+      expect((await cairn.awaitGraph(tick!.graph!, { timeout: 60_000 })).state).toBe("succeeded")
+      const label = `every-minute ${tick!.tick}`
+      expect((await cairn.graphs({ limit: 1000 })).items.filter((g) => g.label === label).map((g) => g.id)).toEqual([tick!.graph])
+      const submittedBy = [server, ...workers].filter((p) => p.output().includes(`schedule every-minute: tick ${tick!.tick} submitted`))
+      expect(submittedBy).toHaveLength(1)
+      await cairn.schedules.delete("every-minute")
+    } finally {
+      await Promise.all(workers.map((w) => w.stop()))
+    }
   })
 })
