@@ -68,13 +68,14 @@ describe("/api/v1/schedules", () => {
   })
 
   it("create, get with next_run, update with if-match (412 once moved on), disable, revisions, delete", async () => {
-    const first = await cairn.schedules.create({ name: "nightly", cron: "0 3 * * *", timezone: "Europe/Berlin", graph })
-    expect(first).toMatchObject({ name: "nightly", cron: "0 3 * * *", timezone: "Europe/Berlin", enabled: true, last_tick: null, last_graph: null })
-    // 03:00 in Berlin is 01:00 or 02:00 UTC, and after now.
-    expect(first.next_run).toMatch(/^\d{4}-\d\d-\d\dT0[12]:00:00Z$/)
+    // 29 February only, so that the server's scheduler (on the real clock) has no tick to claim meanwhile.
+    const first = await cairn.schedules.create({ name: "nightly", cron: "0 3 29 2 *", timezone: "Europe/Berlin", graph })
+    expect(first).toMatchObject({ name: "nightly", cron: "0 3 29 2 *", timezone: "Europe/Berlin", enabled: true, last_tick: null, last_graph: null })
+    // 03:00 in Berlin is 02:00 UTC in February, and after now.
+    expect(first.next_run).toMatch(/^\d{4}-02-29T02:00:00Z$/)
     expect(Date.parse(first.next_run!)).toBeGreaterThan(Date.now())
     const off = await cairn.schedules.update("nightly", { enabled: false }, first.revision)
-    expect(off).toMatchObject({ enabled: false, next_run: null, cron: "0 3 * * *", timezone: "Europe/Berlin" })
+    expect(off).toMatchObject({ enabled: false, next_run: null, cron: "0 3 29 2 *", timezone: "Europe/Berlin" })
     expect((await rejection(cairn.schedules.update("nightly", { enabled: true }, first.revision))).code).toBe("precondition_failed")
     expect((await rejection(cairn.schedules.update("nightly", { cron: "nope" }, off.revision))).code).toBe("bad_request")
     expect((await cairn.schedules.get("nightly")).revision).toBe(off.revision)
@@ -105,18 +106,20 @@ describe("/api/v1/schedules", () => {
 })
 
 describe("cairn schedule", () => {
-  it("create from stdin, show, graphs, update --disabled, delete; a bad cron is one sentence", { timeout: 300_000 }, async () => {
+  // The server's scheduler runs on the real clock: the schedule is created disabled, so that no tick
+  // can come while the steps run.
+  it("create --disabled from stdin, show, graphs, update --enabled, delete; a bad cron is one sentence", { timeout: 300_000 }, async () => {
     const help = await cli(["schedule", "--help"])
     expect(help.code).toBe(0)
     for (const sub of ["create", "show", "list", "update", "delete", "revisions", "graphs"]) expect(help.stdout).toContain(sub)
-    const created = await cli(["schedule", "create", "hourly", "-", "--cron", "0 * * * *"], JSON.stringify(graph))
+    const created = await cli(["schedule", "create", "hourly", "-", "--cron", "0 * * * *", "--disabled"], JSON.stringify(graph))
     expect(created.stderr).toBe("")
-    expect(created.stdout).toMatch(/^created schedule hourly \(revision [0-9A-Z]{26}\); next run \d{4}-\d\d-\d\dT\d\d:00:00Z\n$/)
+    expect(created.stdout).toMatch(/^created schedule hourly \(revision [0-9A-Z]{26}\); next run none \(disabled\)\n$/)
     const shown = await cli(["schedule", "show", "hourly", "--json"])
-    expect(JSON.parse(shown.stdout)).toMatchObject({ name: "hourly", cron: "0 * * * *", timezone: "UTC", enabled: true })
+    expect(JSON.parse(shown.stdout)).toMatchObject({ name: "hourly", cron: "0 * * * *", timezone: "UTC", enabled: false, next_run: null })
     expect((await cli(["schedule", "graphs", "hourly"])).stdout).toBe("schedule hourly has claimed no tick yet\n")
-    const off = await cli(["schedule", "update", "hourly", "--disabled"])
-    expect(off.stdout).toMatch(/^schedule hourly is at revision [0-9A-Z]{26}; next run none \(disabled\)\n$/)
+    const on = await cli(["schedule", "update", "hourly", "--enabled"])
+    expect(on.stdout).toMatch(/^schedule hourly is at revision [0-9A-Z]{26}; next run \d{4}-\d\d-\d\dT\d\d:00:00Z\n$/)
     const bad = await cli(["schedule", "update", "hourly", "--cron", "0 25 * * *"])
     expect(bad.code).not.toBe(0)
     expect(bad.stderr.trim().split("\n")).toHaveLength(1)
