@@ -70,7 +70,9 @@ describe("graph submission", () => {
       ["a cycle", { nodes: { a: sleep({ inputs: [{ $ref: "b.result" }] }), b: sleep({ inputs: [{ $ref: "a.result" }] }), c: sleep() } }, ["a", "b"]],
       ["bad node name", { nodes: { "Bad Name": sleep() } }, ["Bad Name"]],
       ["unknown node field", { nodes: { a: { task: "debug.sleep", whatever: 1 }, b: { task: "no.such" } } }, ["a", "b"]],
-      ["bad max_attempts", { nodes: { a: sleep({}, { max_attempts: 0 }) } }, ["a"]]
+      ["bad max_attempts", { nodes: { a: sleep({}, { max_attempts: 0 }) } }, ["a"]],
+      ["non-integer priority", { nodes: { a: sleep({}, { priority: 0.5 }), b: sleep({}, { priority: 3 }) } }, ["a"]],
+      ["bad retry_backoff_ms", { nodes: { a: sleep({}, { retry_backoff_ms: -5 }), b: sleep({}, { retry_backoff_ms: 1.5 }), c: sleep() } }, ["a", "b"]]
     ]
     for (const [what, body, offending] of cases) {
       const r = await c.post("/api/v1/graphs", body)

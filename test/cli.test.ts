@@ -175,13 +175,18 @@ describe("cairn", () => {
   it("fails in one sentence: unreadable graph, a graph the server refuses, an unknown id, an unreachable server, a bad command line", async () => {
     const notJson = writeTmp("bad.json", "{ nodes: oops")
     const port = await closedPort()
-    const [invalid, refused, unknown, unreachable, usage] = await Promise.all([
+    const [invalid, refused, unknown, unreachable, usage, badBackoff, longBackoff] = await Promise.all([
       cairn(["submit", notJson]),
       cairn(["submit", "-"], { stdin: JSON.stringify({ nodes: { good: { task: "debug.sleep" }, odd: { task: "no.such.kind" } } }) }),
       cairn(["status", "01ARZ3NDEKTSV4RRFFQ69G5FAV"]),
       cairn(["workers"], { env: { CAIRN_URL: `http://127.0.0.1:${port}` } }),
-      cairn(["sync", "files"])
+      cairn(["sync", "files"]),
+      cairn(["sync", "nothing", "--remote", "none", "--retry-backoff", "soon"]),
+      cairn(["sync", "nothing", "--remote", "none", "--retry-backoff", "11m"])
     ])
+    expectOneSentence(badBackoff, /--retry-backoff must be a duration like/)
+    // Passed through to the graph body, where the server's 400 names the node and the limit.
+    expectOneSentence(longBackoff, /the graph is invalid: .*sync.*retry_backoff_ms/)
     expectOneSentence(invalid, /bad\.json is not valid JSON/)
     // The server's 400 names the offending node and what is wrong with it.
     expectOneSentence(refused, /the graph is invalid: .*odd: unknown task kind "no\.such\.kind"/)
@@ -195,7 +200,7 @@ describe("cairn", () => {
 
   it("--json output parses: submit, status and wait", async () => {
     const submitted = await cairn(["submit", "-", "--json"], {
-      stdin: JSON.stringify({ nodes: { hello: { task: "debug.sleep", params: { ms: 200, value: { greeting: "hello" } } } } })
+      stdin: JSON.stringify({ nodes: { hello: { task: "debug.sleep", params: { ms: 200, value: { greeting: "hello" } }, priority: 3, retry_backoff_ms: 250 } } })
     })
     expect(submitted.code, submitted.stderr).toBe(0)
     const g = JSON.parse(submitted.stdout)
@@ -205,7 +210,7 @@ describe("cairn", () => {
     expect(waited.code, waited.stderr).toBe(0)
     expect(JSON.parse(waited.stdout)).toMatchObject({ id: future, state: "resolved", value: { greeting: "hello" } })
     expect(status.code, status.stderr).toBe(0)
-    expect(JSON.parse(status.stdout).graph).toMatchObject({ id: g.id, nodes: { hello: { task: "debug.sleep" } } })
+    expect(JSON.parse(status.stdout).graph).toMatchObject({ id: g.id, nodes: { hello: { task: "debug.sleep", priority: 3, retry_backoff_ms: 250 } } })
   })
 
   it("creates a remote, a repository and a distribution, syncs -> publishes -> distributes with --wait, and the file is served", async () => {
@@ -218,8 +223,17 @@ describe("cairn", () => {
     expect(JSON.parse(created[0]!.stdout)).toMatchObject({ name: "up", url: upstream.url, policy: "immediate" })
     expect(created[1]!.stdout).toMatch(/^created repository files \(revision [0-9A-Z]{26}\)/)
 
-    const sync = await cairn(["sync", "files", "--remote", "up", "--publish", "--distribute", "files", "--wait"])
+    const sync = await cairn([
+      "sync", "files", "--remote", "up", "--publish", "--distribute", "files", "--wait",
+      "--priority", "5", "--attempts", "3", "--retry-backoff", "1s"
+    ])
     expect(sync.code, sync.stderr + sync.stdout).toBe(0)
+    // --priority on every node; --attempts and --retry-backoff on the sync, which talks to the network.
+    const graphId = /^submitted graph ([0-9A-Z]{26})/m.exec(sync.stdout)?.[1]
+    const graph = (await (await fetch(`${url}/api/v1/graphs/${graphId}`)).json()) as { nodes: Record<string, object> }
+    expect(graph.nodes.sync).toMatchObject({ priority: 5, max_attempts: 3, retry_backoff_ms: 1000 })
+    expect(graph.nodes.publish).toMatchObject({ priority: 5, max_attempts: 1, retry_backoff_ms: 0 })
+    expect(graph.nodes.distribute).toMatchObject({ priority: 5 })
     const lines = sync.stdout.trim().split("\n")
     for (const node of ["sync", "publish", "distribute"]) {
       expect(lines.filter((l) => l.startsWith(`${node} `)).at(-1), sync.stdout).toMatch(/\ssucceeded\s/)

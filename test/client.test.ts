@@ -58,6 +58,22 @@ describe("promise facade", () => {
     expect(bad).toMatchObject({ state: "failed", error: { code: "task_failed", message: "broken" } })
   })
 
+  it("passes priority and retry_backoff_ms through, and shows a task waiting for its retry with retry_at", async () => {
+    const g = await cairn.submit({
+      nodes: { flaky: { task: "debug.sleep", params: { fail: "not yet" }, max_attempts: 2, priority: 7, retry_backoff_ms: 60_000 } }
+    })
+    const id = g.nodes.flaky!.task
+    let t = await cairn.task(id)
+    for (const deadline = Date.now() + 30_000; !t.waiting_on.some((w) => w.reason === "retry") && Date.now() < deadline;) {
+      await new Promise((r) => setTimeout(r, 50))
+      t = await cairn.task(id)
+    }
+    expect(t).toMatchObject({ state: "ready", attempts: 1, priority: 7, retry_backoff_ms: 60_000, error: { code: "task_failed", retrying: true } })
+    expect(t.waiting_on).toEqual([{ task: id, reason: "retry", retry_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) }])
+    await cairn.cancelTask(id)
+    expect(await cairn.task(id)).toMatchObject({ state: "canceled", attempts: 1, waiting_on: [] })
+  })
+
   it("awaitFuture rejects with code timeout after `timeout` ms, and with code aborted when its signal aborts", async () => {
     const g = await cairn.submit(sleepGraph(20_000))
     const future = g.nodes.s!.outputs.result!

@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest"
 import {
   buildModel,
   DagError,
+  type DagModel,
   type FutureView,
   type GraphView,
   inputRefs,
@@ -14,6 +15,17 @@ import {
   type TaskView
 } from "../src/dag/model.js"
 import { renderDot, renderMermaid, renderText, toJson } from "../src/dag/render.js"
+
+/**
+ * The console's sentences (console/src/explain.ts) from the same model. The console's sources are
+ * typed against the DOM (console/tsconfig.json checks them), so they are loaded untyped here.
+ */
+type Sentence = ReadonlyArray<{ text: string } | { code: string } | { task: string; label: string }>
+const explainModule: string = "../console/src/explain.js"
+const explain = (await import(explainModule)) as {
+  situation: (m: DagModel, t: TaskView, now: number) => Sentence
+  waitLines: (m: DagModel, t: TaskView, now: number) => ReadonlyArray<{ sentence: Sentence }>
+}
 
 const NOW = Date.parse("2025-01-01T12:00:30.000Z")
 const at = (s: number) => new Date(Date.parse("2025-01-01T12:00:00.000Z") + s * 1000).toISOString()
@@ -36,6 +48,8 @@ const task = (node: string, fields: Partial<TaskView> = {}): TaskView => ({
   waiting_on: [],
   attempts: 1,
   max_attempts: 1,
+  priority: 0,
+  retry_backoff_ms: 0,
   created_at: at(0),
   ...fields
 })
@@ -169,6 +183,52 @@ describe("dag text", () => {
     // b (level 1, after a) is drawn further right than a (level 0), under a "└".
     expect(lines[lineWith("◌ b")]!.indexOf("◌")).toBeGreaterThan(aLine.indexOf("▶"))
     expect(lines[lineWith("◌ b")]).toMatch(/^\s*└ ◌ b/)
+  })
+
+  it("says when a ready task waiting for its retry will run again, and draws no edge for that wait", () => {
+    const r = task("r", {
+      state: "ready",
+      attempts: 1,
+      max_attempts: 3,
+      ready_at: at(45),
+      error: { code: "task_failed", message: "flaky", retrying: true },
+      waiting_on: [{ task: id("Tr"), reason: "retry", retry_at: at(45) }]
+    })
+    const m = buildModel(snapshot([r]))
+    expect(m.edges).toEqual([])
+    const out = renderText(m, { color: false, depth: 10 })
+    expect(out).toMatch(/○ r\s+debug\.sleep\s+ready\s+retry at 12:00:45Z \(in 15s\)/)
+    expect(out).toContain("ready: waits for its retry at 12:00:45Z (in 15s), keeping its place on its resource keys")
+    expect(out).toContain("last error (will retry): task_failed: flaky")
+  })
+
+  it("the console says so too: the waiting retry's situation, and a task behind it on a key", () => {
+    const r = task("r", {
+      state: "ready",
+      attempts: 1,
+      max_attempts: 3,
+      ready_at: at(45),
+      resources: { exclusive: ["repository:abc"], shared: [] },
+      error: { code: "task_failed", message: "flaky", retrying: true },
+      waiting_on: [{ task: id("Tr"), reason: "retry", retry_at: at(45) }]
+    })
+    const behind = task("behind", {
+      state: "blocked",
+      attempts: 0,
+      resources: { exclusive: ["repository:abc"], shared: [] },
+      waiting_on: [{ task: r.id, reason: "resource", key: "repository:abc" }]
+    })
+    const m = buildModel(snapshot([r, behind]))
+    const words = (s: Sentence) => s.map((p) => ("text" in p ? p.text : "code" in p ? p.code : p.label)).join("")
+    expect(words(explain.situation(m, r, NOW))).toBe(
+      "attempt 1 of 3 failed; waits for its retry at 12:00:45Z (in 15s), keeping its place on its resource keys"
+    )
+    expect(explain.waitLines(m, behind, NOW).map((l) => words(l.sentence))).toEqual([
+      "waits behind r on key repository:abc (waiting for its retry at 12:00:45Z (in 15s))"
+    ])
+    // A ready task that is not waiting for a retry still reads as before.
+    const plain = task("plain", { state: "ready", ready_at: at(20) })
+    expect(words(explain.situation(buildModel(snapshot([plain])), plain, NOW))).toBe("ready for 10s: it waits only for a free worker")
   })
 
   it("stops at the depth limit and on cycles", () => {

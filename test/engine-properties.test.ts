@@ -12,7 +12,7 @@
  * five-task ordering on two keys, and a failure that reaches a task along two paths (a diamond).
  */
 import { type SQL, sql } from "drizzle-orm"
-import { Duration, Effect, Fiber, Layer, Logger, LogLevel, Schema } from "effect"
+import { Deferred, Duration, Effect, Fiber, Layer, Logger, LogLevel, Schema } from "effect"
 import fc from "fast-check"
 import { beforeAll, describe, expect, it } from "vitest"
 import { Db } from "../src/db/client.js"
@@ -63,10 +63,20 @@ const attemptsKind = defineKind({
     })
 })
 
+/** Gates by name: `test.gate` runs until its gate is opened (the test succeeds the Deferred). */
+const gates = new Map<string, Deferred.Deferred<void>>()
+const gateKind = defineKind({
+  name: "test.gate",
+  params: Schema.Struct({ gate: Schema.String }),
+  outputs: { result: VALUE },
+  resources: noResources,
+  handler: (p) => Effect.as(Deferred.await(gates.get(p.gate)!), { result: p.gate })
+})
+
 const run = <A, E>(eff: Effect.Effect<A, E, any>) =>
   Effect.runPromise(
     Effect.scoped(eff).pipe(
-      Effect.provide(Layer.merge(engineLayer(url, {}, [...builtinKinds, attemptsKind]), Logger.minimumLogLevel(LogLevel.Error)))
+      Effect.provide(Layer.merge(engineLayer(url, {}, [...builtinKinds, attemptsKind, gateKind]), Logger.minimumLogLevel(LogLevel.Error)))
     ) as Effect.Effect<A, E, never>
   )
 
@@ -186,8 +196,12 @@ interface NodeGen {
   readonly inputs: ReadonlyArray<number>
   /** Cancel this task that many ms after its graph was submitted. */
   readonly cancelAfter: number | null
-  /** Body order within the graph: stable sort by priority (all 0 = index order). */
+  /** Body order within the graph: stable sort by this rank (all 0 = index order). */
+  readonly bodyRank: number
+  /** The node's `priority` (claim order among ready tasks). */
   readonly priority: number
+  /** The node's `retry_backoff_ms`. */
+  readonly backoffMs: number
 }
 
 interface GraphGen {
@@ -215,7 +229,9 @@ const nodeArb: fc.Arbitrary<NodeGen> = fc.record({
     { arbitrary: fc.constant(null), weight: 6 },
     { arbitrary: fc.integer({ min: 0, max: 40 }), weight: 1 }
   ),
-  priority: fc.oneof({ arbitrary: fc.constant(0), weight: 3 }, { arbitrary: fc.integer({ min: 0, max: 3 }), weight: 1 })
+  bodyRank: fc.oneof({ arbitrary: fc.constant(0), weight: 3 }, { arbitrary: fc.integer({ min: 0, max: 3 }), weight: 1 }),
+  priority: fc.oneof({ arbitrary: fc.constant(0), weight: 1 }, { arbitrary: fc.integer({ min: -3, max: 3 }), weight: 1 }),
+  backoffMs: fc.oneof({ arbitrary: fc.constant(0), weight: 2 }, { arbitrary: fc.integer({ min: 5, max: 40 }), weight: 1 })
 }).map(({ permanent, transient, ...n }) => ({ ...n, failOn: permanent ? [1, 2, 3] : Array.from({ length: transient }, (_, i) => i + 1) }))
 
 const graphArb: fc.Arbitrary<GraphGen> = fc.record({
@@ -270,7 +286,7 @@ const plan = (sc: ReadonlyArray<GraphGen>, tag: string) => {
   )
   /** Per graph, the global positions of its nodes in body order. */
   const bodyOrder = sc.map((_, gi) =>
-    nodes.map((n, p) => ({ n, p })).filter(({ n }) => n.g === gi).sort((a, b) => a.n.gen.priority - b.n.gen.priority || a.p - b.p)
+    nodes.map((n, p) => ({ n, p })).filter(({ n }) => n.g === gi).sort((a, b) => a.n.gen.bodyRank - b.n.gen.bodyRank || a.p - b.p)
       .map(({ p }) => p)
   )
   return { nodes, bodyOrder, batchOf }
@@ -336,7 +352,9 @@ const runScenario = (sc: ReadonlyArray<GraphGen>) =>
             task: "test.attempts",
             params: { ms: n.gen.ms, value: n.label, failOn: [...n.gen.failOn], ...(inputs.length > 0 ? { inputs } : {}) },
             resources: { exclusive: n.gen.exclusive.map((k) => `${tag}:k${k}`), shared: n.gen.shared.map((k) => `${tag}:k${k}`) },
-            max_attempts: n.gen.maxAttempts
+            max_attempts: n.gen.maxAttempts,
+            priority: n.gen.priority,
+            retry_backoff_ms: n.gen.backoffMs
           }
         }
         const submitted: SubmittedGraph = yield* submitGraph({ label: `${tag}-g${gi}`, nodes: spec })
@@ -563,6 +581,13 @@ const check = (o: Outcome): Array<string> => {
         }
         const at = [...o.attemptsSeen[p]!].sort(([a], [b]) => a - b).map(([, s]) => s)
         if (at.some((s, i) => i > 0 && s < at[i - 1]!)) v.push(`${n.label}: a later attempt started before an earlier one`)
+        // A retry waits its backoff, doubled for each retry before it: attempt i + 1 starts at least
+        // backoff * 2^(i - 1) ms after attempt i started (and then failed).
+        at.forEach((s, i) => {
+          if (i === 0 || n.gen.backoffMs === 0) return
+          const wait = BigInt(n.gen.backoffMs * 2 ** (i - 1)) * 1000n
+          if (s - at[i - 1]! < wait) v.push(`${n.label}: attempt ${i + 1} started ${s - at[i - 1]!} µs after attempt ${i}, before its backoff of ${wait} µs`)
+        })
         break
       }
       case "upstream": {
@@ -642,10 +667,154 @@ const dump = (o: Outcome): string => {
     const n = o.nodes[p]!
     const f = o.snap.futures.find((x) => x.producer_task === r.id)
     return `${n.label} seq=${r.seq} deps=[${n.deps.map((d) => o.nodes[d]!.label)}] ex=[${n.exclusive}] sh=[${n.shared}]` +
-      ` ms=${n.gen.ms} max_attempts=${n.gen.maxAttempts} failOn=[${n.gen.failOn}] batch=${n.batch}` +
+      ` ms=${n.gen.ms} max_attempts=${n.gen.maxAttempts} failOn=[${n.gen.failOn}] priority=${n.gen.priority} backoff=${n.gen.backoffMs} batch=${n.batch}` +
       ` cancelRequested=${o.cancelRequested.has(r.id)} -> ${r.state} attempts=${r.attempts}` +
       ` started=${iso(r.started_at)} finished=${iso(r.finished_at)} settled=${iso(f?.settled_at ?? null)} error=${err(r.error)}`
   }).join("\n")
+}
+
+// ---- priorities, with one worker slot: the start order is the model's --------------------------
+
+/**
+ * With a single worker slot, what starts next is fully determined: when the slot frees, the claim
+ * takes the ready task of highest priority, oldest (seq) first; ready means every input resolved and
+ * no earlier unsettled task conflicting on a key. So a sequential model predicts every attempt's
+ * start, in order, and the run must match it exactly. A gate task holds the slot while the graphs
+ * are submitted, so that everything is queued before the first claim: the batch is then released at
+ * once, with mixed priorities, keys, data dependencies and retries (backoff 0: a retry is ready at
+ * once, and competes by priority like any other ready task).
+ */
+interface SoloNode {
+  readonly priority: number
+  readonly maxAttempts: number
+  readonly failOn: ReadonlyArray<number>
+  readonly exclusive: ReadonlyArray<number>
+  readonly shared: ReadonlyArray<number>
+  /** Raw picks of earlier nodes (global positions, modulo). */
+  readonly inputs: ReadonlyArray<number>
+}
+
+const soloNodeArb: fc.Arbitrary<SoloNode> = fc.record({
+  priority: fc.integer({ min: -2, max: 3 }),
+  maxAttempts: fc.integer({ min: 1, max: 2 }),
+  failOn: fc.oneof({ arbitrary: fc.constant([] as Array<number>), weight: 4 }, { arbitrary: fc.constantFrom([1], [1, 2]), weight: 1 }),
+  exclusive: fc.uniqueArray(fc.integer({ min: 0, max: 2 }), { maxLength: 1 }),
+  shared: fc.uniqueArray(fc.integer({ min: 0, max: 2 }), { maxLength: 1 }),
+  inputs: fc.array(fc.nat(), { maxLength: 2 })
+})
+const soloScenarioArb = fc.array(fc.array(soloNodeArb, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 3 })
+
+interface SoloOutcome {
+  readonly labels: ReadonlyArray<string>
+  readonly deps: ReadonlyArray<ReadonlyArray<number>>
+  readonly keys: ReadonlyArray<{ readonly exclusive: ReadonlyArray<string>; readonly shared: ReadonlyArray<string> }>
+  readonly gens: ReadonlyArray<SoloNode>
+  readonly seqs: ReadonlyArray<bigint>
+  /** Every attempt that started, as "<label>#<attempt>", in the order they started. */
+  readonly started: ReadonlyArray<string>
+  /** Tasks that had started before the gate was opened (must be none). */
+  readonly early: ReadonlyArray<string>
+}
+
+const runSoloScenario = (sc: ReadonlyArray<ReadonlyArray<SoloNode>>) =>
+  Effect.gen(function*() {
+    const db = yield* Db
+    const tag = `s${process.pid}x${runCounter++}`
+    yield* runWorker({ slots: 1, name: `${tag}-solo` })
+    const gate = yield* Deferred.make<void>()
+    gates.set(tag, gate)
+    const g0 = yield* submitGraph({ label: `${tag}-gate`, nodes: { gate: { task: "test.gate", params: { gate: tag } } } })
+    const gateTask = g0.nodes.gate!.task
+    // The gate holds the only slot before anything else is submitted.
+    for (;;) {
+      const [row] = yield* db.rows<{ state: string }>(sql`SELECT state FROM tasks WHERE id = ${gateTask}`)
+      if (row!.state === "running") break
+      yield* Effect.sleep(Duration.millis(10))
+    }
+    const labels: Array<string> = []
+    const deps: Array<Array<number>> = []
+    const keys: Array<{ exclusive: Array<string>; shared: Array<string> }> = []
+    const gens: Array<SoloNode> = []
+    const taskIds: Array<string> = []
+    const futureIds: Array<string> = []
+    for (const [gi, graph] of sc.entries()) {
+      const first = labels.length
+      const spec: Record<string, NodeSpec> = {}
+      graph.forEach((n, i) => {
+        const p = first + i
+        const d = p === 0 ? [] : [...new Set(n.inputs.map((r) => r % p))].sort((a, b) => a - b)
+        const exclusive = n.exclusive.map((k) => `${tag}:k${k}`)
+        const shared = n.shared.filter((k) => !n.exclusive.includes(k)).map((k) => `${tag}:k${k}`)
+        labels.push(`g${gi}.n${i}`)
+        deps.push(d)
+        keys.push({ exclusive, shared })
+        gens.push(n)
+        const inputs = d.map((q) => (q >= first ? { $ref: `n${q - first}.result` } : { $ref: futureIds[q]! }))
+        spec[`n${i}`] = {
+          task: "test.attempts",
+          params: { ms: 0, value: labels[p]!, failOn: [...n.failOn], ...(inputs.length > 0 ? { inputs } : {}) },
+          resources: { exclusive, shared },
+          max_attempts: n.maxAttempts,
+          priority: n.priority
+        }
+      })
+      const submitted = yield* submitGraph({ label: `${tag}-g${gi}`, nodes: spec })
+      graph.forEach((_, i) => {
+        taskIds[first + i] = submitted.nodes[`n${i}`]!.task
+        futureIds[first + i] = submitted.nodes[`n${i}`]!.outputs.result!
+      })
+    }
+    const before = yield* db.rows<{ id: string }>(sql`SELECT id FROM tasks WHERE id = ANY(${ids(taskIds)}) AND started_at IS NOT NULL`)
+    yield* Deferred.succeed(gate, undefined)
+    yield* waitAllSettled([gateTask, ...taskIds])
+    const seqRows = yield* db.rows<{ id: string; seq: string }>(sql`SELECT id, seq::text AS seq FROM tasks WHERE id = ANY(${ids(taskIds)})`)
+    const seqOf = new Map(seqRows.map((r) => [r.id, BigInt(r.seq)]))
+    const starts = taskIds.flatMap((id, p) => [...(attemptStarts.get(id) ?? new Map<number, Micros>())].map(([a, at]) => ({ at, what: `${labels[p]}#${a}` })))
+    starts.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0))
+    return {
+      labels,
+      deps,
+      keys,
+      gens,
+      seqs: taskIds.map((id) => seqOf.get(id)!),
+      started: starts.map((s) => s.what),
+      early: before.map((r) => labels[taskIds.indexOf(r.id)]!)
+    } satisfies SoloOutcome
+  })
+
+/** Whether tasks `a` and `b` conflict on a key: exclusive against anything, shared against exclusive. */
+const soloConflict = (o: SoloOutcome, a: number, b: number) =>
+  o.keys[a]!.exclusive.some((k) => o.keys[b]!.exclusive.includes(k) || o.keys[b]!.shared.includes(k)) ||
+  o.keys[a]!.shared.some((k) => o.keys[b]!.exclusive.includes(k))
+
+/** The start order one slot must produce: highest priority among ready first, then lowest seq. */
+const soloModel = (o: SoloOutcome): Array<string> => {
+  const n = o.labels.length
+  const settled = new Array<boolean>(n).fill(false)
+  const resolved = new Array<boolean>(n).fill(false)
+  const attempts = new Array<number>(n).fill(0)
+  const conflict = (a: number, b: number) => soloConflict(o, a, b)
+  /** Settles p failed and, transitively, every unsettled consumer (upstream_failed releases its keys too). */
+  const fail = (p: number) => {
+    settled[p] = true
+    for (let q = 0; q < n; q++) if (!settled[q] && o.deps[q]!.includes(p)) fail(q)
+  }
+  const order: Array<string> = []
+  for (;;) {
+    const ready = [...Array(n).keys()].filter((p) =>
+      !settled[p] && o.deps[p]!.every((d) => resolved[d]) &&
+      ![...Array(n).keys()].some((q) => !settled[q] && o.seqs[q]! < o.seqs[p]! && conflict(q, p))
+    )
+    if (ready.length === 0) return order
+    ready.sort((a, b) => o.gens[b]!.priority - o.gens[a]!.priority || (o.seqs[a]! < o.seqs[b]! ? -1 : 1))
+    const p = ready[0]!
+    const attempt = ++attempts[p]!
+    order.push(`${o.labels[p]}#${attempt}`)
+    if (!o.gens[p]!.failOn.includes(attempt)) {
+      settled[p] = true
+      resolved[p] = true
+    } else if (attempt >= o.gens[p]!.maxAttempts) fail(p)
+  }
 }
 
 // ---- the tests -----------------------------------------------------------------------------------
@@ -657,6 +826,8 @@ describe("engine properties", () => {
       runs: 0, graphs: 0, tasks: 0, ran: 0, task_failed: 0, cancelRequested: 0, canceled: 0, upstream: 0,
       /** Tasks that failed an attempt and then succeeded; tasks that failed after more than one attempt. */
       retriedThenSucceeded: 0, failedAfterRetries: 0,
+      /** Tasks that ran more than once with a retry backoff; tasks with a priority other than 0. */
+      retriedAfterBackoff: 0, prioritized: 0,
       /** Batches of graphs submitted at once; pairs of them sharing a key (so their order was the database's). */
       concurrentBatches: 0, concurrentPairsSharingAKey: 0
     }
@@ -674,6 +845,9 @@ describe("engine properties", () => {
         stats.upstream += rows.filter((r) => r.error?.code.startsWith("upstream_") === true).length
         stats.retriedThenSucceeded += rows.filter((r) => r.state === "succeeded" && r.attempts > 1).length
         stats.failedAfterRetries += rows.filter((r) => r.error?.code === "task_failed" && r.attempts > 1).length
+        const genOf = new Map(outcome.taskIds.map((id, p) => [id, outcome.nodes[p]!.gen]))
+        stats.retriedAfterBackoff += rows.filter((r) => r.attempts > 1 && genOf.get(r.id)!.backoffMs > 0).length
+        stats.prioritized += rows.filter((r) => genOf.get(r.id)!.priority !== 0).length
         const batches = new Map<number, Array<number>>()
         outcome.batchOf.forEach((b, g) => batches.set(b, [...(batches.get(b) ?? []), g]))
         const keysOf = (g: number) => new Set(outcome.nodes.filter((n) => n.g === g).flatMap((n) => [...n.exclusive, ...n.shared]))
@@ -702,8 +876,44 @@ describe("engine properties", () => {
     expect(stats.upstream, seen).toBeGreaterThan(0)
     expect(stats.retriedThenSucceeded, seen).toBeGreaterThan(0)
     expect(stats.failedAfterRetries, seen).toBeGreaterThan(0)
+    expect(stats.retriedAfterBackoff, seen).toBeGreaterThan(0)
+    expect(stats.prioritized, seen).toBeGreaterThan(0)
     expect(stats.concurrentBatches, seen).toBeGreaterThan(0)
     expect(stats.concurrentPairsSharingAKey, seen).toBeGreaterThan(0)
+  })
+
+  it("one worker slot starts tasks by priority among the ready ones, never past FCFS or data order", { timeout: 300_000 }, async () => {
+    const NUM_RUNS = 30
+    const stats = { runs: 0, tasks: 0, retries: 0, outOfSeqOrder: 0, heldBehindLowerPriority: 0 }
+    await fc.assert(
+      fc.asyncProperty(soloScenarioArb, async (sc) => {
+        const o = await run(runSoloScenario(sc))
+        stats.runs += 1
+        stats.tasks += o.labels.length
+        stats.retries += o.started.filter((s) => !s.endsWith("#1")).length
+        // Starts that a plain seq-order claim would not have made: the priorities mattered.
+        const firsts = o.started.filter((s) => s.endsWith("#1")).map((s) => o.labels.indexOf(s.slice(0, -2)))
+        stats.outOfSeqOrder += firsts.filter((p, i) => i > 0 && o.seqs[p]! < o.seqs[firsts[i - 1]!]!).length
+        // Tasks queued on a key behind an earlier conflicting task of lower priority: the case where
+        // priority must not overtake FCFS (the model makes them wait; the run must too).
+        stats.heldBehindLowerPriority += o.labels.filter((_, p) =>
+          o.labels.some((_, q) => o.seqs[q]! < o.seqs[p]! && o.gens[q]!.priority < o.gens[p]!.priority && soloConflict(o, q, p))
+        ).length
+        expect(o.early, "tasks started while the gate held the only slot").toEqual([])
+        const want = soloModel(o)
+        const detail = o.labels.map((l, p) =>
+          `${l} seq=${o.seqs[p]} priority=${o.gens[p]!.priority} deps=[${o.deps[p]!.map((d) => o.labels[d])}] ` +
+          `ex=[${o.keys[p]!.exclusive}] sh=[${o.keys[p]!.shared}] failOn=[${o.gens[p]!.failOn}] max_attempts=${o.gens[p]!.maxAttempts}`
+        ).join("\n")
+        expect(o.started, `tasks:\n${detail}\n`).toEqual(want)
+      }),
+      { numRuns: NUM_RUNS, plugins: [fc.interruptAfterTimeLimit(240_000, { failOnInterrupt: true })] }
+    )
+    const seen = JSON.stringify(stats)
+    expect(stats.runs, seen).toBe(NUM_RUNS)
+    expect(stats.retries, seen).toBeGreaterThan(0)
+    expect(stats.outOfSeqOrder, seen).toBeGreaterThan(0)
+    expect(stats.heldBehindLowerPriority, seen).toBeGreaterThan(0)
   })
 
   it("Pulp's five-task ordering on two keys", async () => {

@@ -77,7 +77,7 @@ const kind = defineKind({
   handler: () => Effect.succeed({})
 })
 
-const node = (name: string, refs: Array<RefTarget>, exclusive: Array<string> = [], shared: Array<string> = []): ValidNode => ({
+const node = (name: string, refs: Array<RefTarget>, exclusive: Array<string> = [], shared: Array<string> = [], priority = 0): ValidNode => ({
   name,
   kind,
   taskId: `task-${name}`,
@@ -87,21 +87,23 @@ const node = (name: string, refs: Array<RefTarget>, exclusive: Array<string> = [
   refs,
   exclusive,
   shared,
-  maxAttempts: 2
+  maxAttempts: 2,
+  priority,
+  retryBackoffMs: name === "b" ? 250 : 0
 })
 
 describe("planGraph and pendingInputs", () => {
   const plan = planGraph([
     node("a", [{ local: false, future: "R" }, { local: false, future: "F" }, { local: false, future: "R" }], ["k1"], ["k2"]),
     node("b", [local("a"), local("a"), local("a", "other"), { local: false, future: "P" }], ["k2"]),
-    node("c", [], [], ["k1", "k3"])
+    node("c", [], [], ["k1", "k3"], -3)
   ])
 
   it("writes the nodes in the order given, one input edge per distinct future, one key row per key", () => {
     expect(plan.tasks).toEqual([
-      { id: "task-a", node: "a", kind: "test.two", params: { of: "a" }, exclusive: ["k1"], shared: ["k2"], max_attempts: 2 },
-      { id: "task-b", node: "b", kind: "test.two", params: { of: "b" }, exclusive: ["k2"], shared: [], max_attempts: 2 },
-      { id: "task-c", node: "c", kind: "test.two", params: { of: "c" }, exclusive: [], shared: ["k1", "k3"], max_attempts: 2 }
+      { id: "task-a", node: "a", kind: "test.two", params: { of: "a" }, exclusive: ["k1"], shared: ["k2"], max_attempts: 2, priority: 0, retry_backoff_ms: 0 },
+      { id: "task-b", node: "b", kind: "test.two", params: { of: "b" }, exclusive: ["k2"], shared: [], max_attempts: 2, priority: 0, retry_backoff_ms: 250 },
+      { id: "task-c", node: "c", kind: "test.two", params: { of: "c" }, exclusive: [], shared: ["k1", "k3"], max_attempts: 2, priority: -3, retry_backoff_ms: 0 }
     ])
     expect(plan.futures).toContainEqual({ id: "b.other", kind: "publication", producer: "task-b", output: "other" })
     expect(plan.futures).toHaveLength(6)

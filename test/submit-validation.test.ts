@@ -60,7 +60,7 @@ describe("checkNodes", () => {
     expect(problems.byNode).toEqual({
       "Bad Name": ["node name must match ^[a-z][a-z0-9_-]{0,62}$"],
       unknown: ["unknown task kind \"no.such\"; known kinds: debug.sleep, test.pair"],
-      extra: ["whatever: is unexpected, expected: \"task\" | \"params\" | \"resources\" | \"max_attempts\""],
+      extra: ["whatever: is unexpected, expected: \"task\" | \"params\" | \"resources\" | \"max_attempts\" | \"priority\" | \"retry_backoff_ms\""],
       keys: [
         `a node declares at most ${MAX_NODE_KEYS} resource keys; this one declares ${MAX_NODE_KEYS + 1}`,
         "resource keys must have 1 to 512 characters"
@@ -68,6 +68,28 @@ describe("checkNodes", () => {
     })
     // A bad name or bad keys do not stop the node from being checked further (so its refs are).
     expect(checked.map((n) => n.name)).toEqual(["Bad Name", "keys", "fine"])
+  })
+
+  it("takes an integer priority and a backoff of 0 to 10 minutes, naming the node for anything else", () => {
+    const { problems, checked } = validate({
+      half: { task: "debug.sleep", priority: 1.5 },
+      text: { task: "debug.sleep", priority: "high" },
+      huge: { task: "debug.sleep", priority: 2 ** 31 },
+      negative: { task: "debug.sleep", retry_backoff_ms: -1 },
+      fraction: { task: "debug.sleep", retry_backoff_ms: 0.5 },
+      long: { task: "debug.sleep", retry_backoff_ms: 600_001 },
+      fine: { task: "debug.sleep", priority: -7, retry_backoff_ms: 600_000 },
+      plain: { task: "debug.sleep" }
+    })
+    expect(Object.keys(problems.byNode).sort()).toEqual(["fraction", "half", "huge", "long", "negative", "text"])
+    for (const [node, field] of [["half", "priority"], ["text", "priority"], ["huge", "priority"], ["negative", "retry_backoff_ms"], ["fraction", "retry_backoff_ms"], ["long", "retry_backoff_ms"]]) {
+      expect(problems.byNode[node!]!.join(" "), node).toContain(field)
+    }
+    expect(problems.byNode.half!.join(" ")).toContain("integer")
+    expect(checked.filter((n) => n.name === "fine" || n.name === "plain").map((n) => [n.name, n.priority, n.retryBackoffMs])).toEqual([
+      ["fine", -7, 600_000],
+      ["plain", 0, 0]
+    ])
   })
 
   it("gives each node that passed a task id, then its output ids, in body order", () => {

@@ -6,10 +6,11 @@
  *
  *   waits for `sync` to resolve its `version` (running on worker-1 for 12s)
  *   waits behind `nightly` on key `repository:fedora` (queued, blocked itself)
+ *   waits behind `mirror` on key `repository:fedora` (waiting for its retry at 12:00:41Z (in 11s))
  *   failed: upstream_failed … because its input `publish.publication` failed, from `publish`
  *   root cause: `sync` failed: task_failed: no disk
  */
-import { type DagModel, formatDuration, isSettled, type TaskView } from "./dag.js"
+import { type DagModel, formatDuration, isSettled, retryAt, retryPhrase, type TaskView } from "./dag.js"
 
 type ErrorView = NonNullable<TaskView["error"]>
 
@@ -39,13 +40,18 @@ const link = (m: DagModel, id: string): Part => ({ task: id, label: nameOf(m, id
 
 const ms = (iso: string | undefined) => (iso === undefined ? undefined : Date.parse(iso))
 
-/** "running on worker-1 for 12s", "ready, waiting for a free worker", "blocked", "failed". */
+/**
+ * "running on worker-1 for 12s", "ready, waiting for a free worker", "waiting for its retry at
+ * 12:00:41Z (in 11s)", "blocked", "failed".
+ */
 export const statePhrase = (t: TaskView, now: number): string => {
   switch (t.state) {
     case "running":
       return `running${t.worker ? ` on ${t.worker}` : ""} for ${formatDuration(now - (ms(t.started_at) ?? now))}`
-    case "ready":
-      return "ready, waiting for a free worker"
+    case "ready": {
+      const retry = retryAt(t)
+      return retry === undefined ? "ready, waiting for a free worker" : `waiting for its ${retryPhrase(retry, now)}`
+    }
     case "blocked":
       return "blocked itself"
     default:
@@ -85,8 +91,14 @@ export const situation = (m: DagModel, t: TaskView, now: number): Sentence => {
       return t.waiting_on.length === 0
         ? [text("blocked, but the engine names nothing it waits for (an input settled this instant?)")]
         : [text(`blocked for ${formatDuration(now - (ms(t.created_at) ?? now))}:`)]
-    case "ready":
-      return [text(`ready for ${formatDuration(now - (ms(t.ready_at) ?? now))}: it waits only for a free worker`)]
+    case "ready": {
+      // A failed attempt waiting out its retry backoff is ready too, but not claimable before then;
+      // it keeps its place on its resource keys meanwhile.
+      const retry = retryAt(t)
+      return retry === undefined
+        ? [text(`ready for ${formatDuration(now - (ms(t.ready_at) ?? now))}: it waits only for a free worker`)]
+        : [text(`attempt ${t.attempts} of ${t.max_attempts} failed; waits for its ${retryPhrase(retry, now)}, keeping its place on its resource keys`)]
+    }
     case "running":
       return [text(statePhrase(t, now)), text(`, attempt ${t.attempts} of ${t.max_attempts}`)]
     case "succeeded": {

@@ -6,7 +6,7 @@
 import { useEffect, useState } from "preact/hooks"
 import { ApiError, getJson, postJson } from "./api.js"
 import { Ago, ErrorNote, futureHref, graphHref, Json, SentenceView, StateBadge, taskHref } from "./components.js"
-import { type DagModel, type FutureView, isSettled, outputsOf, type TaskView } from "./dag.js"
+import { type DagModel, formatDuration, type FutureView, isSettled, outputsOf, type TaskView } from "./dag.js"
 import { causeChain, situation, type WaitLine, waitLines } from "./explain.js"
 
 const Waits = ({ lines, linkTo }: { lines: ReadonlyArray<WaitLine>; linkTo: (id: string) => string }) => (
@@ -125,7 +125,9 @@ export const TaskDetails = ({ m, t, now, linkTo = taskHref }: { m: DagModel; t: 
         <dt>Graph</dt>
         <dd><a href={graphHref(t.graph)}>{t.graph === m.graph.id ? (m.graph.label ?? t.graph) : t.graph}</a></dd>
         <dt>Attempts</dt>
-        <dd>{t.attempts} of {t.max_attempts}</dd>
+        <dd>{t.attempts} of {t.max_attempts}{t.retry_backoff_ms > 0 ? `, retry backoff ${formatDuration(t.retry_backoff_ms)} (doubling)` : ""}</dd>
+        <dt>Priority</dt>
+        <dd>{t.priority}</dd>
         <dt>Worker</dt>
         <dd>{t.worker ?? <span class="muted">none</span>}</dd>
         <Time label="Created" at={t.created_at} now={now} />

@@ -72,14 +72,20 @@ export const TaskView = Schema.Struct({
   inputs: Schema.Array(Schema.String).annotations({ description: "every input future id (an addition to the contract)" }),
   resources: Schema.Struct({ exclusive: Schema.Array(Schema.String), shared: Schema.Array(Schema.String) }),
   waiting_on: Schema.Array(Schema.Struct({
-    task: Schema.String,
-    reason: Schema.Literal("input", "resource"),
+    task: Schema.String.annotations({ description: "the task waited for (reason retry: the task itself)" }),
+    reason: Schema.Literal("input", "resource", "retry").annotations({
+      description: "input: an input future of `task`; resource: `task` is earlier on `key`; " +
+        "retry: a ready task waiting for its retry until `retry_at` (an addition to the contract)"
+    }),
     key: Schema.optional(Schema.String),
-    future: Schema.optional(Schema.String)
+    future: Schema.optional(Schema.String),
+    retry_at: Schema.optional(Timestamp)
   })),
   worker: Schema.optional(Schema.String),
   attempts: Schema.Number,
   max_attempts: Schema.Number,
+  priority: Schema.Number.annotations({ description: "among ready tasks, higher is claimed first (an addition to the contract)" }),
+  retry_backoff_ms: Schema.Number.annotations({ description: "wait before the first retry, doubled per retry (an addition to the contract)" }),
   created_at: Timestamp,
   ready_at: Schema.optional(Timestamp),
   started_at: Schema.optional(Timestamp),

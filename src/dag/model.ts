@@ -196,6 +196,7 @@ export const buildModel = (s: Snapshot): DagModel => {
   // What every loaded task waits for right now (this is what crosses graphs).
   for (const t of tasks.values()) {
     for (const w of t.waiting_on) {
+      if (w.reason === "retry") continue // a wait for a time, not for another task
       if (w.reason === "input") {
         if (w.future !== undefined) add(inputEdge(w.task, t.id, w.future, true))
         else add({ from: w.task, to: t.id, reason: "input", waiting: true })
@@ -372,16 +373,25 @@ export const formatDuration = (ms: number): string => {
 
 const ms = (iso: string | undefined) => (iso === undefined ? undefined : Date.parse(iso))
 
-/** "took 1.2s", "running for 12s", "ready for 3.0s", "blocked for 40s". */
+/** When a ready task waiting for its retry will be claimable again (its `waiting_on` says), if it is waiting. */
+export const retryAt = (t: TaskView): string | undefined =>
+  t.state === "ready" ? t.waiting_on.find((w) => w.reason === "retry")?.retry_at : undefined
+
+/** "retry at 12:00:41Z (in 11s)". */
+export const retryPhrase = (at: string, now: number) =>
+  `retry at ${at.slice(11, 19)}Z (in ${formatDuration((ms(at) ?? now) - now)})`
+
+/** "took 1.2s", "running for 12s", "ready for 3.0s", "retry at 12:00:41Z (in 11s)", "blocked for 40s". */
 export const timing = (t: TaskView, now: number): string => {
   const created = ms(t.created_at) ?? now
   const started = ms(t.started_at)
   const finished = ms(t.finished_at)
+  const retry = retryAt(t)
   switch (t.state) {
     case "running":
       return `running for ${formatDuration(now - (started ?? created))}`
     case "ready":
-      return `ready for ${formatDuration(now - (ms(t.ready_at) ?? created))}`
+      return retry !== undefined ? retryPhrase(retry, now) : `ready for ${formatDuration(now - (ms(t.ready_at) ?? created))}`
     case "blocked":
       return `blocked for ${formatDuration(now - created)}`
     default:

@@ -11,6 +11,8 @@ import {
   type FutureState,
   isSettled,
   outputsOf,
+  retryAt,
+  retryPhrase,
   TASK_GLYPH,
   type TaskState,
   type TaskView,
@@ -78,7 +80,9 @@ export const renderText = (m: DagModel, opts: TextOptions): string => {
   const stateOf = (t: TaskView) => {
     const parts = [st(t.state)]
     if (t.state === "running" && t.worker) parts.push(`on ${t.worker}`)
-    if (!isSettled(t)) parts.push(timing(t, m.now).replace(/^(running|ready|blocked) /, "") + (t.state === "ready" ? ", waiting for a free worker" : ""))
+    const retry = retryAt(t)
+    if (retry !== undefined) parts.push(`waiting for its ${retryPhrase(retry, m.now)}`)
+    else if (!isSettled(t)) parts.push(timing(t, m.now).replace(/^(running|ready|blocked) /, "") + (t.state === "ready" ? ", waiting for a free worker" : ""))
     if ((t.state === "failed" || t.state === "canceled") && t.error) parts.push(`— ${t.error.code}: ${t.error.message}`)
     return parts.join(" ")
   }
@@ -199,7 +203,10 @@ export const renderText = (m: DagModel, opts: TextOptions): string => {
       out.push(`${pad}${p.color("yellow", "why blocked:")}`)
       why(t, `${pad}  `, out)
     } else if (t.state === "ready") {
-      out.push(`${pad}${p.dim("ready: waits only for a free worker")}`)
+      const retry = retryAt(t)
+      out.push(retry !== undefined
+        ? `${pad}${p.color("yellow", `ready: waits for its ${retryPhrase(retry, m.now)}, keeping its place on its resource keys`)}`
+        : `${pad}${p.dim("ready: waits only for a free worker")}`)
     }
   }
 

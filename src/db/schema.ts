@@ -4,7 +4,10 @@
  * - `graphs`: one row per submission.
  * - `tasks`: one row per node. `pending_inputs` counts unsettled input futures and `blocked_keys`
  *   counts resource keys on which an earlier conflicting task is still unsettled; a task is `ready`
- *   exactly when both are zero. `seq` is the submission order that FCFS is defined by.
+ *   exactly when both are zero. `seq` is the submission order that FCFS is defined by; `priority`
+ *   orders the claim among ready tasks (higher first, then `seq`). A ready task with `run_after`
+ *   set waits for its retry (`retry_backoff_ms` doubled per attempt): it keeps its queue places
+ *   and is claimable once its time has come (DESIGN.md §4 "Claim", "Retries").
  * - `futures`: one row per task output, settled exactly once (a trigger refuses anything else).
  * - `task_inputs`: data edges (task <- input future).
  * - `task_keys`: the live FCFS queues: one row per (unsettled task, resource key), deleted when the
@@ -55,6 +58,10 @@ export const tasks = pgTable(
     shared: text("shared").array().notNull().default(sql`'{}'::text[]`),
     attempts: integer("attempts").notNull().default(0),
     maxAttempts: integer("max_attempts").notNull().default(1),
+    priority: integer("priority").notNull().default(0),
+    retryBackoffMs: integer("retry_backoff_ms").notNull().default(0),
+    /** Set while a ready task waits for its retry: not claimable before then. */
+    runAfter: ts("run_after"),
     workerId: text("worker_id"),
     cancelRequested: boolean("cancel_requested").notNull().default(false),
     createdAt: ts("created_at").notNull().defaultNow(),

@@ -34,6 +34,11 @@ export interface Changes {
   readonly tasks: ReadonlyArray<string>
   readonly futures: ReadonlyArray<string>
   readonly cancel?: ReadonlyArray<string> | undefined
+  /**
+   * A task now waits for its retry (cairn_fail, cairn_reap) or another retry is still waiting
+   * (cairn_wake_retries): in how many ms the first of them is due, by the database's clock.
+   */
+  readonly retryInMs?: number | undefined
 }
 
 export interface Wakeup {
@@ -64,6 +69,6 @@ export const notifyChanges = (tx: Tx, c: Changes) =>
 
 /** Read the jsonb a cascade function returned. */
 export const toChanges = (j: unknown): Changes => {
-  const o = (j ?? {}) as { ready?: number; tasks?: string[]; futures?: string[]; cancel?: string[] }
-  return { ready: o.ready ?? 0, tasks: o.tasks ?? [], futures: o.futures ?? [], cancel: o.cancel ?? [] }
+  const o = (j ?? {}) as { ready?: number; tasks?: string[]; futures?: string[]; cancel?: string[]; retry_in_ms?: number }
+  return { ready: o.ready ?? 0, tasks: o.tasks ?? [], futures: o.futures ?? [], cancel: o.cancel ?? [], retryInMs: o.retry_in_ms }
 }

@@ -18,11 +18,17 @@ export interface ErrorView {
   readonly retrying?: boolean
 }
 
+/**
+ * One thing a task waits for: an input (`future`, produced by `task`), an earlier task on a resource
+ * key (`key`), or, for a ready task waiting for its retry, the time of the retry (`retry_at`; `task`
+ * is then the task itself).
+ */
 export interface WaitingOn {
   readonly task: string
-  readonly reason: "input" | "resource"
+  readonly reason: "input" | "resource" | "retry"
   readonly key?: string
   readonly future?: string
+  readonly retry_at?: string
 }
 
 export interface TaskView {
@@ -40,6 +46,8 @@ export interface TaskView {
   readonly worker?: string
   readonly attempts: number
   readonly max_attempts: number
+  readonly priority: number
+  readonly retry_backoff_ms: number
   readonly created_at: string
   readonly ready_at?: string
   readonly started_at?: string
@@ -110,6 +118,7 @@ export const taskViews = (selection: Q.TaskSelection) =>
       if (i.state === "pending") wait(i.task_id, { task: i.producer, reason: "input", future: i.future })
     }
     for (const k of keys) if (k.blocker) wait(k.task_id, { task: k.blocker, reason: "resource", key: k.key })
+    for (const r of rows) if (r.state === "ready" && r.run_after) wait(r.id, { task: r.id, reason: "retry", retry_at: iso(r.run_after)! })
     return rows.map((r): TaskView =>
       compact({
         id: r.id,
@@ -125,6 +134,8 @@ export const taskViews = (selection: Q.TaskSelection) =>
         worker: r.worker ?? undefined,
         attempts: r.attempts,
         max_attempts: r.max_attempts,
+        priority: r.priority,
+        retry_backoff_ms: r.retry_backoff_ms,
         created_at: iso(r.created_at)!,
         ready_at: iso(r.ready_at),
         started_at: iso(r.started_at),

@@ -19,6 +19,8 @@
  *             itself (stops its tasks) before anyone else may declare it dead and retry them
  *             (liveness.ts).
  *   reap      every worker checks, about once a second, for dead workers (cairn_reap, liveness.ts).
+ *   retries   a task that failed with a retry backoff waits in the database; the worker that settled
+ *             it (or reaped its worker) keeps a timer for it and wakes it when due (retries.ts).
  *
  * If the session drops, every running task is abandoned (interrupted, not settled: the others will
  * retry or fail it as worker_lost) and the worker registers anew when the session is back.
@@ -31,6 +33,7 @@ import { makeDrain } from "./worker/drain.js"
 import { makeExecutor } from "./worker/executor.js"
 import { makeLiveness } from "./worker/liveness.js"
 import { makeProducer } from "./worker/producer.js"
+import { makeRetryTimer } from "./worker/retries.js"
 import { RunningTasks } from "./worker/running.js"
 
 export const runWorker = (opts?: { readonly slots?: number; readonly name?: string }) =>
@@ -38,9 +41,11 @@ export const runWorker = (opts?: { readonly slots?: number; readonly name?: stri
     const config = yield* CairnConfig
     const running = new RunningTasks(opts?.slots ?? config.workers)
     const producer = yield* makeProducer(running)
-    const executor = yield* makeExecutor(running, producer.wake)
-    const liveness = yield* makeLiveness(running, opts?.name)
+    const retries = yield* makeRetryTimer
+    const executor = yield* makeExecutor(running, producer.wake, retries.heard)
+    const liveness = yield* makeLiveness(running, opts?.name, retries.heard)
     const drain = yield* makeDrain(running, liveness.currentId)
+    yield* retries.loop.pipe(Effect.forkScoped)
     yield* liveness.generations((workerId) => producer.run(workerId, executor.start)).pipe(Effect.forkScoped)
     // Added last, so it runs first when the scope closes: the generation (heartbeat, session) stays
     // alive while running tasks finish.

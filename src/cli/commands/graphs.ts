@@ -16,6 +16,14 @@ const wait = Options.boolean("wait").pipe(
   Options.withDescription("Follow the graph to its end (a live view on a terminal); exit 0 only if it succeeded.")
 )
 
+/** `--priority`: the graph body's per-node `priority`, for every task the command submits. */
+const priority = Options.integer("priority").pipe(
+  Options.withDescription("Claim order among ready tasks: higher first (default 0). It never passes an earlier task on the same resource key."),
+  Options.optional
+)
+const withPriority = <N extends Record<string, object>>(nodes: N, p: Option.Option<number>): N =>
+  Option.isNone(p) ? nodes : Object.fromEntries(Object.entries(nodes).map(([k, n]) => [k, { ...n, priority: p.value }])) as N
+
 // ---- submit ---------------------------------------------------------------------------------------
 
 const readAll = async (stream: NodeJS.ReadableStream) => {
@@ -52,6 +60,15 @@ const syncOptions = {
   repository: Args.text({ name: "repository" }).pipe(Args.withDescription("The repository to sync into.")),
   remote: Options.text("remote").pipe(Options.withDescription("The remote to sync from.")),
   mirror: Options.boolean("mirror").pipe(Options.withDescription("Make the new version exactly the remote's manifest (remove what it no longer lists).")),
+  priority,
+  attempts: Options.integer("attempts").pipe(
+    Options.withDescription("How many times the sync may run before its failure is final (default 1)."),
+    Options.optional
+  ),
+  retryBackoff: Options.text("retry-backoff").pipe(
+    Options.withDescription("Wait this long before the sync's first retry (2s, 500ms, 1m), twice as long before each next one, at most 10m."),
+    Options.optional
+  ),
   publish: Options.boolean("publish").pipe(Options.withDescription("Publish the new version.")),
   distribute: Options.text("distribute").pipe(
     Options.withDescription("Serve the publication from this distribution (implies --publish)."),
@@ -59,25 +76,39 @@ const syncOptions = {
   )
 }
 
-/** The chain as one graph: every future exists at once, and a failure stops what follows it. */
-export const syncGraph = (o: { repository: string; remote: string; mirror: boolean; publish: boolean; distribute: Option.Option<string> }) => {
+/**
+ * The chain as one graph: every future exists at once, and a failure stops what follows it.
+ * `retries` (max_attempts, retry_backoff_ms) apply to the sync, the step that talks to the network.
+ */
+export const syncGraph = (o: {
+  repository: string
+  remote: string
+  mirror: boolean
+  publish: boolean
+  distribute: Option.Option<string>
+  priority?: Option.Option<number>
+  retries?: { readonly max_attempts?: number; readonly retry_backoff_ms?: number }
+}) => {
   const publish = o.publish || Option.isSome(o.distribute)
-  return {
-    label: `sync ${o.repository} from ${o.remote}`,
-    nodes: {
-      sync: { task: "file.sync", params: { repository: o.repository, remote: o.remote, ...(o.mirror ? { mirror: true } : {}) } },
+  const nodes = {
+    sync: { task: "file.sync", params: { repository: o.repository, remote: o.remote, ...(o.mirror ? { mirror: true } : {}) }, ...o.retries },
       ...(publish ? { publish: { task: "file.publish", params: { version: { $ref: "sync.version" } } } } : {}),
       ...(Option.isSome(o.distribute)
         ? { distribute: { task: "distribution.set", params: { distribution: o.distribute.value, publication: { $ref: "publish.publication" } } } }
         : {})
-    }
   }
+  return { label: `sync ${o.repository} from ${o.remote}`, nodes: withPriority(nodes, o.priority ?? Option.none()) }
 }
 
 const sync = Command.make("sync", syncOptions, (c) =>
   withClient(c, (client) =>
     Effect.gen(function*() {
-      const done = yield* submitAndFollow(client, syncGraph(c), c, c.wait)
+      const backoffSeconds = Option.isSome(c.retryBackoff) ? yield* parseDuration(c.retryBackoff.value, "--retry-backoff") : undefined
+      const retries = {
+        ...(Option.isSome(c.attempts) ? { max_attempts: c.attempts.value } : {}),
+        ...(backoffSeconds === undefined ? {} : { retry_backoff_ms: Math.round(backoffSeconds * 1000) })
+      }
+      const done = yield* submitAndFollow(client, syncGraph({ ...c, retries }), c, c.wait)
       if (done === undefined || c.json) return
       // What the user synced for: the version made, and where it is served.
       const version = yield* awaitFuture(client, done.nodes.sync!.outputs.version!)
@@ -98,6 +129,7 @@ const gc = Command.make(
   {
     ...common,
     wait,
+    priority,
     protection: Options.text("protection").pipe(
       Options.withDescription("Keep orphans younger than this (24h, 30m, 0s, ...); default: the task's (a day)."),
       Options.optional
@@ -109,7 +141,10 @@ const gc = Command.make(
         const seconds = Option.isSome(c.protection) ? yield* parseDuration(c.protection.value, "--protection") : undefined
         const graph = {
           label: "orphans cleanup",
-          nodes: { cleanup: { task: "orphans.cleanup", params: seconds === undefined ? {} : { protection_seconds: Math.round(seconds) } } }
+          nodes: withPriority(
+            { cleanup: { task: "orphans.cleanup", params: seconds === undefined ? {} : { protection_seconds: Math.round(seconds) } } },
+            c.priority
+          )
         }
         const done = yield* submitAndFollow(client, graph, c, c.wait)
         if (done === undefined || c.json) return

@@ -38,6 +38,7 @@ const showTask = (t: TaskView) =>
     ["state", t.state],
     ["worker", t.worker],
     ["attempts", `${t.attempts} of ${t.max_attempts}`],
+    ["priority", t.priority === 0 ? undefined : String(t.priority)],
     ["progress", progressText(t) || undefined],
     ["created", t.created_at],
     ["started", t.started_at],
@@ -45,7 +46,9 @@ const showTask = (t: TaskView) =>
     ["error", t.error === undefined ? undefined : `${t.error.code}: ${t.error.message}`],
     ["cause task", t.error?.cause_task],
     ...Object.entries(t.outputs).map(([name, f]) => [`output ${name}`, f] as const),
-    ...t.waiting_on.map((w) => ["waiting on", `${w.task} (${w.reason}${w.key ? ` ${w.key}` : ""})`] as const)
+    ...t.waiting_on.map((w) =>
+      ["waiting on", w.reason === "retry" ? `retry at ${w.retry_at}` : `${w.task} (${w.reason}${w.key ? ` ${w.key}` : ""})`] as const
+    )
   ])
 
 const showFuture = (f: FutureView) =>

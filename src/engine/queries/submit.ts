@@ -42,6 +42,8 @@ export interface TaskInsert {
   readonly exclusive: ReadonlyArray<string>
   readonly shared: ReadonlyArray<string>
   readonly max_attempts: number
+  readonly priority: number
+  readonly retry_backoff_ms: number
   /** Inputs not yet resolved (see submit/plan.ts, `pendingInputs`). */
   readonly pending_inputs: number
 }
@@ -86,12 +88,14 @@ export const insertGraph = (tx: Tx, g: GraphInsert) =>
     sql`WITH g AS (
           INSERT INTO graphs (id, label) VALUES (${g.id}, ${g.label})
         ), t AS (
-          INSERT INTO tasks (id, graph_id, node, kind, seq, params, state, pending_inputs, blocked_keys, exclusive, shared, max_attempts)
+          INSERT INTO tasks (id, graph_id, node, kind, seq, params, state, pending_inputs, blocked_keys, exclusive, shared,
+                             max_attempts, priority, retry_backoff_ms)
           SELECT t.id, ${g.id}, t.node, t.kind, nextval('tasks_seq_seq'), t.params, 'blocked', t.pending_inputs,
-                 cardinality(t.exclusive) + cardinality(t.shared), t.exclusive, t.shared, t.max_attempts
+                 cardinality(t.exclusive) + cardinality(t.shared), t.exclusive, t.shared, t.max_attempts, t.priority, t.retry_backoff_ms
           FROM ROWS FROM (jsonb_to_recordset(${json(g.tasks)}::jsonb)
-                 AS (id text, node text, kind text, params jsonb, exclusive text[], shared text[], max_attempts int, pending_inputs int))
-               WITH ORDINALITY AS t(id, node, kind, params, exclusive, shared, max_attempts, pending_inputs, ord)
+                 AS (id text, node text, kind text, params jsonb, exclusive text[], shared text[], max_attempts int,
+                     priority int, retry_backoff_ms int, pending_inputs int))
+               WITH ORDINALITY AS t(id, node, kind, params, exclusive, shared, max_attempts, priority, retry_backoff_ms, pending_inputs, ord)
           ORDER BY t.ord
           RETURNING id, seq
         ), f AS (

@@ -33,6 +33,10 @@ export interface TaskRow {
   readonly worker: string | null
   readonly attempts: number
   readonly max_attempts: number
+  readonly priority: number
+  readonly retry_backoff_ms: number
+  /** Set while a ready task waits for its retry. */
+  readonly run_after: Date | null
   readonly created_at: Date
   readonly ready_at: Date | null
   readonly started_at: Date | null
@@ -51,7 +55,8 @@ export const taskRows = (on: Tx, s: TaskSelection) => {
   if (s.before) conds.push(sql`t.id < ${s.before}`)
   return txRows<TaskRow>(on, sql`
     SELECT t.id, t.graph_id, t.node, t.kind, t.state, t.params, t.exclusive, t.shared,
-           coalesce(w.name, t.worker_id) AS worker, t.attempts, t.max_attempts, t.created_at, t.ready_at,
+           coalesce(w.name, t.worker_id) AS worker, t.attempts, t.max_attempts, t.priority, t.retry_backoff_ms, t.run_after,
+           t.created_at, t.ready_at,
            t.started_at, t.finished_at, t.error, t.progress, t.seq
     FROM tasks t LEFT JOIN workers w ON w.id = t.worker_id
     WHERE ${sql.join(conds, sql` AND `)} ORDER BY ${s.order === "seq" ? sql`t.seq` : sql`t.id DESC`}

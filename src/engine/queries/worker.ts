@@ -62,6 +62,12 @@ export const cancelRequested = (on: Tx, worker: string) =>
 export const reap = (on: Tx, worker: string, staleMs: number) =>
   notified(on, sql`cairn_reap(${worker}, ${`${staleMs} milliseconds`}::interval)`)
 
+/**
+ * cairn_wake_retries: retries whose wait is over join the ready queue, idle workers are woken for
+ * them, and the result says when the next retry still waiting is due (`retryInMs`).
+ */
+export const wakeRetries = (on: Tx) => notified(on, sql`cairn_wake_retries()`)
+
 /** Writes a running task's progress, if `worker` still runs it. */
 export const writeProgress = (on: Tx, task: string, worker: string, progress: Progress | undefined) =>
   Effect.asVoid(txRows(

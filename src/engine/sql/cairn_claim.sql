@@ -1,8 +1,13 @@
--- cairn_claim: the oldest ready tasks, FOR UPDATE SKIP LOCKED, up to p_limit, with their resolved
--- inputs and output ids, made running under p_worker; then the baton: a claim that filled every
--- slot it asked for and saw ready work left over wakes idle workers for it (never the claimer),
--- which covers a named worker that was already claiming something else when its wake-up came.
--- DESIGN.md §4 "Claim", §5 "Wake-ups".
+-- cairn_claim: retries whose time has come join the ready queue first (cairn_promote_retries; one
+-- index probe when none is due). Then the ready tasks of highest priority, oldest first (seq),
+-- FOR UPDATE SKIP LOCKED, up to p_limit, with their resolved inputs and output ids, made running
+-- under p_worker: one scan of the partial index tasks_ready (priority DESC, seq) WHERE state =
+-- 'ready' AND run_after IS NULL, whose cost does not grow with the backlog. Priority only orders
+-- tasks that are ready: a task behind an earlier conflicting one on a key is blocked, not ready,
+-- so FCFS holds whatever the priorities. Then the baton: a claim that filled every slot it asked for
+-- and saw ready work left over wakes idle workers for it (never the claimer), which covers a named
+-- worker that was already claiming something else when its wake-up came.
+-- DESIGN.md §4 "Claim", "Retries", §5 "Wake-ups".
 
 CREATE OR REPLACE FUNCTION cairn_claim(p_worker text, p_limit integer)
 RETURNS TABLE (id text, graph_id text, kind text, params jsonb, attempts integer, latency_ms float8, inputs jsonb, outputs jsonb)
@@ -12,9 +17,11 @@ DECLARE
   v_claimed integer;
   v_left integer;
 BEGIN
+  PERFORM cairn_promote_retries();
   RETURN QUERY
   WITH picked AS (
-    SELECT t.id FROM tasks t WHERE t.state = 'ready' ORDER BY t.seq LIMIT p_limit FOR UPDATE SKIP LOCKED
+    SELECT t.id FROM tasks t WHERE t.state = 'ready' AND t.run_after IS NULL
+    ORDER BY t.priority DESC, t.seq LIMIT p_limit FOR UPDATE SKIP LOCKED
   )
   UPDATE tasks t
   SET state = 'running', worker_id = p_worker, started_at = clock_timestamp(), attempts = t.attempts + 1
@@ -28,7 +35,7 @@ BEGIN
   GET DIAGNOSTICS v_claimed = ROW_COUNT;
   IF v_claimed = p_limit THEN
     -- Our own claims are 'running' already; rows other claimers hold count too (a spare wake-up).
-    SELECT count(*) INTO v_left FROM (SELECT 1 FROM tasks t WHERE t.state = 'ready' LIMIT 64) s;
+    SELECT count(*) INTO v_left FROM (SELECT 1 FROM tasks t WHERE t.state = 'ready' AND t.run_after IS NULL LIMIT 64) s;
     IF v_left > 0 THEN
       PERFORM cairn_notify(jsonb_build_object('ready', v_left, 'exclude', p_worker));
     END IF;

@@ -4,8 +4,9 @@
 -- partitioned with the session still open: its backend is terminated so that it can no longer
 -- act). Orphans count too: running tasks whose worker row is gone (a claim in flight on a killed
 -- worker's pool can commit after the worker was reaped), once older than half of p_stale. Running
--- tasks of dead workers go back to ready while attempts remain, are canceled if a cancel was
--- requested, and fail with worker_lost otherwise. Only one reaper runs at a time (a try-lock on
+-- tasks of dead workers go back to ready while attempts remain (waiting for their retry like a
+-- failure does, when they have a retry_backoff_ms; retry_in_ms in the result is the first such
+-- wait), are canceled if a cancel was requested, and fail with worker_lost otherwise. Only one reaper runs at a time (a try-lock on
 -- class 3: the others skip this round instead of waiting). DESIGN.md §6 "Liveness".
 
 CREATE OR REPLACE FUNCTION cairn_reap(p_me text, p_stale interval) RETURNS jsonb
@@ -13,6 +14,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
   v_dead text[];
   v_requeued integer;
+  v_wait interval;
   v_lost text[];
   v_canceled text[];
   v_result jsonb := jsonb_build_object('ready', 0, 'tasks', '[]'::jsonb, 'futures', '[]'::jsonb);
@@ -38,11 +40,19 @@ BEGIN
   IF cardinality(v_dead) = 0 THEN RETURN NULL; END IF;
   PERFORM cairn_lock_task_keys(array(SELECT id FROM tasks WHERE state = 'running' AND worker_id = ANY(v_dead)), true);
 
-  UPDATE tasks SET state = 'ready', ready_at = now(), worker_id = NULL,
-                   error = jsonb_build_object('code', 'worker_lost', 'message',
-                                              format('worker %s was lost while running this task; retrying', worker_id), 'retrying', true)
-  WHERE state = 'running' AND worker_id = ANY(v_dead) AND attempts < max_attempts AND NOT cancel_requested;
-  GET DIAGNOSTICS v_requeued = ROW_COUNT;
+  WITH retry AS (
+    SELECT id, CASE WHEN retry_backoff_ms > 0 THEN cairn_retry_delay(retry_backoff_ms, attempts) END AS wait
+    FROM tasks
+    WHERE state = 'running' AND worker_id = ANY(v_dead) AND attempts < max_attempts AND NOT cancel_requested
+  ), requeued AS (
+    UPDATE tasks t SET state = 'ready', ready_at = now() + coalesce(r.wait, interval '0'), run_after = now() + r.wait,
+                       worker_id = NULL,
+                       error = jsonb_build_object('code', 'worker_lost', 'message',
+                                                  format('worker %s was lost while running this task; retrying', t.worker_id), 'retrying', true)
+    FROM retry r WHERE t.id = r.id
+    RETURNING r.wait
+  )
+  SELECT count(*) FILTER (WHERE wait IS NULL), min(wait) INTO v_requeued, v_wait FROM requeued;
   SELECT coalesce(array_agg(id) FILTER (WHERE cancel_requested), '{}'),
          coalesce(array_agg(id) FILTER (WHERE NOT cancel_requested), '{}')
     INTO v_canceled, v_lost
@@ -59,5 +69,6 @@ BEGIN
       'futures', (v_result->'futures') || (v_more->'futures'));
   END IF;
   DELETE FROM workers WHERE id = ANY(v_dead);
-  RETURN v_result || jsonb_build_object('ready', (v_result->>'ready')::int + v_requeued, 'dead', to_jsonb(v_dead));
+  RETURN v_result || jsonb_build_object('ready', (v_result->>'ready')::int + v_requeued, 'dead', to_jsonb(v_dead))
+    || CASE WHEN v_wait IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('retry_in_ms', ceil(extract(epoch FROM v_wait) * 1000)) END;
 END $$;

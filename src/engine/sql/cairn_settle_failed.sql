@@ -11,7 +11,7 @@ BEGIN
   END IF;
   PERFORM cairn_lock_task_keys(p_tasks, true);
   WITH t AS (
-    UPDATE tasks SET state = p_state, finished_at = now(), cancel_requested = false,
+    UPDATE tasks SET state = p_state, finished_at = now(), cancel_requested = false, run_after = NULL,
                      error = jsonb_build_object('code', p_code, 'message', p_message)
     WHERE id = ANY(p_tasks) AND state IN ('blocked', 'ready', 'running')
     RETURNING id

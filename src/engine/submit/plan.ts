@@ -66,7 +66,9 @@ export const planGraph = (ordered: ReadonlyArray<ValidNode>): GraphPlan => {
     params: n.params,
     exclusive: n.exclusive,
     shared: n.shared,
-    max_attempts: n.maxAttempts
+    max_attempts: n.maxAttempts,
+    priority: n.priority,
+    retry_backoff_ms: n.retryBackoffMs
   }))
   const futures = ordered.flatMap((n) =>
     Object.entries(n.outputs).map(([output, id]) => ({ id, kind: n.kind.outputs[output]!, producer: n.taskId, output }))

@@ -24,6 +24,12 @@ import type { TaskKind } from "../kind.js"
 /** Reject unknown fields and report every problem, not just the first. */
 const strict = { parseOptions: { onExcessProperty: "error", errors: "all" } } as const
 
+/** Priorities are PostgreSQL integers. */
+export const MIN_PRIORITY = -2_147_483_648
+export const MAX_PRIORITY = 2_147_483_647
+/** The longest a retry ever waits, and so the largest backoff worth asking for: 10 minutes. */
+export const MAX_RETRY_BACKOFF_MS = 600_000
+
 /** One node of a submitted graph. Checked here, node by node, so that one 400 names every bad node. */
 export const NodeSpec = Schema.Struct({
   task: Schema.String.annotations({ description: "task kind, e.g. file.sync" }),
@@ -36,7 +42,18 @@ export const NodeSpec = Schema.Struct({
       shared: Schema.optional(Schema.Array(Schema.String))
     }).annotations(strict)
   ),
-  max_attempts: Schema.optional(Schema.Int.pipe(Schema.between(1, 100)))
+  max_attempts: Schema.optional(Schema.Int.pipe(Schema.between(1, 100)).annotations({
+    description: "how many times the task may run before its failure is final (default 1: no retry)"
+  })),
+  priority: Schema.optional(Schema.Int.pipe(Schema.between(MIN_PRIORITY, MAX_PRIORITY)).annotations({
+    description: "among ready tasks, higher priority is claimed first (default 0; ties in submission order). " +
+      "It never lets a task pass an earlier task it conflicts with on a resource key: that one is not ready."
+  })),
+  retry_backoff_ms: Schema.optional(Schema.Int.pipe(Schema.between(0, MAX_RETRY_BACKOFF_MS)).annotations({
+    description: "wait before the first retry, in ms (default 0: retry at once); each next retry waits twice as long, " +
+      "plus up to a quarter at random, at most 10 minutes. A task waiting for its retry keeps its place on its " +
+      "resource keys, shows waiting_on [{ reason: \"retry\", retry_at }], and can be canceled."
+  }))
 }).annotations({ ...strict, identifier: "NodeSpec" })
 export type NodeSpec = Schema.Schema.Type<typeof NodeSpec>
 
@@ -127,6 +144,8 @@ export interface CheckedNode {
   readonly exclusive: ReadonlyArray<string>
   readonly shared: ReadonlyArray<string>
   readonly maxAttempts: number
+  readonly priority: number
+  readonly retryBackoffMs: number
 }
 
 /** 1. Each node on its own, in body order; `newId` names its task and output futures. */
@@ -181,7 +200,9 @@ export const checkNodes = (
       foundRefs,
       exclusive,
       shared,
-      maxAttempts: node.max_attempts ?? 1
+      maxAttempts: node.max_attempts ?? 1,
+      priority: node.priority ?? 0,
+      retryBackoffMs: node.retry_backoff_ms ?? 0
     })
   }
   return checked

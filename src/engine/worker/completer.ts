@@ -21,6 +21,7 @@ import { CairnConfig } from "../../config/config.js"
 import { Db, DbError } from "../../db/client.js"
 import type { TaskFailure } from "../errors.js"
 import { Commit, type HandlerResult } from "../kind.js"
+import type { Changes } from "../notify.js"
 import * as Q from "../queries/settle.js"
 import type { Running, StopReason } from "./running.js"
 
@@ -46,7 +47,8 @@ export const outcomeOf = (exit: Exit.Exit<HandlerResult, TaskFailure>, reason: S
 
 class LostOwnership extends Schema.TaggedError<LostOwnership>()("LostOwnership", {}) {}
 
-export const makeCompleter = Effect.gen(function*() {
+/** `settled` is told what each settle changed (the retry timer listens: retries.ts). */
+export const makeCompleter = (settled: (changes: Changes | undefined) => Effect.Effect<void>) => Effect.gen(function*() {
   const config = yield* CairnConfig
   const db = yield* Db
 
@@ -91,6 +93,7 @@ export const makeCompleter = Effect.gen(function*() {
         while: (e) => e instanceof DbError,
         schedule: Schedule.exponential(Duration.millis(50)).pipe(Schedule.upTo(config.heartbeatTimeout))
       }),
+      Effect.flatMap(settled),
       Effect.tapError((e) => Effect.logWarning(`could not settle task ${r.task.id}: ${e.message}; the reaper will retry it`)),
       Effect.ignore,
       Effect.uninterruptible

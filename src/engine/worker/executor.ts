@@ -10,6 +10,7 @@ import { Db } from "../../db/client.js"
 import { TaskFailure } from "../errors.js"
 import { type HandlerResult, type Progress, type ResolvedInput, TaskKinds } from "../kind.js"
 import * as Metrics from "../metrics.js"
+import type { Changes } from "../notify.js"
 import type { ClaimedTask } from "../queries/claim.js"
 import { makeCompleter } from "./completer.js"
 import { progressWriter } from "./progress.js"
@@ -26,13 +27,17 @@ const logOutcome = (task: ClaimedTask, exit: Exit.Exit<HandlerResult, TaskFailur
 
 /**
  * `finished` runs after each task has settled and left the table (the producer's wake-up: a slot
- * is free).
+ * is free); `settled` is told what each settle changed (a retry to wake later, retries.ts).
  */
-export const makeExecutor = (running: RunningTasks, finished: Effect.Effect<void>) =>
+export const makeExecutor = (
+  running: RunningTasks,
+  finished: Effect.Effect<void>,
+  settled: (changes: Changes | undefined) => Effect.Effect<void>
+) =>
   Effect.gen(function*() {
     const db = yield* Db
     const registry = yield* TaskKinds
-    const completer = yield* makeCompleter
+    const completer = yield* makeCompleter(settled)
 
     /** The handler of the task's kind with its params decoded, or the failure saying why it cannot run. */
     const handlerOf = (task: ClaimedTask, workerId: string, progress: (p: Progress) => Effect.Effect<void>) => {

@@ -21,6 +21,7 @@ import type pg from "pg"
 import { monotonicFactory } from "ulid"
 import { CairnConfig } from "../../config/config.js"
 import { Db, DbError } from "../../db/client.js"
+import type { Changes } from "../notify.js"
 import * as Q from "../queries/worker.js"
 import { Session } from "../session.js"
 import type { RunningTasks } from "./running.js"
@@ -29,7 +30,12 @@ class Fenced extends Schema.TaggedError<Fenced>()("Fenced", { reason: Schema.Str
 
 const newId = monotonicFactory()
 
-export const makeLiveness = (running: RunningTasks, name: string | undefined) =>
+/** `onReaped` is told what each reap changed (the retry timer listens: retries.ts). */
+export const makeLiveness = (
+  running: RunningTasks,
+  name: string | undefined,
+  onReaped: (changes: Changes | undefined) => Effect.Effect<void>
+) =>
   Effect.gen(function*() {
     const config = yield* CairnConfig
     const db = yield* Db
@@ -80,6 +86,7 @@ export const makeLiveness = (running: RunningTasks, name: string | undefined) =>
           const reaped = yield* Q.reap(db.db, workerId, Duration.toMillis(config.heartbeatTimeout)).pipe(Effect.either)
           if (reaped._tag === "Right" && reaped.right) {
             yield* Effect.logWarning("reaped dead workers").pipe(Effect.annotateLogs({ reaped: JSON.stringify(reaped.right) }))
+            yield* onReaped(reaped.right)
           }
         }
       })
