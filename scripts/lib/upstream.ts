@@ -9,6 +9,7 @@
  */
 import { createHash } from "node:crypto"
 import * as http from "node:http"
+import * as https from "node:https"
 import type { AddressInfo } from "node:net"
 import { formatManifest } from "../../src/content/manifest.js"
 import { mulberry32 } from "./random.js"
@@ -16,6 +17,24 @@ import { mulberry32 } from "./random.js"
 export interface UpstreamOptions {
   /** The directory the repository is served under; default "/". Must start and end with "/". */
   readonly prefix?: string
+  /**
+   * Serve HTTPS with this certificate (for 127.0.0.1); with `ca` and `requestCert`, a client must
+   * present a certificate issued by `ca` (the TLS handshake fails otherwise).
+   */
+  readonly tls?: { readonly key: string; readonly cert: string; readonly ca?: string; readonly requestCert?: boolean }
+  /** Refuse a request with the status this answers (e.g. 401 without the right credentials), or serve it. */
+  readonly check?: (req: http.IncomingMessage) => number | undefined
+}
+
+/** One request as the upstream saw it. */
+export interface LoggedRequest {
+  /** performance.now() when its headers arrived. */
+  readonly at: number
+  /** Decoded relative path ("PULP_MANIFEST" for the manifest). */
+  readonly path: string
+  readonly headers: http.IncomingHttpHeaders
+  /** Refused by `check` with this status. */
+  readonly refused?: number | undefined
 }
 
 export interface UpstreamFaults {
@@ -56,6 +75,8 @@ export interface Upstream {
   readonly requests: Map<string, number>
   /** Responses per relative path that the client closed before they were complete. */
   readonly aborted: Map<string, number>
+  /** Every request, in arrival order. */
+  readonly log: Array<LoggedRequest>
   readonly faults: UpstreamFaults
   /** sha256 (hex) of a served file's content. */
   readonly sha256: (path: string) => string
@@ -102,6 +123,7 @@ export const startUpstream = async (
   const faults = new Map<string, PathFaults>()
   const requests = new Map<string, number>()
   const aborted = new Map<string, number>()
+  const log: Array<LoggedRequest> = []
   const faultsOf = (p: string) => {
     let f = faults.get(p)
     if (f === undefined) faults.set(p, (f = {}))
@@ -159,6 +181,13 @@ export const startUpstream = async (
       return
     }
     bump(requests, rel)
+    const refused = opts.check?.(req)
+    log.push({ at: performance.now(), path: rel, headers: req.headers, refused })
+    if (refused !== undefined) {
+      res.writeHead(refused, { "content-type": "text/plain", ...(refused === 401 ? { "www-authenticate": 'Basic realm="upstream"' } : {}) })
+        .end(`refused ${refused}\n`)
+      return
+    }
     const f = faults.get(rel) ?? {}
 
     if (take(f.redirect)) {
@@ -209,12 +238,21 @@ export const startUpstream = async (
     if (await writeAll(res, rest)) res.end()
   }
 
-  const server = http.createServer((req, res) => {
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
     handle(req, res).catch(() => res.destroy())
-  })
+  }
+  const server = opts.tls === undefined
+    ? http.createServer(onRequest)
+    : https.createServer({
+      key: opts.tls.key,
+      cert: opts.tls.cert,
+      ...(opts.tls.ca !== undefined ? { ca: opts.tls.ca } : {}),
+      requestCert: opts.tls.requestCert === true,
+      rejectUnauthorized: opts.tls.requestCert === true
+    }, onRequest)
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
   const port = (server.address() as AddressInfo).port
-  const base = `http://127.0.0.1:${port}${prefix}`
+  const base = `${opts.tls === undefined ? "http" : "https"}://127.0.0.1:${port}${prefix}`
   const fileUrl = (p: string) => base + p.split("/").map(encodeURIComponent).join("/")
 
   return {
@@ -226,6 +264,7 @@ export const startUpstream = async (
     setManifestOverride: (text) => void (manifestOverride = text),
     requests,
     aborted,
+    log,
     sha256: (p) => {
       const c = files.get(p)
       if (c === undefined) throw new Error(`no file ${p}`)

@@ -78,6 +78,11 @@ export interface CairnConfigShape {
    * presigned URL valid this many seconds (s3 only); undefined: it serves the bytes itself.
    */
   readonly contentRedirectSeconds: number | undefined
+  /**
+   * CAIRN_SECRET_KEY: keys (comma separated) that seal remote secrets at rest; the first seals,
+   * every one opens (src/content/secrets.ts). Empty: secrets are stored in the clear.
+   */
+  readonly secretKeys: ReadonlyArray<Redacted.Redacted<string>>
 }
 
 export class CairnConfig extends Context.Tag("cairn/CairnConfig")<CairnConfig, CairnConfigShape>() {}
@@ -161,6 +166,21 @@ const contentRedirect = Config.all({
     : Either.right(seconds)
 ))
 
+/** CAIRN_SECRET_KEY: comma-separated keys of at least 32 characters each (never echoed in a message). */
+const secretKeys = Config.redacted("CAIRN_SECRET_KEY").pipe(
+  Config.withDefault(Redacted.make("")),
+  Config.mapOrFail((all) => {
+    const keys = Redacted.value(all).split(",").map((k) => k.trim()).filter((k) => k.length > 0)
+    const short = keys.findIndex((k) => k.length < 32)
+    return short >= 0
+      ? Either.left(invalid(
+        "CAIRN_SECRET_KEY",
+        `CAIRN_SECRET_KEY: key ${short + 1} is shorter than 32 characters; make one with \`openssl rand -base64 32\``
+      ))
+      : Either.right(keys.map((k) => Redacted.make(k)))
+  })
+)
+
 export const cairnConfig: Config.Config<CairnConfigShape> = Config.all({
   databaseUrl: Config.option(Config.redacted("DATABASE_URL")),
   dataDir: Config.string("CAIRN_DATA_DIR").pipe(Config.withDefault("./.cairn")),
@@ -207,7 +227,8 @@ export const cairnConfig: Config.Config<CairnConfigShape> = Config.all({
   httpIdleTimeout: millis("CAIRN_HTTP_IDLE_TIMEOUT_MS", 120_000),
   contentCacheBytes: positiveInt("CAIRN_CONTENT_CACHE_BYTES", 64 * 1024 * 1024),
   storage,
-  contentRedirectSeconds: contentRedirect
+  contentRedirectSeconds: contentRedirect,
+  secretKeys
 })
 
 export const CairnConfigLive = Layer.effect(CairnConfig, cairnConfig)

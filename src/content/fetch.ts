@@ -26,7 +26,7 @@ import { sql } from "drizzle-orm"
 import { CairnConfig } from "../config/config.js"
 import { Db, type DbError } from "../db/client.js"
 import { adoptStoredForTask } from "./artifacts.js"
-import { download } from "./download.js"
+import { download, DownloadError, type RetryOptions } from "./download.js"
 import { type SlotOwner, takeSlots } from "./slot-locks.js"
 import { ArtifactStorage, type BadDigest, type StorageError } from "./storage.js"
 
@@ -52,9 +52,20 @@ export interface FetchAllOptions {
   readonly concurrency: number
   /** The task (and worker) that owns the slots and, until it settles, the artifacts. */
   readonly owner: SlotOwner
+  /** How to reach the remote (`./remote-access.ts`): its route, timeouts and retries. */
+  readonly download: RetryOptions
   /** Called once per file, after its artifact is adopted (owned by the task). */
   readonly onAdopted: (file: RemoteFile, artifactId: string) => Effect.Effect<void>
+  /**
+   * With it, a file the upstream answers 404 or 410 for does not fail the fetch: this is called
+   * instead, and answers another file with the same digest to try, or undefined to give the digest
+   * up. Without it, such a file fails the fetch like any other.
+   */
+  readonly onMissing?: ((file: RemoteFile) => Effect.Effect<RemoteFile | undefined>) | undefined
 }
+
+/** The upstream says the file is not there (not a fault a retry could mend). */
+const isMissing = (e: unknown) => e instanceof DownloadError && e.reason === "http" && (e.status === 404 || e.status === 410)
 
 /** How often a task holding slots looks for waiting tasks, or for more free slots. */
 const REVIEW_MS = 1000
@@ -99,11 +110,6 @@ const fetchFromHost = (host: string, files: ReadonlyArray<RemoteFile>, opts: Fet
     const slotsOfHost = config.hostDownloadSlots
     const maxLanes = Math.max(1, Math.min(opts.concurrency, slotsOfHost))
     const waitingName = `${name}.waiting(${opts.owner.task})`
-    const downloadOpts = {
-      timeoutMs: Duration.toMillis(config.downloadTimeout),
-      retries: config.downloadRetries,
-      maxRedirects: 5
-    }
 
     // Files still to download (popped from the end), stores per digest, files not yet adopted.
     const todo = [...files].reverse()
@@ -127,11 +133,21 @@ const fetchFromHost = (host: string, files: ReadonlyArray<RemoteFile>, opts: Fet
 
     const storeOne = (file: RemoteFile) =>
       download(file.url, file, (body) => storage.put(body, { sha256: file.sha256, size: file.size }), {
-        ...downloadOpts,
+        ...opts.download,
         relativePath: file.relativePath
       }).pipe(
-        Effect.mapError(failed(file)),
-        Effect.zipRight(Queue.offer(adoptQueue, file))
+        Effect.zipRight(Queue.offer(adoptQueue, file)),
+        Effect.catchIf(
+          (e) => opts.onMissing !== undefined && isMissing(e),
+          () =>
+            Effect.flatMap(opts.onMissing!(file), (next) =>
+              Effect.suspend(() => {
+                if (next !== undefined) todo.push(next)
+                else if (--remaining === 0) return Deferred.succeed(done, undefined)
+                return Effect.void
+              }))
+        ),
+        Effect.mapError(failed(file))
       )
 
     const release = (names: ReadonlyArray<string>) =>

@@ -11,11 +11,23 @@
 import { sql } from "drizzle-orm"
 import { Effect, Either } from "effect"
 import { monotonicFactory } from "ulid"
+import { CairnConfig } from "../config/config.js"
 import { Db, DbError, type Tx, txRows } from "../db/client.js"
 import { Conflict, InvalidRequest, NotFound, PreconditionFailed } from "../engine/errors.js"
 import { insertScheduleRevision, type ScheduleFields, scheduleRevisionView } from "../schedules/revisions.js"
 import { basePathProblem } from "./policy/paths.js"
 import { checkRemoteUrl } from "./policy/urls.js"
+import {
+  openSettings,
+  type RemoteSettings,
+  settingsOf,
+  settingsProblems,
+  settingsView,
+  STORED_COLUMNS,
+  type StoredSettings,
+  storeSettings
+} from "./remote-settings.js"
+import { keyringOf } from "./secrets.js"
 
 export type NamedKind = "repository" | "remote" | "distribution" | "schedule"
 
@@ -26,7 +38,7 @@ const newId = monotonicFactory()
 export interface RepositoryFields {
   readonly description?: string | null
 }
-export interface RemoteFields {
+export interface RemoteFields extends Partial<RemoteSettings> {
   readonly url: string
   readonly policy: "immediate" | "on_demand"
   readonly download_concurrency: number
@@ -56,6 +68,50 @@ const mapWriteError = (kind: NamedKind, name: string) => (e: DbError): Effect.Ef
   return Effect.fail(e)
 }
 
+interface RemoteRow extends StoredSettings {
+  readonly id: string
+  readonly name: string
+  readonly revision: string
+  readonly created_at: string
+  readonly url: string
+  readonly policy: string
+  readonly download_concurrency: number
+}
+
+const REMOTE_COLUMNS = sql.raw(STORED_COLUMNS.join(", "))
+
+/**
+ * CAIRN_SECRET_KEY's keys. The config is looked up, not required, so that the operations on
+ * named resources keep their requirements (every cairn process has a config; without one, as in
+ * some tests, secrets are stored in the clear and sealed ones do not open).
+ */
+const keyring = Effect.map(
+  Effect.serviceOption(CairnConfig),
+  (config) => keyringOf(config._tag === "Some" ? config.value.secretKeys : [])
+)
+
+const remoteRow = (tx: Tx, revision: string) =>
+  Effect.map(
+    txRows<RemoteRow>(tx, sql`
+      SELECT remote_id AS id, name, id AS revision, created_at, url, policy, download_concurrency, ${REMOTE_COLUMNS}
+      FROM remote_revisions WHERE id = ${revision}`),
+    (rows) => rows[0]
+  )
+
+/**
+ * A remote revision's fields as a PATCH starts from them: secrets opened (with CAIRN_SECRET_KEY),
+ * so that the next revision keeps those the patch does not replace, sealed anew.
+ */
+const remoteFieldsToRevise = (tx: Tx, revision: string) =>
+  Effect.gen(function*() {
+    const r = (yield* remoteRow(tx, revision))!
+    const settings = openSettings(yield* keyring, { remoteId: r.id, revisionId: r.revision, url: r.url }, r)
+    if (Either.isLeft(settings)) {
+      return yield* new Conflict({ message: `remote ${r.name} cannot be changed by this server: ${settings.left.message}` })
+    }
+    return { url: r.url, policy: r.policy, download_concurrency: r.download_concurrency, ...settings.right }
+  })
+
 const revisionView = (kind: NamedKind, tx: Tx, revision: string) =>
   Effect.gen(function*() {
     switch (kind) {
@@ -65,9 +121,17 @@ const revisionView = (kind: NamedKind, tx: Tx, revision: string) =>
         return r && { id: r.id, name: r.name, revision: r.revision, created_at: iso(r.created_at), description: r.description }
       }
       case "remote": {
-        const [r] = yield* txRows<{ id: string; name: string; revision: string; created_at: string; url: string; policy: string; download_concurrency: number }>(tx, sql`
-          SELECT remote_id AS id, name, id AS revision, created_at, url, policy, download_concurrency FROM remote_revisions WHERE id = ${revision}`)
-        return r && { ...r, created_at: iso(r.created_at) }
+        const r = yield* remoteRow(tx, revision)
+        return r && {
+          id: r.id,
+          name: r.name,
+          revision: r.revision,
+          created_at: iso(r.created_at),
+          url: r.url,
+          policy: r.policy,
+          download_concurrency: r.download_concurrency,
+          ...settingsView(r)
+        }
       }
       case "distribution": {
         const [r] = yield* txRows<{ id: string; name: string; revision: string; created_at: string; base_path: string; publication: string | null }>(tx, sql`
@@ -101,11 +165,17 @@ const insertRevision = (kind: NamedKind, tx: Tx, resourceId: string, name: strin
         yield* txRows(tx, sql`INSERT INTO repository_revisions (id, repository_id, name, description)
                               VALUES (${revision}, ${resourceId}, ${name}, ${(fields.description as string | null | undefined) ?? null})`)
         break
-      case "remote":
-        yield* txRows(tx, sql`INSERT INTO remote_revisions (id, remote_id, name, url, policy, download_concurrency)
-                              VALUES (${revision}, ${resourceId}, ${name}, ${fields.url as string}, ${fields.policy as string},
-                                      ${fields.download_concurrency as number})`)
+      case "remote": {
+        const url = fields.url as string
+        const st = storeSettings(yield* keyring, { remoteId: resourceId, revisionId: revision, url }, settingsOf(fields))
+        yield* txRows(tx, sql`INSERT INTO remote_revisions (id, remote_id, name, url, policy, download_concurrency, ${REMOTE_COLUMNS})
+                              VALUES (${revision}, ${resourceId}, ${name}, ${url}, ${fields.policy as string},
+                                      ${fields.download_concurrency as number}, ${st.proxy_url}, ${st.ca_cert}, ${st.client_cert},
+                                      ${st.username}, ${sql.param([...st.header_names])}::text[], ${st.connect_timeout_ms},
+                                      ${st.total_timeout_ms}, ${st.max_retries}, ${st.rate_limit},
+                                      ${sql.param([...st.secret_fields])}::text[], ${st.secrets})`)
         break
+      }
       case "distribution": {
         const publicationId = typeof fields.publication === "string" ? yield* publicationOf(tx, fields.publication) : null
         yield* txRows(tx, sql`INSERT INTO distribution_revisions (id, distribution_id, name, base_path, publication_id)
@@ -127,6 +197,7 @@ const validate = (kind: NamedKind, fields: Record<string, unknown>) => {
   if (kind === "remote") {
     const url = checkRemoteUrl(String(fields.url))
     if (Either.isLeft(url)) problems.push(url.left.message)
+    problems.push(...settingsProblems(settingsOf(fields)))
   }
   if (kind === "distribution") {
     const bad = basePathProblem(String(fields.base_path))
@@ -223,8 +294,12 @@ const revise = (
   patch: Record<string, unknown>
 ) =>
   Effect.gen(function*() {
-    const current = (yield* revisionView(kind, tx, n.revision_id))!
-    const { id: _id, name: _name, revision: _rev, created_at: _c, ...fields } = current
+    let fields: Record<string, unknown>
+    if (kind === "remote") fields = yield* remoteFieldsToRevise(tx, n.revision_id)
+    else {
+      const { id: _id, name: _name, revision: _rev, created_at: _c, ...shown } = (yield* revisionView(kind, tx, n.revision_id))!
+      fields = shown
+    }
     const next = { ...fields, ...patch }
     yield* validate(kind, next)
     const revision = yield* insertRevision(kind, tx, n.resource_id, n.name, next)

@@ -19,7 +19,7 @@
  * - `slot_locks`: optimistic named locks (Drydock's slot locks), owned by a task.
  */
 import { sql } from "drizzle-orm"
-import { bigint, index, integer, pgTable, primaryKey, text, timestamp, uniqueIndex } from "drizzle-orm/pg-core"
+import { bigint, doublePrecision, index, integer, pgTable, primaryKey, text, timestamp, uniqueIndex } from "drizzle-orm/pg-core"
 import { futures, tasks, workers } from "./schema.js"
 
 const ts = (name: string) => timestamp(name, { withTimezone: true, precision: 6, mode: "date" })
@@ -62,10 +62,37 @@ export const remoteRevisions = pgTable(
     url: text("url").notNull(),
     policy: text("policy", { enum: ["immediate", "on_demand"] }).notNull(),
     downloadConcurrency: integer("download_concurrency").notNull(),
+    // The network settings (src/content/remote-settings.ts); null: the process's default.
+    /** Without its credentials, which are in `secrets`. */
+    proxyUrl: text("proxy_url"),
+    caCert: text("ca_cert"),
+    clientCert: text("client_cert"),
+    username: text("username"),
+    /** The names of `headers` (their values are secret, in `secrets`), lowercase. */
+    headerNames: text("header_names").array().notNull().default(sql`'{}'::text[]`),
+    connectTimeoutMs: integer("connect_timeout_ms"),
+    totalTimeoutMs: integer("total_timeout_ms"),
+    maxRetries: integer("max_retries"),
+    /** Requests per second across the cluster (src/content/remote-rate.ts). */
+    rateLimit: doublePrecision("rate_limit"),
+    /** Which secrets `secrets` holds: "password", "client_key", "proxy_credentials" (headers: `header_names`). */
+    secretFields: text("secret_fields").array().notNull().default(sql`'{}'::text[]`),
+    /** The secrets, sealed with CAIRN_SECRET_KEY (src/content/secrets.ts), or in the clear without one. */
+    secrets: text("secrets"),
     createdAt: ts("created_at").notNull().defaultNow()
   },
   (t) => [index("remote_revisions_remote").on(t.remoteId, t.id)]
 )
+
+/**
+ * A remote's rate limit across the cluster: the time from which its next requests may start (a
+ * token bucket as virtual scheduling, src/content/remote-rate.ts). One row per remote that has
+ * made a rate-limited request; mutable, like `names`.
+ */
+export const remoteRateBuckets = pgTable("remote_rate_buckets", {
+  remoteId: text("remote_id").primaryKey(),
+  nextAt: ts("next_at").notNull()
+})
 
 export const artifacts = pgTable("artifacts", {
   id: text("id").primaryKey(),

@@ -11,6 +11,7 @@ import { TaskKinds } from "../engine/kind.js"
 import { SessionLive } from "../engine/session.js"
 import { contentKinds } from "../content/kinds/index.js"
 import { TombstoneRecoveryLive } from "../content/cleanup.js"
+import { SecretsNoticeLive } from "../content/secrets.js"
 import { StorageLive } from "../content/services.js"
 import { TracingLive } from "../observability/tracing.js"
 
@@ -43,7 +44,7 @@ export const kindsLive = TaskKinds.layer([...builtinKinds, ...contentKinds])
  * Config + Db + Session + ArtifactStorage + TaskKinds; at start, artifacts a crashed cleanup left
  * tombstoned are restored or purged according to the database.
  */
-export const ProcessLive = Layer.mergeAll(SessionLive, kindsLive, TombstoneRecoveryLive).pipe(
+export const ProcessLive = Layer.mergeAll(SessionLive, kindsLive, TombstoneRecoveryLive, SecretsNoticeLive).pipe(
   Layer.provideMerge(Layer.merge(DatabaseLive, StorageLive)),
   Layer.provideMerge(CairnConfigLive)
 )

@@ -1,8 +1,9 @@
 /**
  * On-demand content: a unit synced with the `on_demand` policy has no stored bytes until someone
- * asks for it. The first request fetches it from its upstream URL (`content_sources`), stores it
- * (the store verifies size and digest), and links it to the unit; later requests serve it from
- * the store.
+ * asks for it. The first request fetches it from its upstream URL (`content_sources`), with the
+ * settings of the remote revision that synced it (../remote-access.ts: proxy, TLS, credentials,
+ * timeouts, retries, rate limit), stores it (the store verifies size and digest), and links it to
+ * the unit; later requests serve it from the store.
  *
  * Storing and linking follow the artifact protocol of `../artifacts.ts` (`storeArtifact`), which
  * keeps a concurrent orphan cleanup from removing the bytes between the two. Concurrent requests
@@ -10,11 +11,12 @@
  * fetch the same file at the same time, which costs a second download but stores it once.
  */
 import { sql } from "drizzle-orm"
-import { Context, Data, Duration, Effect, Layer } from "effect"
+import { Context, Data, Effect, Layer } from "effect"
 import { CairnConfig } from "../../config/config.js"
 import { Db, type DbError, txRows } from "../../db/client.js"
 import { adoptExisting, type ArtifactOwner, storeArtifact } from "../artifacts.js"
 import { download } from "../download.js"
+import { remoteAccess } from "../remote-access.js"
 import { ArtifactStorage, type StorageError } from "../storage.js"
 import type { FileEntry } from "./routing-table.js"
 import { makeSingleflight } from "./singleflight.js"
@@ -40,17 +42,17 @@ export const OnDemandLive = Layer.scoped(
     const config = yield* CairnConfig
     const db = yield* Db
     const storage = yield* ArtifactStorage
-    const options = {
-      timeoutMs: Duration.toMillis(config.downloadTimeout),
-      retries: config.downloadRetries,
-      maxRedirects: 5
-    }
-
-    /** Download from the first source that delivers the right bytes, newest remote revision first. */
-    const fetchFrom = (file: FileEntry, urls: ReadonlyArray<string>) =>
-      Effect.firstSuccessOf(urls.map((url) =>
-        download(url, file, (body) => storage.put(body, { sha256: file.sha256, size: file.size }), options).pipe(
-          Effect.tapError((e) => Effect.logWarning(`content app: on-demand fetch of ${url} failed: ${e.message}`))
+    /**
+     * Download from the first source that delivers the right bytes, newest remote revision first,
+     * each with its remote revision's settings (proxy, TLS, credentials, timeouts, rate limit).
+     */
+    const fetchFrom = (file: FileEntry, sources: ReadonlyArray<{ readonly url: string; readonly remote_revision_id: string }>) =>
+      Effect.firstSuccessOf(sources.map((source) =>
+        remoteAccess(source.remote_revision_id).pipe(
+          Effect.flatMap((remote) =>
+            download(source.url, file, (body) => storage.put(body, { sha256: file.sha256, size: file.size }), remote.options)
+          ),
+          Effect.tapError((e) => Effect.logWarning(`content app: on-demand fetch of ${source.url} failed: ${e.message}`))
         )
       ))
 
@@ -62,20 +64,22 @@ export const OnDemandLive = Layer.scoped(
       Effect.gen(function*() {
         const owner = ownedByContent(contentId)
         if ((yield* adoptExisting(file.sha256, owner)) === undefined) {
-          const sources = yield* db.rows<{ url: string }>(
-            sql`SELECT url FROM content_sources WHERE content_id = ${contentId} ORDER BY remote_revision_id DESC`
+          const sources = yield* db.rows<{ url: string; remote_revision_id: string }>(
+            sql`SELECT url, remote_revision_id FROM content_sources WHERE content_id = ${contentId} ORDER BY remote_revision_id DESC`
           )
           if (sources.length === 0) {
             return yield* new UpstreamUnavailable({ message: `content ${contentId} is not stored and has no upstream source` })
           }
-          yield* storeArtifact(fetchFrom(file, sources.map((s) => s.url)), owner)
+          yield* storeArtifact(fetchFrom(file, sources), owner)
         }
         file.stored = true
       }).pipe(
         Effect.provideService(Db, db),
         Effect.provideService(ArtifactStorage, storage),
+        Effect.provideService(CairnConfig, config),
         Effect.catchTags({
           DownloadError: (e) => new UpstreamUnavailable({ message: e.message }),
+          RemoteUnavailable: (e) => new UpstreamUnavailable({ message: e.message }),
           RemoteUrlError: (e) => new UpstreamUnavailable({ message: e.message }),
           DigestMismatch: (e) => new UpstreamUnavailable({ message: `upstream sent the wrong file: ${e.message}` }),
           SizeMismatch: (e) => new UpstreamUnavailable({ message: `upstream sent the wrong file: ${e.message}` }),
