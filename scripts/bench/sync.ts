@@ -1,13 +1,16 @@
 /**
  * bench:sync — file.sync of a 10,000-file PULP_MANIFEST repository from a local HTTP server
- * (nginx serving a directory), against curl fetching the same files with the same parallelism.
+ * (nginx serving a directory), against curl fetching the same files with the same parallelism;
+ * cairn once per artifact store (local disk, and an S3-protocol object store:
+ * scripts/bench/lib/backends.ts).
  *
  * Per round, interleaved: curl --parallel --parallel-max C (one process, HTTP keep-alive, files
- * written to disk), then cairn (fresh database and artifact store; one worker process; a remote
+ * written to disk), then cairn on each store (fresh database and store; one worker process; a remote
  * with download_concurrency C and CAIRN_HOST_DOWNLOAD_SLOTS C; the sync task's started_at ->
  * finished_at from its row, which includes verifying every sha256, storing, and the one commit
- * of the new version). Both write to the same filesystem. Reported: files/s and MB/s, cairn as a
- * share of curl, and CPU time of each side (curl's own, cairn's worker + PostgreSQL).
+ * of the new version). curl and cairn on local disk write to the same filesystem, s3rver too (it
+ * keeps objects as files). Reported: files/s and MB/s, cairn as a share of curl, and CPU time of
+ * each side (curl's own; cairn's worker + API server, PostgreSQL, and the object store's process).
  *
  *   npm run bench:sync
  *   npm run bench:sync -- --quick
@@ -16,6 +19,7 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { parseFlags } from "./lib/args.js"
+import { backendLabel, type BackendKind, parseBackends, startBackend } from "./lib/backends.js"
 import { awaitFuture, makeDataDir, post, startServer, startWorkers, stopProcs, submitGraph, taskRows, waitForWorkers } from "./lib/cairn.js"
 import { busyShare, cpuOfCluster, cpuOfPids, cpuProfileArgs, sampleMachine } from "./lib/cpu.js"
 import { makeTraversable, makeTree, type Tree } from "./lib/files.js"
@@ -23,25 +27,29 @@ import { startNginx } from "./lib/nginx.js"
 import { createDatabase, dropDatabase, type Postgres, resetStatements, startPostgres, type StatementStat, statementsTable, topStatements } from "./lib/postgres.js"
 import { runCommand, spawnProc } from "../lib/processes.js"
 import { machine, writeReport } from "./lib/report.js"
-import { bytes, median, ms, pct, sig, sleep } from "./lib/stats.js"
+import { bytes, median, medianRange, ms, pct, sig, sleep } from "./lib/stats.js"
 import { type Chart, figure } from "./lib/svg.js"
 import type { Table } from "./lib/table.js"
 
 const { flags, out, command } = parseFlags("sync", "file.sync of a PULP_MANIFEST repository vs curl with the same parallelism.", {
   files: { default: 10000, quick: 1000, help: "files in the repository" },
   parallel: { default: 16, help: "parallel downloads (curl --parallel-max, remote download_concurrency, host slots)" },
-  rounds: { default: 3, quick: 1, help: "rounds (curl and cairn once each per round, interleaved)" },
+  rounds: { default: 3, help: "rounds (curl and cairn on each store once per round, interleaved)" },
+  backends: { default: "local,s3", help: "artifact stores to sync into (local, s3)" },
   seed: { default: 1, help: "seed of the file tree" },
   profile: { default: "", help: "directory for a V8 CPU profile of the cairn worker (--cpu-prof)" }
 })
+const backends = parseBackends(flags.backends)
 
 interface Result {
   readonly who: "curl" | "cairn"
+  /** cairn only: the artifact store it synced into. */
+  readonly backend?: BackendKind
   readonly round: number
   readonly seconds: number
   readonly filesPerSecond: number
   readonly mbPerSecond: number
-  readonly cpuMs: { readonly client: number; readonly postgres: number }
+  readonly cpuMs: { readonly client: number; readonly postgres: number; readonly store: number }
   readonly machineBusy: number
   readonly load: ReadonlyArray<number>
   readonly statements?: ReadonlyArray<StatementStat> | undefined
@@ -72,7 +80,7 @@ const curlRound = async (tree: Tree, base: string, round: number): Promise<Resul
     seconds,
     filesPerSecond: tree.files.length / seconds,
     mbPerSecond: tree.totalBytes / 1e6 / seconds,
-    cpuMs: { client: peak, postgres: 0 },
+    cpuMs: { client: peak, postgres: 0, store: 0 },
     machineBusy,
     load
   }
@@ -80,10 +88,11 @@ const curlRound = async (tree: Tree, base: string, round: number): Promise<Resul
   return r
 }
 
-const cairnRound = async (pg: Postgres, tree: Tree, base: string, round: number): Promise<Result> => {
+const cairnRound = async (pg: Postgres, tree: Tree, base: string, round: number, kind: BackendKind): Promise<Result> => {
+  const backend = await startBackend(kind)
   const url = await createDatabase(pg, "sync")
   const dataDir = await makeDataDir("sync")
-  const env = { CAIRN_HOST_DOWNLOAD_SLOTS: String(flags.parallel) }
+  const env = { CAIRN_HOST_DOWNLOAD_SLOTS: String(flags.parallel), ...backend.env }
   const server = await startServer(url, dataDir, env)
   const workers = startWorkers(1, url, dataDir, env, cpuProfileArgs(flags.profile || undefined))
   try {
@@ -96,11 +105,13 @@ const cairnRound = async (pg: Postgres, tree: Tree, base: string, round: number)
     const pids = [workers[0]!.pid, server.pid]
     const c0 = cpuOfPids(pids)
     const p0 = cpuOfCluster(pg.postmasterPid)
+    const s0 = cpuOfPids(backend.pids)
     const m0 = sampleMachine()
     const g = await submitGraph(server.url, { sync: { task: "file.sync", params: { repository: "repo", remote: "upstream" } } })
     const f = await awaitFuture(server.url, g.body.nodes.sync!.outputs.version!)
     const cpuClient = cpuOfPids(pids) - c0
     const cpuPg = cpuOfCluster(pg.postmasterPid) - p0
+    const cpuStore = cpuOfPids(backend.pids) - s0
     const machineBusy = busyShare(m0, sampleMachine())
     if (f.state !== "resolved") throw new Error(`sync ${f.state}: ${JSON.stringify(f.error)}`)
     const [row] = await taskRows(url, `id = '${g.body.nodes.sync!.task}'`)
@@ -108,21 +119,23 @@ const cairnRound = async (pg: Postgres, tree: Tree, base: string, round: number)
     const statements = await topStatements(url, 12)
     const r: Result = {
       who: "cairn",
+      backend: kind,
       round,
       seconds,
       filesPerSecond: tree.files.length / seconds,
       mbPerSecond: tree.totalBytes / 1e6 / seconds,
-      cpuMs: { client: cpuClient, postgres: cpuPg },
+      cpuMs: { client: cpuClient, postgres: cpuPg, store: cpuStore },
       machineBusy,
       load,
       statements
     }
-    console.error(`[cairn round ${round}] ${tree.files.length} files in ${sig(seconds)} s: ${sig(r.filesPerSecond)} files/s, ${sig(r.mbPerSecond)} MB/s (version ${f.value?.number})`)
+    console.error(`[cairn ${kind} round ${round}] ${tree.files.length} files in ${sig(seconds)} s: ${sig(r.filesPerSecond)} files/s, ${sig(r.mbPerSecond)} MB/s (version ${f.value?.number})`)
     return r
   } finally {
     await stopProcs([...workers, server])
     await dropDatabase(pg, url)
     await fs.rm(dataDir, { recursive: true, force: true })
+    await backend.stop()
   }
 }
 
@@ -137,62 +150,74 @@ const main = async () => {
     // Warm the page cache once so that neither side pays for the first read from disk.
     await curlRound(tree, nginx.url, 0)
     for (let round = 1; round <= flags.rounds; round++) {
-      const order = round % 2 === 1 ? ["curl", "cairn"] : ["cairn", "curl"]
-      for (const who of order) results.push(who === "curl" ? await curlRound(tree, nginx.url, round) : await cairnRound(pg, tree, nginx.url, round))
+      // Alternate curl first and cairn first; the stores rotate among themselves.
+      const stores = [...backends.slice((round - 1) % backends.length), ...backends.slice(0, (round - 1) % backends.length)]
+      const order: Array<"curl" | BackendKind> = round % 2 === 1 ? ["curl", ...stores] : [...stores, "curl"]
+      for (const who of order) results.push(who === "curl" ? await curlRound(tree, nginx.url, round) : await cairnRound(pg, tree, nginx.url, round, who))
     }
   } finally {
     await nginx.stop()
     await pg.stop()
   }
   const curl = results.filter((r) => r.who === "curl")
-  const cairn = results.filter((r) => r.who === "cairn")
+  const cairnOn = (kind: BackendKind) => results.filter((r) => r.who === "cairn" && r.backend === kind)
+  const columns: ReadonlyArray<{ readonly name: string; readonly rs: ReadonlyArray<Result> }> = [
+    { name: "curl --parallel", rs: curl },
+    ...backends.map((kind) => ({ name: `cairn file.sync, ${backendLabel(kind)}`, rs: cairnOn(kind) }))
+  ]
   const med = (rs: ReadonlyArray<Result>, f: (r: Result) => number) => median(rs.map(f))
-  const spread = (rs: ReadonlyArray<Result>, f: (r: Result) => number) => {
-    const v = rs.map(f)
-    return `${sig(median(v))}${v.length > 1 ? ` (${sig(Math.min(...v))}-${sig(Math.max(...v))})` : ""}`
-  }
-  const ratio = med(cairn, (r) => r.filesPerSecond) / med(curl, (r) => r.filesPerSecond)
+  const spread = (rs: ReadonlyArray<Result>, f: (r: Result) => number) => medianRange(rs.map(f))
+  const curlFps = med(curl, (r) => r.filesPerSecond)
+  const row = (name: string, f: (rs: ReadonlyArray<Result>, isCurl: boolean) => string) => [name, ...columns.map((c, i) => f(c.rs, i === 0))]
   const table: Table = {
     title: `Sync of ${flags.files.toLocaleString("en-US")} files (${bytes(tree.totalBytes)}, 1 KiB-1 MiB, mostly small) from nginx ${nginx.version} on loopback, ${flags.parallel} parallel downloads; median of ${flags.rounds} round(s) (min-max)`,
-    headers: ["client", "seconds", "files/s", "MB/s", "share of curl", "CPU s (client + PostgreSQL)", "machine busy"],
+    headers: ["", ...columns.map((c) => c.name)],
     rows: [
-      ["curl --parallel", spread(curl, (r) => r.seconds), spread(curl, (r) => r.filesPerSecond), spread(curl, (r) => r.mbPerSecond), "100%", `${sig(med(curl, (r) => r.cpuMs.client / 1000))}`, pct(med(curl, (r) => r.machineBusy))],
-      ["cairn file.sync", spread(cairn, (r) => r.seconds), spread(cairn, (r) => r.filesPerSecond), spread(cairn, (r) => r.mbPerSecond), pct(ratio), `${sig(med(cairn, (r) => r.cpuMs.client / 1000))} + ${sig(med(cairn, (r) => r.cpuMs.postgres / 1000))}`, pct(med(cairn, (r) => r.machineBusy))]
+      row("seconds", (rs) => spread(rs, (r) => r.seconds)),
+      row("files/s", (rs) => spread(rs, (r) => r.filesPerSecond)),
+      row("MB/s", (rs) => spread(rs, (r) => r.mbPerSecond)),
+      row("share of curl's files/s", (rs, isCurl) => (isCurl ? "100%" : pct(med(rs, (r) => r.filesPerSecond) / curlFps))),
+      row("CPU s, client (curl / cairn worker + API)", (rs) => sig(med(rs, (r) => r.cpuMs.client / 1000))),
+      row("CPU s, PostgreSQL", (rs, isCurl) => (isCurl ? "–" : sig(med(rs, (r) => r.cpuMs.postgres / 1000)))),
+      row("CPU s, object store (s3rver)", (rs) => (rs.some((r) => r.backend === "s3") ? sig(med(rs, (r) => r.cpuMs.store / 1000)) : "–")),
+      row("machine busy", (rs) => pct(med(rs, (r) => r.machineBusy)))
     ],
     notes: [
-      "Target: cairn >= 70% of curl's files/s. curl only writes the files; cairn also verifies each sha256 and size while storing, fsyncs, records artifact, content unit and version rows, and holds cluster-wide host download slots (one per parallel download).",
-      "CPU s: curl's own CPU; cairn's worker + API server processes and every PostgreSQL process. 'machine busy': share of both cores busy (all processes, others' included) during the measurement."
+      "Target: cairn >= 70% of curl's files/s. curl only writes the files; cairn also verifies each sha256 and size while storing, makes them durable (fsync on disk; the store's answer on S3), records artifact, content unit and version rows, and holds cluster-wide host download slots (one per parallel download).",
+      "CPU s: curl's own CPU; cairn's worker + API server processes, every PostgreSQL process, and the object store's process. 'machine busy': share of both cores busy (all processes, others' included) during the measurement.",
+      "S3 (s3rver): a Node.js S3-protocol server keeping objects as files, on the same 2 cores: it measures what cairn's S3 path costs here, not what AWS S3 or MinIO would take."
     ]
   }
-  const stmts = cairn[0]?.statements ?? []
-  const stmtTable = statementsTable("Where cairn's sync spends database time (first round, pg_stat_statements, by total time)", stmts)
+  const stmtTables = backends.map((kind) => statementsTable(`Where cairn's sync spends database time, ${backendLabel(kind)} (first round, pg_stat_statements, by total time)`, cairnOn(kind)[0]?.statements ?? []))
+  const names = columns.map((c) => c.name)
   const charts: Array<Chart> = [
     {
       kind: "bar",
       title: "Files per second (median; bars: min..max of rounds)",
-      categories: ["curl --parallel", "cairn file.sync"],
+      categories: names,
       y: { label: "files / s", min: 0 },
       series: [{
         name: `${flags.files} files, ${flags.parallel} parallel`,
-        values: [med(curl, (r) => r.filesPerSecond), med(cairn, (r) => r.filesPerSecond)],
-        lo: [Math.min(...curl.map((r) => r.filesPerSecond)), Math.min(...cairn.map((r) => r.filesPerSecond))],
-        hi: [Math.max(...curl.map((r) => r.filesPerSecond)), Math.max(...cairn.map((r) => r.filesPerSecond))]
+        values: columns.map((c) => med(c.rs, (r) => r.filesPerSecond)),
+        lo: columns.map((c) => Math.min(...c.rs.map((r) => r.filesPerSecond))),
+        hi: columns.map((c) => Math.max(...c.rs.map((r) => r.filesPerSecond)))
       }],
-      refLines: [{ y: 0.7 * med(curl, (r) => r.filesPerSecond), label: "target: 70% of curl", color: "#2ca02c" }]
+      refLines: [{ y: 0.7 * curlFps, label: "target: 70% of curl", color: "#2ca02c" }]
     },
     {
       kind: "bar",
       title: "CPU seconds for the whole sync",
-      categories: ["curl --parallel", "cairn file.sync"],
+      categories: names,
       y: { label: "CPU s", min: 0 },
       series: [
-        { name: "client (curl / cairn worker + API)", values: [med(curl, (r) => r.cpuMs.client / 1000), med(cairn, (r) => r.cpuMs.client / 1000)] },
-        { name: "PostgreSQL", values: [0, med(cairn, (r) => r.cpuMs.postgres / 1000)] }
+        { name: "client (curl / cairn worker + API)", values: columns.map((c) => med(c.rs, (r) => r.cpuMs.client / 1000)) },
+        { name: "PostgreSQL", values: columns.map((c) => med(c.rs, (r) => r.cpuMs.postgres / 1000)) },
+        { name: "object store (s3rver)", values: columns.map((c) => med(c.rs, (r) => r.cpuMs.store / 1000)) }
       ]
     }
   ]
   const svg = figure(charts, { title: "bench:sync — file.sync vs curl", columns: 2, footnote: `${m.date.slice(0, 10)} · ${m.cores} cores · Node ${m.node} · PostgreSQL ${m.postgres} · nginx ${nginx.version} · ${command}` })
-  await writeReport({ name: "sync", command, machine: m, options: flags, tables: [table, stmtTable], results: { totalBytes: tree.totalBytes, nginx: nginx.version, runs: results }, svg }, out)
+  await writeReport({ name: "sync", command, machine: m, options: flags, tables: [table, ...stmtTables], results: { totalBytes: tree.totalBytes, nginx: nginx.version, backends, runs: results }, svg }, out)
 }
 
 main().catch((e) => {

@@ -53,6 +53,12 @@ export const cpuOfSelf = () => {
   return (u.user + u.system) / 1000
 }
 
+/**
+ * CPU milliseconds of this process's children that exited and were waited for (cutime + cstime):
+ * how a short-lived child's CPU (a load generator) is measured after it is gone.
+ */
+export const cpuOfExitedChildren = () => statOf(process.pid)?.children ?? NaN
+
 /** Machine-wide busy share over an interval: sample() before and after, then busy(a, b). */
 export const sampleMachine = () => {
   const line = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number)

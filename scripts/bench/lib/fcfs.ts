@@ -70,26 +70,32 @@ export interface Bounds {
   readonly chainLength: number
 }
 
+/**
+ * The longest chain is the longest path through "must finish before" edges: a task waits for every
+ * earlier task that conflicts with it on some key (either holds the key exclusively). Two tasks that
+ * only share a key do not wait for each other, so per key the best path ending in any holder feeds
+ * an exclusive holder, and only the best path ending in an exclusive holder feeds a shared one.
+ */
 export const fcfsBounds = (rows: ReadonlyArray<TaskRow>, durationMs: number, workers: number): Bounds => {
   const t0 = Math.min(...rows.map((r) => r.created))
-  const lastOnKey = new Map<string, { len: number; es: number }>()
+  interface Path { readonly len: number; readonly es: number }
+  const anyHolder = new Map<string, Path>()
+  const exclusiveHolder = new Map<string, Path>()
+  const better = (a: Path | undefined, b: Path): Path => (a ? { len: Math.max(a.len, b.len), es: Math.max(a.es, b.es) } : b)
   let chainLength = 0
   let releaseEnd = 0
   for (const t of rows) {
     let len = 0
     let es = t.created - t0
-    for (const key of [...t.exclusive, ...t.shared]) {
-      const p = lastOnKey.get(key)
-      if (p) {
-        len = Math.max(len, p.len)
-        es = Math.max(es, p.es + durationMs)
-      }
+    const before = [...t.exclusive.map((k) => anyHolder.get(k)), ...t.shared.filter((k) => !t.exclusive.includes(k)).map((k) => exclusiveHolder.get(k))]
+    for (const p of before) {
+      if (!p) continue
+      len = Math.max(len, p.len)
+      es = Math.max(es, p.es + durationMs)
     }
     const me = { len: len + 1, es }
-    for (const key of [...t.exclusive, ...t.shared]) {
-      const p = lastOnKey.get(key)
-      lastOnKey.set(key, p ? { len: Math.max(p.len, me.len), es: Math.max(p.es, me.es) } : me)
-    }
+    for (const key of [...t.exclusive, ...t.shared]) anyHolder.set(key, better(anyHolder.get(key), me))
+    for (const key of t.exclusive) exclusiveHolder.set(key, better(exclusiveHolder.get(key), me))
     chainLength = Math.max(chainLength, me.len)
     releaseEnd = Math.max(releaseEnd, es + durationMs)
   }

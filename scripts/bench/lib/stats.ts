@@ -82,6 +82,10 @@ export const pct = (v: number) => (Number.isFinite(v) ? `${(v * 100).toFixed(0)}
 export const spread = (s: Summary, f: (v: number) => string = ms) =>
   s.n === 0 ? "–" : `${f(s.p50)} / ${f(s.p95)} / ${f(s.p99)} (${f(s.min)}–${f(s.max)})`
 
+/** "median (min-max)" of one figure over a benchmark's rounds; just the median for one round. */
+export const medianRange = (values: ReadonlyArray<number>, f: (v: number) => string = sig) =>
+  `${f(median(values))}${values.length > 1 ? ` (${f(Math.min(...values))}-${f(Math.max(...values))})` : ""}`
+
 export const bytes = (v: number): string => {
   if (!Number.isFinite(v)) return "–"
   const units = ["B", "KiB", "MiB", "GiB", "TiB"]
