@@ -92,7 +92,7 @@ describe("advisory locks", () => {
   })
 
   it("flags a class or key that is not registered", () => {
-    expect(unregistered("x.sql", "PERFORM pg_advisory_xact_lock(5, hashtext(k));")).toEqual(["x.sql:1: pg_advisory_xact_lock(5, hashtext(k));"])
+    expect(unregistered("x.sql", "PERFORM pg_advisory_xact_lock(9, hashtext(k));")).toEqual(["x.sql:1: pg_advisory_xact_lock(9, hashtext(k));"])
     expect(unregistered("x.ts", "sql`SELECT pg_try_advisory_lock(${OTHER}, 1)`")).toHaveLength(1)
     expect(unregistered("x.ts", "client.query(\"SELECT pg_advisory_lock($1)\", [7])")).toHaveLength(1)
     expect(unregistered("x.ts", "sql`SELECT pg_advisory_xact_lock_shared(${LockClass.artifactDigest}, hashtext(s))`")).toEqual([])

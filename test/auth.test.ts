@@ -1,7 +1,8 @@
 /**
  * Bearer tokens (CAIRN_API_TOKENS) against a real `serve` process, for every operation of the
  * server's own OpenAPI document: a missing, wrong or malformed token is refused with 401 and the
- * contract's body before anything is read or written; a good one gets through; the OpenAPI
+ * contract's body before anything is read or written; a good one gets through; a `:read` token
+ * gets through to every GET and is refused with 403 everywhere else, writing nothing; the OpenAPI
  * document, the content app, /healthz and /metrics stay open; and no token (good or bad) ever
  * appears in the process's output, even at debug level.
  */
@@ -13,6 +14,7 @@ import { api, type Server, startServer } from "./support/processes.js"
 const GOOD = "tok-GOOD-8d1f3c9a"
 const OTHER = "tok-other-27b94e01"
 const BAD = "tok-BAD-5e6a0f77"
+const READER = "tok-READER-3c88d1e4"
 
 let server: Server
 let writes: Awaited<ReturnType<typeof watchWrites>>
@@ -66,6 +68,14 @@ const call = async (method: string, path: string, authorization: string | undefi
   return readAnswer(res)
 }
 
+const expectForbidden = (r: Awaited<ReturnType<typeof call>>, what: string) => {
+  expect(r.status, `${what}: ${r.text.slice(0, 300)}`).toBe(403)
+  expect(r.contentType ?? "", what).toMatch(/^application\/json/)
+  expect(Object.keys(r.json), what).toEqual(["error"])
+  expect(r.json.error.code, what).toBe("forbidden")
+  expect(r.json.error.message, what).toMatch(/only read/)
+}
+
 const expectUnauthorized = (r: Awaited<ReturnType<typeof call>>, what: string) => {
   expect(r.status, `${what}: ${r.text.slice(0, 300)}`).toBe(401)
   expect(r.contentType ?? "", what).toMatch(/^application\/json/)
@@ -91,12 +101,13 @@ const refused: Array<[string, string | undefined]> = [
   ["the token in another case", `Bearer ${GOOD.toUpperCase()}`],
   ["both tokens at once", `Bearer ${GOOD},${OTHER}`],
   ["two spaces", `Bearer  ${GOOD}`],
-  ["the whole configuration", `Bearer ${GOOD}, ${OTHER}`]
+  ["the whole configuration", `Bearer ${GOOD}, ${OTHER}`],
+  ["the read token's entry as configured", `Bearer ${READER}:read`]
 ]
 
 beforeAll(async () => {
   const dbUrl = await createTestDatabase()
-  server = await startServer(dbUrl, { CAIRN_API_TOKENS: ` ${GOOD} , ${OTHER}`, CAIRN_LOG_LEVEL: "debug", CAIRN_WORKERS: "1" })
+  server = await startServer(dbUrl, { CAIRN_API_TOKENS: ` ${GOOD} , ${OTHER},${READER}:read `, CAIRN_LOG_LEVEL: "debug", CAIRN_WORKERS: "1" })
   writes = await watchWrites(dbUrl)
   doc = (await api(server.url).get("/api/v1/openapi.json")).body
 
@@ -134,7 +145,10 @@ describe("with CAIRN_API_TOKENS", () => {
     expect(doc.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "bearer" })
     const ops = operations().filter((o) => !isOpenApiDocument(o))
     expect(ops.length).toBeGreaterThanOrEqual(25)
-    for (const o of ops) expect(o.op.security, `${o.method} ${o.path}`).toEqual([{ bearer: [] }])
+    for (const o of ops) {
+      expect(o.op.security, `${o.method} ${o.path}`).toEqual([{ bearer: [] }])
+      expect(Object.keys(o.op.responses), `${o.method} ${o.path}`).toEqual(expect.arrayContaining(["401", "403"]))
+    }
   })
 
   it("every operation refuses a missing, wrong or malformed token: 401, the contract's body, nothing written", async () => {
@@ -197,6 +211,31 @@ describe("with CAIRN_API_TOKENS", () => {
     expect((await call("GET", "/api/v1/workers", `BEARER ${OTHER}`)).status).toBe(200)
   })
 
+  it("a :read token gets through to every GET, long-polls included, and is refused (403) everywhere else, writing nothing", async () => {
+    const before = await fingerprint()
+    const ops = operations().filter((o) => !isOpenApiDocument(o))
+    expect(ops.filter((o) => o.method !== "GET").length).toBeGreaterThanOrEqual(10)
+    for (const o of ops) {
+      const r = await call(o.method, concrete(o), `Bearer ${READER}`, bodyFor(o))
+      if (o.method === "GET") {
+        const what = `${o.method} ${o.path}: ${r.status} ${r.text.slice(0, 300)}`
+        expect(r.status, what).not.toBe(401)
+        expect(r.status, what).not.toBe(403)
+        expect(r.status, what).toBeLessThan(500)
+      } else {
+        expectForbidden(r, `${o.method} ${o.path}`)
+      }
+    }
+    // A long-poll is a read.
+    const poll = await call("GET", `/api/v1/futures/${ids.future}?wait=1`, `Bearer ${READER}`)
+    expect(poll.status).toBe(200)
+    expect(poll.json.state).toBe("resolved")
+    // Unknown routes: a read is a 404, anything else is refused first.
+    expect((await call("GET", "/api/v1/nope", `Bearer ${READER}`)).status).toBe(404)
+    expectForbidden(await call("PUT", "/api/v1/graphs", `Bearer ${READER}`), "PUT /api/v1/graphs")
+    expect(await fingerprint()).toEqual(before)
+  })
+
   it("the content app, /healthz and /metrics need no token", async () => {
     for (const authorization of [undefined, `Bearer ${BAD}`]) {
       const file = await fetch(`${server.url}/content/auth/hello.txt`, { headers: authorization ? { authorization } : {} })
@@ -232,7 +271,9 @@ describe("with CAIRN_API_TOKENS", () => {
     const out = server.output()
     expect(out).toContain("level=DEBUG")
     expect(out).toContain("logged failure")
-    for (const secret of [GOOD, OTHER, BAD, GOOD.toUpperCase(), Buffer.from(`user:${GOOD}`).toString("base64")]) {
+    await call("POST", "/api/v1/graphs", `Bearer ${READER}`, { body: Buffer.from("{}"), type: "application/json" })
+    await call("GET", `/api/v1/tasks/${ids.task}`, `Bearer ${READER}`)
+    for (const secret of [GOOD, OTHER, BAD, READER, GOOD.toUpperCase(), Buffer.from(`user:${GOOD}`).toString("base64")]) {
       expect(out.includes(secret), `the output contains ${secret}`).toBe(false)
     }
   })

@@ -171,6 +171,9 @@ describe("orphan cleanup", () => {
       expect(yield* rowExists("content_units", youngUnit)).toBe(true)
       expect(yield* storage.tombstones).toEqual([])
       expect(report).toEqual({
+        publications: 0,
+        repository_versions: 0,
+        membership_rows: 0,
         content_units: 4,
         artifacts: 5,
         bytes_freed: [...lone, ...held].reduce((n, a) => n + a.size, 0),
@@ -193,9 +196,13 @@ describe("orphan cleanup", () => {
       const repo = yield* createNamed("repository", "repo", {})
       const [v0] = yield* db.rows<{ id: string }>(sql`SELECT id FROM repository_versions WHERE repository_id = ${repo.id}`)
 
-      // In a repository version: the unit, and through it its artifact.
+      // In a repository version the repository keeps (version 1; version 2 removed it): the unit,
+      // and through it its artifact.
       const inVersionArt = yield* artifact()
       const inVersion = yield* unit({ art: inVersionArt })
+      const v1 = newId()
+      yield* db.rows(sql`INSERT INTO repository_versions (id, repository_id, number, content_count) VALUES (${v1}, ${repo.id}, 1, 1)`)
+      yield* db.rows(sql`INSERT INTO version_keeps (version_id, repository_id) VALUES (${v1}, ${repo.id})`)
       yield* db.rows(sql`INSERT INTO repository_content (repository_id, content_id, added_in, removed_in)
                          VALUES (${repo.id}, ${inVersion}, 1, 2)`)
       // A publication's manifest.

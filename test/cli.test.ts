@@ -16,6 +16,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { createTestDatabase } from "./support/db.js"
+import { makePki } from "./support/network.js"
 import { dataDirOf, until } from "./support/processes.js"
 import { makeFiles, startUpstream, type Upstream } from "./support/upstream.js"
 
@@ -249,6 +250,53 @@ describe("cairn", () => {
     expect(sha(Buffer.from(await res.arrayBuffer()))).toBe(sha(bytes))
   })
 
+  it("dist update guards the content with tokens from a file or signed URLs, dist sign prints one, --no-guard opens it; mistakes fail in one sentence", async () => {
+    const [name, bytes] = Object.entries(files)[0]!
+    const file = `${url}/content/pub/files/${name}`
+    const tokens = writeTmp("guard-tokens.txt", "# tokens of the files distribution\ncli-guard-token-1\n\n  cli-guard-token-2  \n")
+    const guarded = await cairn(["dist", "update", "files", "--guard-token-file", tokens, "--json"])
+    expect(guarded.code, guarded.stderr).toBe(0)
+    expect(JSON.parse(guarded.stdout).guard).toEqual({ type: "token", token_count: 2 })
+    expect(guarded.stdout + guarded.stderr).not.toContain("cli-guard-token")
+    expect((await fetch(file)).status).toBe(401)
+    const allowed = await fetch(file, { headers: { authorization: "Bearer cli-guard-token-2" } })
+    expect(allowed.status).toBe(200)
+    expect(sha(Buffer.from(await allowed.arrayBuffer()))).toBe(sha(bytes))
+
+    const bad = [
+      [["dist", "update", "files", "--guard-token-file", path.join(tmp, "missing.txt")], /cannot read .*missing\.txt: no such file/],
+      [["dist", "update", "files", "--guard-token-file", writeTmp("bad-tokens.txt", "cli-guard-fine\ncli guard secret\n")], /bad-tokens\.txt line 2: a guard token is/],
+      [["dist", "update", "files", "--guard", "signed", "--no-guard"], /give only one of/],
+      [["dist", "sign", "files", name], /does not serve signed URLs/]
+    ] as const
+    const failed = await Promise.all(bad.map(([args]) => cairn(args)))
+    for (const [i, r] of failed.entries()) {
+      expectOneSentence(r, bad[i]![1])
+      expect(r.stderr).not.toContain("secret")
+    }
+    // Nothing changed: still the token guard.
+    expect((await fetch(file)).status).toBe(401)
+
+    expect((await cairn(["dist", "update", "files", "--guard", "signed"])).code).toBe(0)
+    const [signed, signedJson] = await Promise.all([cairn(["dist", "sign", "files", name, "--expires", "10m"]), cairn(["dist", "sign", "files", name, "--json"])])
+    expect(signed.code, signed.stderr).toBe(0)
+    const signedUrl = signed.stdout.trim()
+    expect(signedUrl).toMatch(new RegExp(`^${url}/content/pub/files/.+\\?expires=\\d+&signature=[0-9a-f]{64}$`))
+    expect((await fetch(signedUrl)).status).toBe(200)
+    expect((await fetch(file)).status).toBe(403)
+    const json = JSON.parse(signedJson.stdout)
+    expect(json.url).toBe(url + json.path)
+    // The default lifetime is an hour.
+    expect(json.expires - Math.floor(Date.now() / 1000)).toBeGreaterThan(3500)
+    expect(json.expires - Math.floor(Date.now() / 1000)).toBeLessThanOrEqual(3600)
+
+    const opened = await cairn(["dist", "update", "files", "--no-guard", "--json"])
+    expect(opened.code, opened.stderr).toBe(0)
+    expect(JSON.parse(opened.stdout).guard).toBeNull()
+    expect((await fetch(file)).status).toBe(200)
+    // A dozen invocations of the binary, a second or more each (several on a loaded machine).
+  }, 300_000)
+
   it("upload --repo streams a file into an artifact and adds it to the repository as a new version", async () => {
     const content = Buffer.from("uploaded through the cli\n".repeat(1000))
     const file = writeTmp("notes.txt", content)
@@ -264,6 +312,150 @@ describe("cairn", () => {
     const items = JSON.parse(listed.stdout) as Array<{ relative_path: string; sha256: string }>
     expect(items).toHaveLength(Object.keys(files).length + 1)
     expect(items.find((i) => i.relative_path === "docs/notes.txt")?.sha256).toBe(sha(content))
+  })
+
+  describe("remote network settings", () => {
+    const PASSWORD = "pa55-word-from-env"
+    const HEADER_VALUE = "key-value-not-to-show"
+    const getRemote = async (name: string) => (await (await fetch(`${url}/api/v1/remotes/${name}`)).json()) as Record<string, unknown>
+
+    it("create takes every setting (certificates and key from files, the password from an env variable); show displays them without secrets", async () => {
+      const pki = makePki()
+      const [ca, cert, key] = [writeTmp("ca.pem", pki.ca), writeTmp("client.pem", pki.clientCert), writeTmp("client.key", pki.clientKey)]
+      const r = await cairn([
+        "remote", "create", "net", upstream.url, "--json",
+        "--proxy-url", "http://proxy.internal:3128", "--ca-cert", ca, "--client-cert", cert, "--client-key", key,
+        "--username", "sync", "--password-env", "REMOTE_PASSWORD",
+        "--header", `X-Api-Key: ${HEADER_VALUE}`, "--header", "X-Trace:a:b",
+        "--connect-timeout", "5s", "--total-timeout", "10m", "--max-retries", "5", "--rate-limit", "2.5"
+      ], { env: { REMOTE_PASSWORD: PASSWORD } })
+      expect(r.code, r.stderr).toBe(0)
+      expect(await getRemote("net")).toMatchObject({
+        proxy_url: "http://proxy.internal:3128/", ca_cert: pki.ca, client_cert: pki.clientCert, has_client_key: true,
+        username: "sync", has_password: true, header_names: ["x-api-key", "x-trace"],
+        connect_timeout_ms: 5000, total_timeout_ms: 600_000, max_retries: 5, rate_limit: 2.5
+      })
+
+      const [shown, json] = await Promise.all([cairn(["remote", "show", "net"]), cairn(["remote", "show", "net", "--json"])])
+      expect(shown.code, shown.stderr).toBe(0)
+      const line = (field: string) => new RegExp(`^${field}:\\s+(.*)$`, "m").exec(shown.stdout)?.[1]
+      expect(line("ca_cert")).toMatch(/^CN=cairn test ca, expires \d{4}-\d\d-\d\d$/)
+      expect(line("client_cert")).toMatch(/^CN=cairn test client, expires /)
+      expect(line("header_names")).toBe("x-api-key, x-trace")
+      expect(line("has_password")).toBe("true")
+      expect(line("connect_timeout_ms")).toBe("5000")
+      expect(line("rate_limit")).toBe("2.5")
+      expect(line("proxy_url")).toBe("http://proxy.internal:3128/")
+      for (const out of [shown.stdout, json.stdout]) {
+        expect(out).not.toContain(PASSWORD)
+        expect(out).not.toContain(HEADER_VALUE)
+        expect(out).not.toContain("PRIVATE KEY")
+      }
+      expect(JSON.parse(json.stdout)).toMatchObject({ ca_cert: pki.ca, header_names: ["x-api-key", "x-trace"] })
+    })
+
+    it("update changes settings (password from stdin, headers replaced) and --clear unsets them", async () => {
+      const changed = await cairn(["remote", "update", "net", "--password-stdin", "--header", "X-Other: 1", "--max-retries", "0", "--clear", "proxy-url", "--clear", "rate-limit"], {
+        stdin: "new-secret\n"
+      })
+      expect(changed.code, changed.stderr).toBe(0)
+      expect(changed.stdout).toMatch(/^remote net is at revision [0-9A-Z]{26}$/m)
+      expect(await getRemote("net")).toMatchObject({
+        proxy_url: null, rate_limit: null, max_retries: 0, header_names: ["x-other"], has_password: true, username: "sync",
+        has_client_key: true, connect_timeout_ms: 5000
+      })
+      const cleared = await cairn(["remote", "update", "net", "--clear", "client-cert", "--clear", "client-key", "--clear", "password", "--clear", "username",
+        "--clear", "header", "--clear", "ca-cert", "--clear", "connect-timeout", "--clear", "total-timeout", "--clear", "max-retries"])
+      expect(cleared.code, cleared.stderr).toBe(0)
+      expect(await getRemote("net")).toMatchObject({
+        ca_cert: null, client_cert: null, has_client_key: false, username: null, has_password: false, header_names: [],
+        connect_timeout_ms: null, total_timeout_ms: null, max_retries: null
+      })
+      const shown = await cairn(["remote", "show", "net"])
+      expect(shown.stdout).toMatch(/^header_names:\s+-$/m)
+    })
+
+    it("bad input stops with one sentence naming the problem and sends nothing", async () => {
+      const before = await getRemote("net")
+      const pem = writeTmp("not-a-key.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+      const missing = path.join(tmp, "no-such.pem")
+      const cases: Array<[ReadonlyArray<string>, RegExp, Record<string, string>?]> = [
+        [["--ca-cert", missing], new RegExp(`cannot read --ca-cert ${missing.replace(/[.]/g, "\\.")}: no such file`)],
+        [["--client-key", tmp], /cannot read --client-key .*: EISDIR/],
+        [["--header", `X-Api-Key ${HEADER_VALUE}`], /--header number 1 has no colon: give it as "Name: value"/],
+        [["--header", "A: 1", "--header", ": value"], /--header number 2 must be "Name: value", with a header name before the colon/],
+        [["--password-env", "CAIRN_TEST_UNSET_VAR"], /--password-env CAIRN_TEST_UNSET_VAR: the environment variable CAIRN_TEST_UNSET_VAR is not set/],
+        [["--password-stdin"], /--password-stdin: stdin is empty/],
+        [["--password-env", "P", "--password-stdin"], /give --password-env or --password-stdin, not both/, { P: "x" }],
+        [["--proxy-url", "http://u:secret@proxy:3128"], /--proxy-url must not carry credentials .* give --proxy-url-env/],
+        [["--proxy-url-env", "CAIRN_TEST_UNSET_VAR"], /--proxy-url-env CAIRN_TEST_UNSET_VAR: the environment variable CAIRN_TEST_UNSET_VAR is not set/],
+        [["--connect-timeout", "5 parsecs"], /--connect-timeout must be a duration like 24h/],
+        [["--clear", "rate-limit", "--rate-limit", "3"], /--clear rate-limit and a new rate-limit cannot be given together/],
+        // The server's own check, as it says it (the file was read; the value is refused).
+        [["--ca-cert", pem], /ca_cert: certificate 1 of 1 does not parse/]
+      ]
+      const runs = await Promise.all(cases.map(([args, , env]) => cairn(["remote", "update", "net", ...args], env ? { env } : {})))
+      runs.forEach((r, i) => {
+        expectOneSentence(r, cases[i]![1])
+        expect(r.stderr).not.toContain(HEADER_VALUE)
+      })
+      expectOneSentence(await cairn(["remote", "update", "net"]), /nothing to change: give an option to change/)
+      const create = await cairn(["remote", "create", "never", upstream.url, "--client-cert", missing])
+      expectOneSentence(create, /cannot read --client-cert/)
+      expect((await fetch(`${url}/api/v1/remotes/never`)).status).toBe(404)
+      expect(await getRemote("net")).toEqual(before)
+    })
+  })
+
+  it("lifecycle: repo create/update --retain, repo versions [show|delete], gc --reclaim, purge --older-than, with --help", async () => {
+    expect((await cairn(["repo", "create", "kept", "--retain", "2"])).code).toBe(0)
+    // Three versions, through the API (the sync command is tested above).
+    for (let i = 1; i <= 3; i++) {
+      upstream.setFile("kept.txt", `kept ${i}\n`)
+      const g = await (await fetch(`${url}/api/v1/graphs`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ nodes: { sync: { task: "file.sync", params: { repository: "kept", remote: "up" } } } })
+      })).json() as { nodes: { sync: { outputs: { version: string } } } }
+      await until("the sync", async () => ((await (await fetch(`${url}/api/v1/futures/${g.nodes.sync.outputs.version}?wait=5`)).json()) as { state: string }).state === "resolved", 60_000, 0)
+    }
+    upstream.removeFile("kept.txt")
+    const [list, badRetain, help] = await Promise.all([
+      cairn(["repo", "versions", "kept"]),
+      cairn(["repo", "update", "kept", "--retain", "0"]),
+      cairn(["purge", "--help"])
+    ])
+    expect(list.code, list.stderr).toBe(0)
+    expect(list.stdout.split("\n")[0]).toMatch(/^version\s+files\s+created_at\s+held by$/)
+    expect(list.stdout).toMatch(/^3\s+.*repository \(latest version\), repository \(retained\)$/m)
+    expect(list.stdout).toMatch(/^2\s+.*repository \(retained\)$/m)
+    expect(list.stdout).not.toMatch(/^1\s/m)
+    expect(badRetain.code).toBe(2)
+    expect(badRetain.stderr + badRetain.stdout).toMatch(/--retain must be a whole number >= 1 or "all"/)
+    expect(help.code).toBe(0)
+    expect(help.stdout).toMatch(/--older-than/)
+    expect(help.stdout).toMatch(/history\.purge/)
+
+    const [lower, deleted] = await Promise.all([
+      cairn(["repo", "update", "kept", "--retain", "all", "--json"]),
+      cairn(["repo", "versions", "delete", "kept", "2", "--wait"])
+    ])
+    expect(lower.code, lower.stderr).toBe(0)
+    expect(JSON.parse(lower.stdout).retain_versions).toBeNull()
+    expect(deleted.code, deleted.stderr).toBe(0)
+    expect(deleted.stdout).toMatch(/^released:\s+\[2\]$/m)
+    const [gone, unknown] = await Promise.all([cairn(["repo", "versions", "show", "kept", "2"]), cairn(["repo", "versions", "delete", "kept", "9"])])
+    expectOneSentence(gone, /repository kept has no version 2/)
+    expectOneSentence(unknown, /repository kept has no version 9/)
+
+    const gc = await cairn(["gc", "--protection", "0s", "--reclaim", "kept", "--wait"])
+    expect(gc.code, gc.stderr).toBe(0)
+    expect(gc.stdout).toMatch(/^repository_versions:\s+[1-9]\d*$/m)
+    expect(gc.stdout).toMatch(/^demoted:\s+\d+$/m)
+    const purge = await cairn(["purge", "--older-than", "0s", "--wait"])
+    expect(purge.code, purge.stderr).toBe(0)
+    expect(purge.stdout).toMatch(/^graphs:\s+[1-9]\d*$/m)
+    expectOneSentence(await cairn(["purge", "--older-than", "soon"]), /--older-than must be a duration/)
   })
 
   it("migrate applies migrations; SIGTERM stops serve and worker cleanly (exit 0)", async () => {

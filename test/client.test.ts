@@ -153,8 +153,39 @@ describe("promise facade", () => {
     expect((await cairn.repositories.get("docs")).revision).toBe(second.revision)
     expect((await cairn.repositories.revisions("docs")).map((r) => r.revision)).toEqual([second.revision, first.revision])
     expect((await cairn.repositories.versions("docs")).map((v) => v.number)).toEqual([0])
+    // Retention and deleting a version: a second version is cut, version 0 is released.
+    expect((await cairn.repositories.update("docs", { retain_versions: 5 })).retain_versions).toBe(5)
+    await cairn.remotes.create({ name: "docs-up", url: upstream.url })
+    const sync = await cairn.submit({ nodes: { s: { task: "file.sync", params: { repository: "docs", remote: "docs-up" } } } })
+    expect((await cairn.awaitFuture(sync.nodes.s!.outputs.version!, { timeout: 60_000 })).state).toBe("resolved")
+    expect(await cairn.repositories.version("docs", 0)).toMatchObject({ number: 0, held_by: ["repository (retained)"] })
+    const prune = await cairn.repositories.deleteVersion("docs", 0)
+    const task = await cairn.task(prune.task)
+    expect(task).toMatchObject({ graph: prune.graph, task: "repository.prune" })
+    expect((await cairn.awaitFuture(task.outputs.report!, { timeout: 60_000 })).value).toEqual({ released: [0], held: [] })
+    expect((await rejection(cairn.repositories.version("docs", 0))).code).toBe("not_found")
+    expect((await rejection(cairn.repositories.deleteVersion("docs", 0))).code).toBe("not_found")
     await cairn.repositories.delete("docs")
     expect((await rejection(cairn.repositories.get("docs"))).code).toBe("not_found")
+  })
+
+  it("distributions: a guard given and shown without its secrets; sign answers a URL on the client's address", async () => {
+    const open = await cairn.distributions.create({ name: "client-open", base_path: "client/open" })
+    expect(open.guard).toBeNull()
+    const tokens = await cairn.distributions.update("client-open", { guard: { type: "token", tokens: ["client-guard-token"] } })
+    expect(tokens.guard).toEqual({ type: "token", token_count: 1 })
+    const refused = await rejection(cairn.distributions.sign("client-open", "f.txt", 60))
+    expect(refused).toMatchObject({ code: "conflict", status: 409 })
+
+    await cairn.distributions.update("client-open", { guard: { type: "signed" } })
+    const before = Math.floor(Date.now() / 1000)
+    const signed = await cairn.distributions.sign("client-open", "dir/f.txt", 60)
+    expect(signed.url).toBe(`${server.url}${signed.path}`)
+    expect(signed.path).toMatch(/^\/content\/client\/open\/dir\/f\.txt\?expires=\d+&signature=[0-9a-f]{64}$/)
+    expect(signed.expires).toBeGreaterThanOrEqual(before + 60)
+    // Signed and admitted: the distribution serves nothing yet, so the content app's answer is its 404.
+    expect((await fetch(signed.url)).status).toBe(404)
+    expect((await fetch(`${server.url}/content/client/open/dir/f.txt`)).status).toBe(403)
   })
 
   it("uploads bytes and files as streams, checked against their sha256", async () => {

@@ -338,7 +338,7 @@ describe("the console in Chromium", () => {
   it("lists a repository's versions and content, and the files a distribution serves", async () => {
     for (const [kind, body] of [
       ["remotes", { name: "e2e-remote", url: upstream.url }],
-      ["repositories", { name: "e2e-repo", description: "synced by the console test" }],
+      ["repositories", { name: "e2e-repo", description: "synced by the console test", retain_versions: 2 }],
       ["distributions", { name: "e2e-dist", base_path: "e2e/files" }]
     ] as const) expect((await c.post(`/api/v1/${kind}`, body)).status).toBe(201)
     const g = await submit({
@@ -356,6 +356,8 @@ describe("the console in Chromium", () => {
     await page.getByRole("link", { name: "e2e-repo" }).click()
     const v1 = page.locator('[data-list="versions"] tr[data-version="1"]')
     await expect.poll(() => v1.innerText()).toContain("6 units")
+    expect(await v1.innerText()).toContain("distribution e2e-dist, repository (latest version), repository (retained)")
+    expect(await page.locator("[data-retention]").innerText()).toMatch(/Keeps the newest 2 versions \(retain_versions\)/)
     const content = page.locator('[data-list="content"]')
     await expect.poll(() => content.innerText()).toContain("dir0/file-0.bin")
     expect(await content.locator("tbody tr").count()).toBe(6)
@@ -374,6 +376,43 @@ describe("the console in Chromium", () => {
     await page.goto(`${server.url}/ui/#/workers`)
     const worker = page.locator('[data-list="workers"] tbody tr').first()
     await expect.poll(() => worker.innerText()).toMatch(/\/ 2/)
+    expect(errors).toEqual([])
+    await page.close()
+  })
+
+  it("shows a distribution's guard, lists a signed one's files through URLs it signs, and says why a token one's are not listed", async () => {
+    // The publication of the test above, behind a signed guard and behind a token guard.
+    const publication = (await c.get("/api/v1/distributions/e2e-dist")).body.publication
+    expect(publication).toEqual(expect.any(String))
+    for (const [name, base_path, guard] of [
+      ["e2e-signed", "e2e/signed", { type: "signed" }],
+      ["e2e-token", "e2e/token", { type: "token", tokens: ["e2e-content-token"] }]
+    ] as const) expect((await c.post("/api/v1/distributions", { name, base_path, publication, guard })).status).toBe(201)
+
+    const { page, errors } = await open("#/distributions")
+    const guardOf = (name: string) => page.locator(`tr[data-name="${name}"] [data-guard]`).innerText()
+    await expect.poll(() => guardOf("e2e-signed")).toBe("signed URLs")
+    expect(await guardOf("e2e-token")).toBe("1 token")
+    expect(await guardOf("e2e-dist")).toBe("open")
+
+    await page.getByRole("link", { name: "e2e-signed" }).click()
+    const files = page.locator('[data-list="files"] a[data-file]')
+    await expect.poll(() => files.count()).toBe(6)
+    // Following a link signs it first: the browser asks for the signed URL, which opens the file.
+    const [asked] = await Promise.all([
+      page.waitForRequest((r) => r.url().includes("/content/e2e/signed/dir1/file-1.bin?")),
+      page.locator('a[data-file="dir1/file-1.bin"]').click()
+    ])
+    expect(new URL(asked.url()).searchParams.get("signature")).toMatch(/^[0-9a-f]{64}$/)
+    const served = await fetch(asked.url())
+    expect(served.status).toBe(200)
+    expect(Buffer.from(await served.arrayBuffer()).equals(Buffer.from(await (await fetch(upstream.fileUrl("dir1/file-1.bin"))).arrayBuffer()))).toBe(true)
+    // The same link unsigned is refused: the console's link did not just work because the file is open.
+    expect((await fetch(`${server.url}/content/e2e/signed/dir1/file-1.bin`)).status).toBe(403)
+
+    await page.goto(`${server.url}/ui/#/distributions/e2e-token`)
+    await expect.poll(() => page.locator("[data-files-note]").innerText()).toMatch(/guarded by tokens/)
+    expect(await page.locator("dd[data-guard]").innerText()).toBe("1 token")
     expect(errors).toEqual([])
     await page.close()
   })

@@ -20,7 +20,9 @@ import { ulid } from "ulid"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { ServerLive } from "../src/api/server.js"
 import { formatManifest } from "../src/content/manifest.js"
+import { type GuardInput, storeGuard } from "../src/content/guards.js"
 import { createNamed, deleteNamed } from "../src/content/named.js"
+import { signContentPath } from "../src/content/sign.js"
 import { ArtifactStorage } from "../src/content/storage.js"
 import { LocalArtifactStorage } from "../src/content/storage-local.js"
 import { Db, txRows } from "../src/db/client.js"
@@ -148,16 +150,36 @@ const pointAt = (name: string, publication: string) =>
       Effect.gen(function*() {
         const revision = ulid()
         yield* txRows(tx, sql`
-          INSERT INTO distribution_revisions (id, distribution_id, name, base_path, publication_id)
-          SELECT ${revision}, n.resource_id, n.name, r.base_path, ${publication}
+          INSERT INTO distribution_revisions (id, distribution_id, name, base_path, publication_id, guard)
+          SELECT ${revision}, n.resource_id, n.name, r.base_path, ${publication}, r.guard
           FROM names n JOIN distribution_revisions r ON r.id = n.revision_id WHERE n.kind = 'distribution' AND n.name = ${name}`)
         yield* txRows(tx, sql`UPDATE names SET revision_id = ${revision} WHERE kind = 'distribution' AND name = ${name}`)
       })
     )
   })
 
-const distribute = (name: string, basePath: string, publication: string) =>
-  Effect.zipRight(createNamed("distribution", name, { base_path: basePath }), pointAt(name, publication))
+/**
+ * A new revision of distribution `name` with `guard` (what a PATCH writes; these publications have
+ * no future, so `updateNamed` could not carry them over).
+ */
+const guardAt = (name: string, guard: GuardInput | null) =>
+  Effect.gen(function*() {
+    const db = yield* Db
+    const stored = guard === null ? null : JSON.stringify(storeGuard(guard))
+    yield* db.transaction((tx) =>
+      Effect.gen(function*() {
+        const revision = ulid()
+        yield* txRows(tx, sql`
+          INSERT INTO distribution_revisions (id, distribution_id, name, base_path, publication_id, guard)
+          SELECT ${revision}, n.resource_id, n.name, r.base_path, r.publication_id, ${stored}::jsonb
+          FROM names n JOIN distribution_revisions r ON r.id = n.revision_id WHERE n.kind = 'distribution' AND n.name = ${name}`)
+        yield* txRows(tx, sql`UPDATE names SET revision_id = ${revision} WHERE kind = 'distribution' AND name = ${name}`)
+      })
+    )
+  })
+
+const distribute = (name: string, basePath: string, publication: string, guard?: GuardInput) =>
+  Effect.zipRight(createNamed("distribution", name, { base_path: basePath, guard }), pointAt(name, publication))
 
 // --- HTTP -------------------------------------------------------------------------------------
 
@@ -380,6 +402,29 @@ describe("serving stored files", () => {
     }
     expect(queries - before).toBe(0)
   })
+
+  it("makes no database query for a guarded file either, allowed or refused", async () => {
+    const publication = await run(publish([{ path: "small.txt", bytes: Buffer.from("guarded at steady state\n") }]))
+    await run(distribute("guarded-token", "guarded/token", publication, { type: "token", tokens: ["steady-token"] }))
+    await run(distribute("guarded-signed", "guarded/signed", publication, { type: "signed" }))
+    const signed = await run(signContentPath("guarded-signed", "small.txt", 600, Date.now()))
+    const token = { authorization: "Bearer steady-token" }
+    await until("the guarded distributions to be routed", async () =>
+      (await get("/content/guarded/token/small.txt", token)).status === 200 && (await get(signed.path)).status === 200)
+    const before = queries
+    for (let i = 0; i < 20; i++) {
+      expect((await get("/content/guarded/token/small.txt", token)).status).toBe(200)
+      expect((await request("HEAD", "/content/guarded/token/small.txt", token)).status).toBe(200)
+      expect((await get("/content/guarded/token/small.txt", { ...token, range: "bytes=0-3" })).status).toBe(206)
+      expect((await get(signed.path)).status).toBe(200)
+      expect((await request("HEAD", signed.path)).status).toBe(200)
+      expect((await get(signed.path, { range: "bytes=0-3" })).status).toBe(206)
+      // Refusals pass the notification barrier (on the session), not the pool.
+      expect((await get("/content/guarded/token/small.txt")).status).toBe(401)
+      expect((await get("/content/guarded/signed/small.txt")).status).toBe(403)
+    }
+    expect(queries - before).toBe(0)
+  })
 })
 
 describe("routing follows distribution changes", () => {
@@ -408,6 +453,53 @@ describe("routing follows distribution changes", () => {
       const b = await get(`/content/instant/${i}/only-${i}.txt`)
       expect(b.status, `instant/${i}/only-${i}.txt`).toBe(200)
       expect(b.body.toString()).toBe(`next ${i}`)
+    }
+  })
+})
+
+/**
+ * Runs `f` with the content app's notifications held back: the LISTEN session is kept busy by a
+ * statement, and PostgreSQL delivers a session's notifications only between statements. A change
+ * `f` commits is then not yet announced when `f`'s request arrives (what a client racing the
+ * notification sees, made certain), unless that request passes the notification barrier, which
+ * queues behind the statement and so waits for the change. If the machine is so slow that `f`
+ * only starts after the statement ended, the notification simply arrives first.
+ */
+const withHeldNotifications = async <A>(f: () => Promise<A>): Promise<A> => {
+  const busy = run(Effect.gen(function*() {
+    const session = yield* Session
+    const { client } = yield* session.connected
+    yield* session.queries.withPermits(1)(Effect.promise(() => client.query("SELECT pg_sleep(0.5)")))
+  }))
+  try {
+    return await f()
+  } finally {
+    await busy
+  }
+}
+
+describe("guards follow distribution changes", () => {
+  it("a guard removed, or a key rotated, is honoured by the first request after the change commits", async () => {
+    // The refusal by the old guard is checked again behind the notification barrier.
+    const publication = await run(publish([{ path: "g.txt", bytes: Buffer.from("guarded, then not\n") }]))
+    for (let i = 0; i < 5; i++) {
+      await run(distribute(`unguarding-${i}`, `unguarding/${i}`, publication, { type: "token", tokens: ["tok"] }))
+      expect((await get(`/content/unguarding/${i}/g.txt`)).status, `unguarding/${i} guarded`).toBe(401)
+      const opened = await withHeldNotifications(async () => {
+        await run(guardAt(`unguarding-${i}`, null))
+        return get(`/content/unguarding/${i}/g.txt`)
+      })
+      expect(opened.status, `unguarding/${i} opened`).toBe(200)
+
+      await run(distribute(`rotating-${i}`, `rotating/${i}`, publication, { type: "signed" }))
+      const old = await run(signContentPath(`rotating-${i}`, "g.txt", 600, Date.now()))
+      expect((await get(old.path)).status, `rotating/${i} first key`).toBe(200)
+      const fresh = await withHeldNotifications(async () => {
+        await run(guardAt(`rotating-${i}`, { type: "signed" }))
+        return get((await run(signContentPath(`rotating-${i}`, "g.txt", 600, Date.now()))).path)
+      })
+      expect(fresh.status, `rotating/${i} new key`).toBe(200)
+      expect((await get(old.path)).status, `rotating/${i} old key`).toBe(403)
     }
   })
 })

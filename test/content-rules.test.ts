@@ -1,7 +1,8 @@
 /**
  * The content store's rules that live in the database (drizzle/0004_content_rules.sql, on the
- * tables of drizzle/0003_content.sql): payload rows are immutable, history is never deleted, and a
- * membership row is closed at most once, by a later version. Rows are made the ordinary way (a real
+ * tables of drizzle/0003_content.sql): payload rows and holds are immutable, and a membership row
+ * is closed at most once, by a later version. (What may be deleted, and what the database refuses to
+ * delete while it is held, is test/lifecycle-guards.test.ts.) Rows are made the ordinary way (a real
  * `serve` process: remote, repository, distribution, sync -> publish -> distribute, a modify that
  * removes a file, an upload); then every refused UPDATE and DELETE is tried directly in SQL, each in
  * a transaction that is rolled back, and must fail with the error the trigger raises (SQLSTATE
@@ -26,10 +27,10 @@ const IMMUTABLE = [
   "repository_revisions",
   "repository_versions",
   "resources",
-  "uploads"
+  "task_holds",
+  "uploads",
+  "version_keeps"
 ]
-/** BEFORE DELETE ... EXECUTE FUNCTION cairn_refuse_delete(): history. */
-const KEPT = ["distribution_revisions", "publications", "remote_revisions", "repository_revisions", "repository_versions"]
 
 let server: Server
 let upstream: Upstream
@@ -94,7 +95,9 @@ describe("content rules in the database", () => {
       nodes: {
         sync: { task: "file.sync", params: { repository: "rules", remote: "rules" } },
         publish: { task: "file.publish", params: { version: { $ref: "sync.version" } } },
-        distribute: { task: "distribution.set", params: { distribution: "rules", publication: { $ref: "publish.publication" } } }
+        distribute: { task: "distribution.set", params: { distribution: "rules", publication: { $ref: "publish.publication" } } },
+        // Unsettled while the test runs: it holds the version (task_holds).
+        hold: { task: "debug.sleep", params: { ms: 3_600_000, inputs: [{ $ref: "sync.version" }] } }
       }
     })
     expect(g.status, JSON.stringify(g.body)).toBe(201)
@@ -106,26 +109,23 @@ describe("content rules in the database", () => {
     const up = await fetch(`${server.url}/api/v1/uploads`, { method: "POST", body: "uploaded\n", headers: { "content-type": "application/octet-stream" } })
     expect(up.status).toBe(201)
 
-    for (const t of new Set([...IMMUTABLE, ...KEPT, "repository_content"])) expect(await rowCount(t), t).toBeGreaterThan(0)
+    for (const t of new Set([...IMMUTABLE, "repository_content"])) expect(await rowCount(t), t).toBeGreaterThan(0)
   })
 
   it("every table the migrations guard is guarded, and no other", async () => {
     expect(await guardedBy("cairn_refuse_update", "UPDATE")).toEqual(IMMUTABLE)
-    expect(await guardedBy("cairn_refuse_delete", "DELETE")).toEqual(KEPT)
     expect(await guardedBy("cairn_membership_guard", "UPDATE")).toEqual(["repository_content"])
+    // Deletes are guarded where a foreign key cannot say what holds a row (test/lifecycle-guards.test.ts).
+    expect(await guardedBy("cairn_membership_guard", "DELETE")).toEqual(["repository_content"])
+    expect(await guardedBy("cairn_revision_guard", "DELETE")).toEqual(["distribution_revisions", "remote_revisions", "repository_revisions"])
+    expect(await guardedBy("cairn_publication_guard", "DELETE")).toEqual(["publications"])
+    expect(await guardedBy("cairn_head_guard", "DELETE")).toEqual(["repository_heads"])
   })
 
   it.each(IMMUTABLE)("refuses any UPDATE of %s, even one that changes nothing", async (table) => {
     const col = await firstColumn(table)
     const err = await attempt(`UPDATE "${table}" SET "${col}" = "${col}" WHERE ctid = (SELECT ctid FROM "${table}" LIMIT 1)`)
     expect(err).toEqual({ code: "CA001", message: `${table} rows are immutable` })
-  })
-
-  it.each(KEPT)("refuses to DELETE %s rows", async (table) => {
-    const before = await rowCount(table)
-    const err = await attempt(`DELETE FROM "${table}" WHERE ctid = (SELECT ctid FROM "${table}" LIMIT 1)`)
-    expect(err).toEqual({ code: "CA001", message: `${table} rows are never deleted` })
-    expect(await rowCount(table)).toBe(before)
   })
 
   it("repository_content: a membership row is closed once, by a later version, and never otherwise changed", async () => {

@@ -175,7 +175,7 @@ describe("engine basics", () => {
     expect(err.message).toMatch(/settled future is immutable/)
   })
 
-  it("the guards refuse every change but settling, and every delete", async () => {
+  it("the guards refuse every change but settling, and deleting unsettled work or what history still references", async () => {
     const refusals = await run(Effect.gen(function*() {
       const db = yield* Db
       const refusal = (q: SQL) => db.rows(q).pipe(Effect.flip, Effect.map((e) => e.message))
@@ -200,16 +200,21 @@ describe("engine basics", () => {
       yield* waitSettled(b.outputs.result!)
       const settled = {
         taskError: yield* refusal(sql`UPDATE tasks SET error = '{}' WHERE id = ${a.task}`),
-        futureState: yield* refusal(sql`UPDATE futures SET state = 'failed' WHERE id = ${a.outputs.result}`)
+        futureState: yield* refusal(sql`UPDATE futures SET state = 'failed' WHERE id = ${a.outputs.result}`),
+        // Settled, but b's input edge (history) references a's future, and a's future its task.
+        settledFutureDelete: yield* refusal(sql`DELETE FROM futures WHERE id = ${a.outputs.result}`),
+        settledTaskDelete: yield* refusal(sql`DELETE FROM tasks WHERE id = ${a.task}`)
       }
       return { ...pending, ...settled }
     }))
     expect(refusals.futureValue).toMatch(/is pending: it may change only by settling/)
     expect(refusals.futureIdentity).toMatch(/only its settlement may be written/)
-    expect(refusals.futureDelete).toMatch(/futures are immutable/)
+    expect(refusals.futureDelete).toMatch(/is pending: only a settled future may be deleted/)
     expect(refusals.taskParams).toMatch(/identity and params are immutable/)
     expect(refusals.taskNode).toMatch(/identity and params are immutable/)
-    expect(refusals.taskDelete).toMatch(/cannot be deleted/)
+    expect(refusals.taskDelete).toMatch(/is blocked: only a settled task may be deleted/)
+    expect(refusals.settledFutureDelete).toMatch(/violates foreign key constraint .* on table "task_inputs"/)
+    expect(refusals.settledTaskDelete).toMatch(/violates foreign key constraint .* on table "futures"/)
     expect(refusals.taskError).toMatch(/already succeeded: a settled task is immutable/)
     expect(refusals.futureState).toMatch(/already resolved: a settled future is immutable/)
   })

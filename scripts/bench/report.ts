@@ -14,7 +14,7 @@ import { benchDir } from "./lib/report.js"
 import { renderMarkdown } from "./lib/table.js"
 import { type Published, targetsTable } from "./lib/targets.js"
 
-const BENCHES = ["tasking", "throughput", "dag", "content", "gc", "sync"] as const
+const BENCHES = ["tasking", "throughput", "dag", "content", "gc", "sync", "churn"] as const
 
 const section = async (name: string) => {
   const file = path.join(benchDir, `${name}.md`)

@@ -33,6 +33,8 @@ const errorSchema = <E extends Fields & { readonly _tag: string }>(
 
 export class BadRequest extends Data.TaggedError("BadRequest")<Fields> {}
 export class Unauthorized extends Data.TaggedError("Unauthorized")<Fields> {}
+/** A token that is valid but may not do this (a `:read` token on anything but GET). */
+export class Forbidden extends Data.TaggedError("Forbidden")<Fields> {}
 export class NotFoundError extends Data.TaggedError("NotFoundError")<Fields> {}
 export class ConflictError extends Data.TaggedError("ConflictError")<Fields> {}
 export class PreconditionFailedError extends Data.TaggedError("PreconditionFailedError")<Fields> {}
@@ -43,6 +45,7 @@ export class ServiceUnavailable extends Data.TaggedError("ServiceUnavailable")<F
 
 export const BadRequestSchema = errorSchema(BadRequest, "bad_request", 400, "BadRequest")
 export const UnauthorizedSchema = errorSchema(Unauthorized, "unauthorized", 401, "Unauthorized")
+export const ForbiddenSchema = errorSchema(Forbidden, "forbidden", 403, "Forbidden")
 export const NotFoundSchema = errorSchema(NotFoundError, "not_found", 404, "NotFound")
 export const ConflictSchema = errorSchema(ConflictError, "conflict", 409, "Conflict")
 export const PreconditionFailedSchema = errorSchema(PreconditionFailedError, "precondition_failed", 412, "PreconditionFailed")
@@ -54,6 +57,7 @@ export const ServiceUnavailableSchema = errorSchema(ServiceUnavailable, "unavail
 export type ApiError =
   | BadRequest
   | Unauthorized
+  | Forbidden
   | NotFoundError
   | ConflictError
   | PreconditionFailedError

@@ -4,6 +4,7 @@
  */
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { type Context, Schema } from "effect"
+import { GUARD_TOKEN, MAX_GUARD_TOKENS, MAX_SIGNED_SECONDS } from "../content/guards.js"
 import { Authorization } from "./auth.js"
 import { strict } from "./schemas.js"
 
@@ -20,7 +21,17 @@ const revisionBase = {
   created_at: Schema.String
 }
 
-export const RepositoryFields = { description: Schema.optional(Schema.NullOr(Schema.String.pipe(Schema.maxLength(10_000)))) }
+const RetainVersions = Schema.NullOr(Schema.Int.pipe(Schema.between(1, 2_147_483_647))).annotations({
+  description: "Keep the newest N versions (N >= 1); null keeps every version (the default). When a version is cut, or " +
+    "this is lowered, older versions beyond the newest N are released: gone from the version list and reclaimed by the " +
+    "next orphans.cleanup, except those still held (served by a live distribution, used by an unsettled task), which " +
+    "are released when their last holder lets go. The latest version is always kept."
+})
+
+export const RepositoryFields = {
+  description: Schema.optional(Schema.NullOr(Schema.String.pipe(Schema.maxLength(10_000)))),
+  retain_versions: Schema.optional(RetainVersions)
+}
 /**
  * A nullable, optional setting whose error says what is expected and never echoes the value sent
  * (for secrets; the others follow suit), and whose description the OpenAPI document carries.
@@ -101,15 +112,57 @@ export const RemoteFields = {
   download_concurrency: Schema.optional(Schema.Int.pipe(Schema.between(1, 64))),
   ...RemoteSettingsFields
 }
+const GuardToken = Schema.String.pipe(Schema.pattern(GUARD_TOKEN))
+
+const GUARD_SHAPE = `guard must be null, { "type": "signed" } or { "type": "token", "tokens": [...] } with 1 to ${MAX_GUARD_TOKENS} ` +
+  "tokens of 1 to 1024 visible ASCII characters without spaces (the value given is not repeated: it may hold secrets)"
+
+export const GuardInput = Schema.Union(
+  Schema.Struct({
+    type: Schema.Literal("token"),
+    tokens: Schema.Array(GuardToken).pipe(Schema.minItems(1), Schema.maxItems(MAX_GUARD_TOKENS))
+  }).annotations({
+    identifier: "TokenGuardInput",
+    description: "A content request needs `authorization: Bearer <token>` (or basic auth with the token as the password) " +
+      "with one of these tokens; otherwise 401. The tokens are secrets: stored as SHA-256 digests, never returned."
+  }),
+  Schema.Struct({ type: Schema.Literal("signed") }).annotations({
+    identifier: "SignedGuardInput",
+    description: "A content request needs `?expires=<unix seconds>&signature=<hex>` made by POST /distributions/{name}/sign; " +
+      "otherwise (also when expired, or signed for another path) 403. Each time it is given, a new signing key is " +
+      "drawn: giving it again rotates the key and voids every URL signed before."
+  })
+)
+
+export const GuardView = Schema.Union(
+  Schema.Struct({
+    type: Schema.Literal("token"),
+    token_count: Schema.Number.annotations({ description: "how many distinct tokens open it (the tokens are never shown)" })
+  }).annotations({ identifier: "TokenGuard" }),
+  Schema.Struct({ type: Schema.Literal("signed") }).annotations({ identifier: "SignedGuard" })
+)
+
 export const DistributionFields = {
   base_path: Schema.String.pipe(Schema.maxLength(256)),
-  publication: Schema.optional(Schema.NullOr(Schema.String))
+  publication: Schema.optional(Schema.NullOr(Schema.String)),
+  // One message for any bad guard, and `exact` (no `| undefined` member): Schema's own messages
+  // would quote the value given ("Expected null, actual {...}"), tokens included, in the 400 answer.
+  guard: Schema.optionalWith(
+    Schema.NullOr(GuardInput).annotations({ message: () => ({ message: GUARD_SHAPE, override: true }) }),
+    { exact: true }
+  ).annotations({
+    description: "Who may read the content under the base path: null (default) anyone. A PATCH without `guard` keeps it; " +
+      "`null` removes it. Checked by the content app from memory, with no database query."
+  })
 }
 
 export const viewOf = <V extends Schema.Struct.Fields>(identifier: string, view: V) =>
   Schema.Struct({ ...revisionBase, ...view }).annotations({ identifier })
 
-export const RepositoryView = viewOf("RepositoryRevision", { description: Schema.NullOr(Schema.String) })
+export const RepositoryView = viewOf("RepositoryRevision", {
+  description: Schema.NullOr(Schema.String),
+  retain_versions: RetainVersions
+})
 const shown = <S extends Schema.Schema.AnyNoContext>(s: S, description: string) => s.annotations({ description })
 
 export const RemoteView = viewOf("RemoteRevision", {
@@ -131,8 +184,32 @@ export const RemoteView = viewOf("RemoteRevision", {
 })
 export const DistributionView = viewOf("DistributionRevision", {
   base_path: Schema.String,
-  publication: Schema.NullOr(Schema.String)
+  publication: Schema.NullOr(Schema.String).annotations({
+    description: "The publication future this revision serves (or served). The current revision's publication is held by " +
+      "the distribution; an old revision only records it."
+  }),
+  publication_released: Schema.Boolean.annotations({
+    description: "True on an old revision whose publication has since been released (nothing served or used it any more) " +
+      "and reclaimed: `publication` is then the future id it had, kept as history; the publication itself no longer " +
+      "exists. Always false on the current revision."
+  }),
+  guard: Schema.NullOr(GuardView).annotations({ description: "that a guard is set, and which kind (never its secrets)" })
 })
+
+export const SignRequest = Schema.Struct({
+  path: Schema.String.pipe(Schema.maxLength(1024)).annotations({
+    description: "the file's relative path inside the distribution (like dir/file.txt), unencoded"
+  }),
+  expires_in_seconds: Schema.Int.pipe(Schema.between(1, MAX_SIGNED_SECONDS)).annotations({
+    description: `how long the URL opens the file: 1 to ${MAX_SIGNED_SECONDS} seconds (a year)`
+  })
+}).annotations({ ...strict, identifier: "SignRequest" })
+
+export const SignedUrl = Schema.Struct({
+  url: Schema.String.annotations({ description: "the URL, on the address the request was sent to" }),
+  path: Schema.String.annotations({ description: "the same URL without its origin, for clients that reach the content app elsewhere" }),
+  expires: Schema.Number.annotations({ description: "unix seconds: the URL is refused (403) from then on" })
+}).annotations({ identifier: "SignedUrl" })
 
 /** An OpenAPI description per operation of a named group (optional). */
 export type NamedGroupDocs = Partial<Record<"create" | "list" | "get" | "revisions" | "update" | "delete", string>>
@@ -145,7 +222,8 @@ export const makeGroup = <G extends string, P extends string, F extends Schema.S
   docs: NamedGroupDocs = {}
 ) => {
   const Create = Schema.Struct({ name: Name, ...fields }).annotations({ ...strict, identifier: `${group}Create` })
-  // exact: a JSON body has no `undefined`, and an error must not list it as an alternative.
+  // exact: a JSON body has no `undefined`, and an error must not list it as an alternative (nor
+  // quote a refused value, secrets included: see `guard`).
   const Patch = Schema.partialWith(Schema.Struct(fields), { exact: true }).annotations({ ...strict, identifier: `${group}Patch` })
   const doc = <E extends { annotate<I, S>(tag: Context.Tag<I, S>, value: S): E }>(op: keyof NamedGroupDocs, e: E): E =>
     docs[op] === undefined ? e : e.annotate(OpenApi.Description, docs[op]!)
@@ -159,8 +237,18 @@ export const makeGroup = <G extends string, P extends string, F extends Schema.S
       HttpApiEndpoint.patch("update", `/${plural}/:name`).setPath(NamePath).setHeaders(IfMatch).setPayload(Patch)
         .addSuccess(View, { status: 201 })
     ))
-    .add(doc("delete", HttpApiEndpoint.del("delete", `/${plural}/:name`).setPath(NamePath).addSuccess(HttpApiSchema.NoContent)))
+    .add(doc("delete", HttpApiEndpoint.del("delete", `/${plural}/:name`).setPath(NamePath).addSuccess(HttpApiSchema.NoContent).annotate(
+      OpenApi.Description,
+      "Frees the name; queued tasks that hold the old revision id still run. " + (deleteEffect[group as string] ?? "")
+    )))
     .middleware(Authorization)
+}
+
+const deleteEffect: Record<string, string> = {
+  repositories: "The repository's versions are released (except those still held: served by a live distribution, used by " +
+    "an unsettled task, until their last holder lets go); orphans.cleanup reclaims their rows and bytes.",
+  remotes: "Content synced from it keeps its sources until it is reclaimed.",
+  distributions: "The publication it served is released unless its repository keeps the version or something else holds it."
 }
 
 export const VersionView = Schema.Struct({
@@ -168,8 +256,18 @@ export const VersionView = Schema.Struct({
   number: Schema.Number,
   content_count: Schema.Number,
   future: Schema.NullOr(Schema.String).annotations({ description: "the future this version resolved (null for version 0)" }),
-  created_at: Schema.String
+  created_at: Schema.String,
+  held_by: Schema.Array(Schema.String).annotations({
+    description: "What holds this version (never empty: a version nothing holds is released and not shown): " +
+      "\"repository (retained)\" (retain_versions keeps it), \"repository (latest version)\", " +
+      "\"distribution <name>\" (serves one of its publications), \"task <id>\" (an unsettled task uses it or one of its publications)."
+  })
 }).annotations({ identifier: "RepositoryVersion" })
+
+export const PruneSubmitted = Schema.Struct({
+  graph: Schema.String,
+  task: Schema.String.annotations({ description: "the repository.prune task; its `report` output says what was released and what is still held" })
+}).annotations({ identifier: "PruneSubmitted" })
 
 export const ContentUnitView = Schema.Struct({
   id: Schema.String,
@@ -195,10 +293,39 @@ const ContentQuery = Schema.Struct({
 })
 
 export const RepositoriesGroup = makeGroup("repositories", "repositories", RepositoryFields, RepositoryView)
-  .add(HttpApiEndpoint.get("versions", "/repositories/:name/versions").setPath(NamePath).addSuccess(Schema.Array(VersionView)))
+  .add(
+    HttpApiEndpoint.get("versions", "/repositories/:name/versions").setPath(NamePath).addSuccess(Schema.Array(VersionView))
+      .annotate(OpenApi.Description, "The versions something holds, newest first; a released version is gone from here at once.")
+  )
+  .add(
+    HttpApiEndpoint.get("version", "/repositories/:name/versions/:number").setPath(VersionPath).addSuccess(VersionView)
+      .annotate(OpenApi.Description, "404 for a version that does not exist or was released.")
+  )
+  .add(
+    HttpApiEndpoint.del("deleteVersion", "/repositories/:name/versions/:number").setPath(VersionPath)
+      .addSuccess(PruneSubmitted, { status: 202 })
+      .annotate(
+        OpenApi.Description,
+        "Submits a repository.prune task releasing this version (ordered with the repository's syncs and modifies) and " +
+          "answers its graph and task. The task fails with `in_use` if a live distribution serves the version; the latest " +
+          "version, and one an unsettled task uses, are reported held instead. 404 for an unknown repository or a version " +
+          "that does not exist or was released already."
+      )
+  )
   .add(
     HttpApiEndpoint.get("content", "/repositories/:name/versions/:number/content").setPath(VersionPath).setUrlParams(ContentQuery)
-      .addSuccess(ContentPage)
+      .addSuccess(ContentPage).annotate(OpenApi.Description, "404 for a version that does not exist or was released.")
   )
 export const RemotesGroup = makeGroup("remotes", "remotes", RemoteFields, RemoteView)
 export const DistributionsGroup = makeGroup("distributions", "distributions", DistributionFields, DistributionView)
+  .add(
+    HttpApiEndpoint.post("sign", "/distributions/:name/sign").setPath(NamePath).setPayload(SignRequest).addSuccess(SignedUrl)
+      .annotate(OpenApi.Summary, "A signed URL for one file of a distribution with a signed guard")
+      .annotate(
+        OpenApi.Description,
+        "Signs the distribution, the relative path (as the content app decodes it from a URL) and the expiry with the " +
+          "distribution's key, using the server's clock. The URL opens that one path until it expires, whatever the " +
+          "distribution serves by then; another path, another distribution, a changed expiry or a rotated key: 403. " +
+          "Writes nothing. A distribution without a signed guard: 409."
+      )
+  )

@@ -4,6 +4,7 @@
  */
 import * as Options from "@effect/cli/Options"
 import { Console, Data, Effect, Option } from "effect"
+import * as fs from "node:fs/promises"
 import { type CairnClientShape, DEFAULT_URL, layer } from "../client/effect.js"
 import { CairnClient } from "../client/effect.js"
 
@@ -99,3 +100,17 @@ export const parseDuration = (raw: string, option: string): Effect.Effect<number
   }
   return Effect.succeed(parts.reduce((sum, p) => sum + Number(p[1]) * UNITS[p[2]!]!, 0))
 }
+
+const readAll = async (stream: NodeJS.ReadableStream) => {
+  const chunks: Array<Buffer> = []
+  for await (const chunk of stream) chunks.push(Buffer.from(chunk as Uint8Array))
+  return Buffer.concat(chunks).toString("utf8")
+}
+
+/** A file's text (stdin for "-"), or one sentence naming the file and why it cannot be read. */
+export const readText = (file: string, what = file === "-" ? "stdin" : file) =>
+  Effect.tryPromise({
+    try: () => (file === "-" ? readAll(process.stdin) : fs.readFile(file, "utf8")),
+    catch: (e) =>
+      new CliError({ message: `cannot read ${what}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}` })
+  })

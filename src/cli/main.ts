@@ -16,6 +16,7 @@ import { createRequire } from "node:module"
 import { dagCommand } from "./commands/dag.js"
 import { graphCommands } from "./commands/graphs.js"
 import { inspectCommands } from "./commands/inspect.js"
+import { purgeCommand } from "./commands/lifecycle.js"
 import { namedCommands } from "./commands/named.js"
 import { processCommands } from "./commands/processes.js"
 import { scheduleCommands } from "./commands/schedule.js"
@@ -32,7 +33,8 @@ export const cairn = group("cairn", "An immutable-resource content store with fu
   dagCommand,
   ...namedCommands,
   scheduleCommands,
-  uploadCommand
+  uploadCommand,
+  purgeCommand
 ])
 
 const cli = Command.run(cairn, {

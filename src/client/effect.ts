@@ -63,6 +63,7 @@ export const layer = (opts: ClientOptions): Layer.Layer<CairnClient> =>
 const declared: Record<string, number> = {
   BadRequest: 400,
   Unauthorized: 401,
+  Forbidden: 403,
   NotFoundError: 404,
   ConflictError: 409,
   PreconditionFailedError: 412,

@@ -9,6 +9,7 @@ import { Data } from "effect"
 export type CairnErrorCode =
   | "bad_request"
   | "unauthorized"
+  | "forbidden"
   | "not_found"
   | "conflict"
   | "precondition_failed"
@@ -36,6 +37,8 @@ const codeOfStatus = (status: number): CairnErrorCode => {
       return "bad_request"
     case 401:
       return "unauthorized"
+    case 403:
+      return "forbidden"
     case 404:
       return "not_found"
     case 409:

@@ -11,6 +11,7 @@
  */
 import { FetchHttpClient } from "@effect/platform"
 import { Cause, Effect, Exit, type Schema } from "effect"
+import type { SignedUrl as SignedUrlSchema } from "../api/named-groups.js"
 import type * as S from "../api/schemas.js"
 import { type ClientOptions, DEFAULT_URL, makeCairnClient } from "./effect.js"
 import { CairnError } from "./errors.js"
@@ -44,6 +45,7 @@ export type RemoteRevision = ViewOf<"remotes">
 export type DistributionRevision = ViewOf<"distributions">
 /** A schedule's revision; `next_run` and `last_*` are on its current revision only. */
 export type ScheduleRevision = ViewOf<"schedules">
+export type SignedUrl = Schema.Schema.Type<typeof SignedUrlSchema>
 
 export interface Cancelable {
   /** Stop waiting: the promise rejects with code `aborted` (the work itself goes on). */
@@ -131,13 +133,33 @@ export const createClient = (opts: Partial<ClientOptions> = {}) => {
 
     repositories: {
       ...promised("repositories"),
+      /** The versions something holds, newest first (released ones are gone at once). */
       versions: (name: string) => run(client.call((api) => api.repositories.versions({ path: { name } }))),
+      /** One version; rejects with code not_found once it is released. */
+      version: (name: string, version: number) => run(client.call((api) => api.repositories.version({ path: { name, number: version } }))),
+      /**
+       * Release one version: submits a repository.prune task and resolves with its graph and task
+       * (await the task's `report` output for what was released and what is still held).
+       */
+      deleteVersion: (name: string, version: number) =>
+        run(client.call((api) => api.repositories.deleteVersion({ path: { name, number: version } }))),
       /** One page of a version's content; pass `next` back as `after`. */
       content: (name: string, version: number, page: { readonly after?: string; readonly limit?: number } = {}) =>
         run(client.call((api) => api.repositories.content({ path: { name, number: version }, urlParams: page })))
     },
     remotes: promised("remotes"),
-    distributions: promised("distributions"),
+    distributions: {
+      ...promised("distributions"),
+      /**
+       * A signed URL for `path` (relative, unencoded) of a distribution with a signed guard, valid
+       * `expiresInSeconds`; `url` is on this client's server address.
+       */
+      sign: (name: string, path: string, expiresInSeconds: number): Promise<SignedUrl> =>
+        run(Effect.map(
+          client.call((api) => api.distributions.sign({ path: { name }, payload: { path, expires_in_seconds: expiresInSeconds } })),
+          (signed) => ({ ...signed, url: client.url + signed.path })
+        ))
+    },
     /** Graphs submitted at each tick of a cron expression, once across the cluster. */
     schedules: {
       ...promised("schedules"),

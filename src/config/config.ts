@@ -26,6 +26,12 @@ export type StorageConfig =
     } | undefined
   }
 
+/** One entry of CAIRN_API_TOKENS: `<token>` (may do everything) or `<token>:read` (GET only). */
+export interface ApiToken {
+  readonly token: Redacted.Redacted<string>
+  readonly scope: "all" | "read"
+}
+
 export interface CairnConfigShape {
   /** `DATABASE_URL`; `None` means "start or join the embedded PostgreSQL of `dataDir`". */
   readonly databaseUrl: Option.Option<Redacted.Redacted<string>>
@@ -43,7 +49,7 @@ export interface CairnConfigShape {
   readonly reapInterval: Duration.Duration
   /** The safety-net poll: LISTEN/NOTIFY wakes workers; this only covers a lost notification. */
   readonly pollInterval: Duration.Duration
-  readonly apiTokens: ReadonlyArray<Redacted.Redacted<string>>
+  readonly apiTokens: ReadonlyArray<ApiToken>
   readonly poolSize: number
   /** How long a database statement may wait for its answer before it fails (0: no limit); see src/db/client.ts. */
   readonly dbQueryTimeout: Duration.Duration
@@ -66,6 +72,11 @@ export interface CairnConfigShape {
   readonly downloadConcurrency: number
   /** orphans.cleanup keeps orphans younger than this unless its params say otherwise. */
   readonly orphanProtection: Duration.Duration
+  /**
+   * `CAIRN_HISTORY_RETENTION_SECONDS`: when set, worker processes purge history older than this
+   * periodically (one purge at a time across the cluster); unset (the default): never automatically.
+   */
+  readonly historyRetention: Option.Option<Duration.Duration>
   /** A client must send its request headers within this long. */
   readonly httpHeadersTimeout: Duration.Duration
   /** A connection with no traffic for this long is closed (must exceed the 60 s long-poll). */
@@ -166,6 +177,32 @@ const contentRedirect = Config.all({
     : Either.right(seconds)
 ))
 
+/**
+ * CAIRN_API_TOKENS: comma-separated `<token>` or `<token>:read` entries. Any other `:` suffix is
+ * refused rather than read as part of a token: a misspelt scope (`:raed`) must not quietly make a
+ * token that may do everything. Messages name the entry by position, never by its text.
+ */
+const apiTokens: Config.Config<ReadonlyArray<ApiToken>> = Config.string("CAIRN_API_TOKENS").pipe(
+  Config.withDefault(""),
+  Config.mapOrFail((s) => {
+    const entries = s.split(",").map((t) => t.trim()).filter((t) => t.length > 0)
+    const tokens: Array<ApiToken> = []
+    for (const [i, entry] of entries.entries()) {
+      const colon = entry.lastIndexOf(":")
+      const token = colon < 0 ? entry : entry.slice(0, colon)
+      const scope = colon < 0 ? "all" : entry.slice(colon + 1)
+      if (colon >= 0 && scope !== "read") {
+        return Either.left(invalid("CAIRN_API_TOKENS", `CAIRN_API_TOKENS entry ${i + 1} has an unknown scope: write <token> (everything) or <token>:read (GET only)`))
+      }
+      if (token === "" || token.includes(":")) {
+        return Either.left(invalid("CAIRN_API_TOKENS", `CAIRN_API_TOKENS entry ${i + 1} is not <token> or <token>:read (a token has no ':' and is not empty)`))
+      }
+      tokens.push({ token: Redacted.make(token), scope: scope === "read" ? "read" : "all" })
+    }
+    return Either.right(tokens)
+  })
+)
+
 /** CAIRN_SECRET_KEY: comma-separated keys of at least 32 characters each (never echoed in a message). */
 const secretKeys = Config.redacted("CAIRN_SECRET_KEY").pipe(
   Config.withDefault(Redacted.make("")),
@@ -195,12 +232,7 @@ export const cairnConfig: Config.Config<CairnConfigShape> = Config.all({
   heartbeatTimeout: millis("CAIRN_HEARTBEAT_TIMEOUT_MS", 15_000),
   reapInterval: millis("CAIRN_REAP_INTERVAL_MS", 1_000),
   pollInterval: millis("CAIRN_POLL_INTERVAL_MS", 10_000),
-  apiTokens: Config.string("CAIRN_API_TOKENS").pipe(
-    Config.withDefault(""),
-    Config.map((s) =>
-      s.split(",").map((t) => t.trim()).filter((t) => t.length > 0).map((t) => Redacted.make(t))
-    )
-  ),
+  apiTokens: apiTokens,
   poolSize: positiveInt("CAIRN_DB_POOL_SIZE", 10).pipe(
     Config.validate({ message: "CAIRN_DB_POOL_SIZE must be at least 2", validation: (n) => n >= 2 })
   ),
@@ -223,6 +255,12 @@ export const cairnConfig: Config.Config<CairnConfigShape> = Config.all({
     Config.validate({ message: "CAIRN_DOWNLOAD_CONCURRENCY must be from 1 to 64", validation: (n) => n >= 1 && n <= 64 })
   ),
   orphanProtection: positiveInt("CAIRN_ORPHAN_PROTECTION_SECONDS", 86_400).pipe(Config.map(Duration.seconds)),
+  historyRetention: Config.option(
+    Config.integer("CAIRN_HISTORY_RETENTION_SECONDS").pipe(
+      Config.validate({ message: "CAIRN_HISTORY_RETENTION_SECONDS must be a whole number of seconds >= 0", validation: (n) => n >= 0 }),
+      Config.map(Duration.seconds)
+    )
+  ),
   httpHeadersTimeout: millis("CAIRN_HTTP_HEADERS_TIMEOUT_MS", 20_000),
   httpIdleTimeout: millis("CAIRN_HTTP_IDLE_TIMEOUT_MS", 120_000),
   contentCacheBytes: positiveInt("CAIRN_CONTENT_CACHE_BYTES", 64 * 1024 * 1024),

@@ -1,13 +1,17 @@
 /**
- * Orphan cleanup: delete the content units and artifacts that nothing owns and that are older than
- * a protection window, while syncs, uploads and publishes go on beside it.
+ * Orphan cleanup: reclaim what was released (versions, publications and membership rows nothing
+ * holds any more: lifecycle/reclaim.ts), drop the bytes of the repositories asked for whose remotes
+ * can serve them again (lifecycle/demote.ts), then delete the content units and artifacts that
+ * nothing owns and that are older than a protection window, while syncs, uploads and publishes go
+ * on beside it.
  *
  * Owners (src/content/artifacts.ts has the artifact side in full):
- * - a content unit is owned by any `repository_content` row (versions are never deleted, so any
- *   membership ever), or by an unsettled `repository.modify` whose `params.add` lists its id;
+ * - a content unit is owned by any `repository_content` row (which some version holds: the rows
+ *   only released versions held went in the first step), or by an unsettled task that holds it
+ *   (`task_holds`: a `repository.modify` adding or removing it, from its submission);
  * - an artifact is owned by `content_artifacts`, a publication's manifest, an `uploads` row (the
  *   expired ones are deleted first, so the remaining ones are unexpired), `task_artifacts` (an
- *   unsettled task using it), or an unsettled `repository.modify` adding `{ "artifact": id }`.
+ *   unsettled task using it), or `task_holds` (a `repository.modify` adding `{ "artifact": id }`).
  *
  * How it stays out of everyone's way:
  * - Batches of a thousand, one short transaction each; candidates are locked `FOR UPDATE SKIP
@@ -30,23 +34,29 @@
  * the transaction, the bytes and the tombstone deleted after it), FILE_CONCURRENCY at a time and,
  * for the deletes, while the next batch runs.
  *
- * Demotion (keeping an on-demand unit but dropping its bytes) is not done: an orphan unit is
- * deleted whole, and a unit in a version keeps its artifact, because the content app remembers
- * that a file is stored once it has served it. `demoted` is in the report for when it is.
+ * Demotion happens only for the repositories a run names (`reclaim`); an orphan unit is deleted
+ * whole, with its sources.
  */
 import { sql } from "drizzle-orm"
-import { Effect, ExecutionStrategy, Exit, Fiber, Layer, Option, Scope } from "effect"
+import { Effect, ExecutionStrategy, Exit, Fiber, Layer, Scope } from "effect"
 import { Counter } from "prom-client"
-import { Db, type DbError, type Tx, txRows } from "../db/client.js"
+import { Db, type Tx, txRows } from "../db/client.js"
+import { deleteUnlessReferenced, pages } from "../db/referenced.js"
 import { metricsRegistry } from "../engine/metrics.js"
 import { digestSession, withDigestSession } from "./artifacts.js"
+import { demote } from "./lifecycle/demote.js"
+import { reclaimReleased } from "./lifecycle/reclaim.js"
 import { ArtifactStorage } from "./storage.js"
 
 export interface CleanupReport {
+  readonly publications: number
+  readonly repository_versions: number
+  readonly membership_rows: number
   readonly content_units: number
   readonly artifacts: number
   readonly bytes_freed: number
   readonly uploads_expired: number
+  /** Units whose bytes were dropped (`reclaim`), kept to be fetched again on demand. */
   readonly demoted: number
   readonly duration_ms: number
 }
@@ -58,6 +68,8 @@ export interface CleanupOptions {
   readonly batchSize?: number | undefined
   /** Called after every batch with the number of rows deleted so far. */
   readonly progress?: ((deleted: number) => Effect.Effect<void>) | undefined
+  /** Repositories (resource ids) whose bytes a remote can serve again are dropped (lifecycle/demote.ts). */
+  readonly reclaim?: ReadonlyArray<string> | undefined
 }
 
 /**
@@ -75,9 +87,6 @@ const DEFAULT_BATCH = 1000
  */
 const FILE_CONCURRENCY = 4
 
-/** SQLSTATE foreign_key_violation: something references the row now. */
-const FK_VIOLATION = "23503"
-
 // ---------------------------------------------------------------------------------------------
 // Ownership predicates
 // ---------------------------------------------------------------------------------------------
@@ -91,14 +100,16 @@ const FK_VIOLATION = "23503"
 
 /** For a content unit `u`, on the page after `after`. */
 const unitUnowned = (after: string) =>
-  sql`NOT EXISTS (SELECT 1 FROM repository_content rc WHERE rc.content_id = u.id AND rc.content_id > ${after})`
+  sql`NOT EXISTS (SELECT 1 FROM repository_content rc WHERE rc.content_id = u.id AND rc.content_id > ${after})
+  AND NOT EXISTS (SELECT 1 FROM task_holds th WHERE th.content_id = u.id)`
 
 /** For an artifact `a`; `after` bounds the owners read (any lower bound of the `a.id`s looked at). */
 const artifactUnowned = (after: string) =>
   sql`NOT EXISTS (SELECT 1 FROM content_artifacts ca WHERE ca.artifact_id = a.id AND ca.artifact_id > ${after})
   AND NOT EXISTS (SELECT 1 FROM publications pb WHERE pb.manifest_artifact_id = a.id AND pb.manifest_artifact_id > ${after})
   AND NOT EXISTS (SELECT 1 FROM uploads up WHERE up.artifact_id = a.id AND up.artifact_id > ${after})
-  AND NOT EXISTS (SELECT 1 FROM task_artifacts ta WHERE ta.artifact_id = a.id AND ta.artifact_id > ${after})`
+  AND NOT EXISTS (SELECT 1 FROM task_artifacts ta WHERE ta.artifact_id = a.id AND ta.artifact_id > ${after})
+  AND NOT EXISTS (SELECT 1 FROM task_holds th WHERE th.artifact_id = a.id)`
 
 /**
  * Keep the planner to merge joins or index probes in this transaction: hashing an owner table's
@@ -107,68 +118,7 @@ const artifactUnowned = (after: string) =>
  */
 const linearPlans = (tx: Tx) => txRows(tx, sql`SET LOCAL enable_hashjoin = off`)
 
-interface Pending {
-  readonly units: ReadonlySet<string>
-  readonly artifacts: ReadonlySet<string>
-}
-
-/**
- * What unsettled `repository.modify` tasks are about to add: unit ids and uploaded artifact ids.
- * Read once per batch, after its rows are locked (so as late as possible), and matched in memory:
- * joined per candidate in SQL it was a nested loop over every pending element for every row.
- */
-const pendingAdds = (tx: Tx) =>
-  Effect.map(
-    txRows<{ units: Array<string>; artifacts: Array<string> }>(tx, sql`
-      SELECT coalesce(array_agg(e #>> '{}') FILTER (WHERE jsonb_typeof(e) = 'string'), '{}') AS units,
-             coalesce(array_agg(e ->> 'artifact') FILTER (WHERE jsonb_typeof(e) = 'object' AND e ? 'artifact'), '{}') AS artifacts
-      FROM tasks t
-      CROSS JOIN LATERAL jsonb_array_elements(
-        CASE WHEN jsonb_typeof(t.params->'add') = 'array' THEN t.params->'add' ELSE '[]'::jsonb END) AS e
-      WHERE t.state IN ('blocked', 'ready', 'running') AND t.kind = 'repository.modify'`),
-    ([r]): Pending => ({ units: new Set(r?.units ?? []), artifacts: new Set(r?.artifacts ?? []) })
-  )
-
 const ids = (xs: ReadonlyArray<string>) => sql`${sql.param([...xs])}::text[]`
-
-// ---------------------------------------------------------------------------------------------
-// The foreign-key safety net
-// ---------------------------------------------------------------------------------------------
-
-/** `body` inside a savepoint; None (and rolled back) if it violated a foreign key. */
-const unlessReferenced = <A>(tx: Tx, body: Effect.Effect<A, DbError>): Effect.Effect<Option.Option<A>, DbError> =>
-  Effect.gen(function*() {
-    yield* txRows(tx, sql`SAVEPOINT cleanup_row`)
-    const out = yield* Effect.either(body)
-    if (out._tag === "Right") {
-      yield* txRows(tx, sql`RELEASE SAVEPOINT cleanup_row`)
-      return Option.some(out.right)
-    }
-    if (out.left.code !== FK_VIOLATION) return yield* Effect.fail(out.left)
-    yield* txRows(tx, sql`ROLLBACK TO SAVEPOINT cleanup_row`)
-    return Option.none()
-  })
-
-/**
- * Delete `candidates` with `del` (which returns what it deleted): all at once, or, if that
- * violates a foreign key, each half the same way, down to single rows, which are kept. A few
- * rows referenced meanwhile in a batch of a thousand cost a few dozen statements, not a thousand.
- */
-const deleteUnlessReferenced = <A>(
-  tx: Tx,
-  candidates: ReadonlyArray<string>,
-  del: (batch: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<A>, DbError>
-): Effect.Effect<ReadonlyArray<A>, DbError> =>
-  Effect.gen(function*() {
-    if (candidates.length === 0) return []
-    const all = yield* unlessReferenced(tx, del(candidates))
-    if (Option.isSome(all)) return all.value
-    if (candidates.length === 1) return []
-    const half = Math.ceil(candidates.length / 2)
-    const first = yield* deleteUnlessReferenced(tx, candidates.slice(0, half), del)
-    const second = yield* deleteUnlessReferenced(tx, candidates.slice(half), del)
-    return [...first, ...second]
-  })
 
 // ---------------------------------------------------------------------------------------------
 // Batches
@@ -205,8 +155,7 @@ const unitBatch = (cutoff: string, after: string, limit: number) =>
           ORDER BY u.id LIMIT ${limit}
           FOR UPDATE OF u SKIP LOCKED`)
         if (candidates.length === 0) return { seen: 0, last: after, deleted: 0 }
-        const pending = yield* pendingAdds(tx)
-        const doomed = candidates.map((c) => c.id).filter((id) => !pending.units.has(id))
+        const doomed = candidates.map((c) => c.id)
         // One statement: the foreign keys are checked at its end, when the links are gone too.
         const deleted = yield* deleteUnlessReferenced(tx, doomed, (batch) =>
           txRows<{ id: string }>(tx, sql`
@@ -291,8 +240,7 @@ const artifactBatch = (cutoff: string, after: string, limit: number) =>
           ORDER BY a.id
           FOR UPDATE OF a SKIP LOCKED`)
         if (confirmed.length === 0) return new Set<string>()
-        const pending = yield* pendingAdds(tx)
-        const doomed = confirmed.map((c) => c.id).filter((id) => !pending.artifacts.has(id))
+        const doomed = confirmed.map((c) => c.id)
         const gone = yield* deleteUnlessReferenced(tx, doomed, (batch) =>
           txRows<{ id: string }>(tx, sql`DELETE FROM artifacts WHERE id = ANY(${ids(batch)}) RETURNING id`))
         return new Set(gone.map((g) => g.id))
@@ -362,22 +310,6 @@ export const TombstoneRecoveryLive = Layer.effectDiscard(
 // The run
 // ---------------------------------------------------------------------------------------------
 
-/** Run `batch` page after page (keyset on id) until a page comes back short. */
-const pages = <P extends Page, E, R>(
-  limit: number,
-  batch: (after: string) => Effect.Effect<P, E, R>,
-  onPage: (p: P) => Effect.Effect<void>
-) =>
-  Effect.gen(function*() {
-    let after = ""
-    for (;;) {
-      const page = yield* batch(after)
-      yield* onPage(page)
-      if (page.seen < limit) return
-      after = page.last
-    }
-  })
-
 export const cleanupOrphans = (opts: CleanupOptions) =>
   Effect.scoped(Effect.gen(function*() {
     const db = yield* Db
@@ -400,12 +332,16 @@ export const cleanupOrphans = (opts: CleanupOptions) =>
       if (gone!.n < limit) break
     }
 
+    const released = yield* reclaimReleased({ limit, progress })
+    const demoted = yield* demote(opts.reclaim ?? [], limit)
+    const reclaimed = released.publications + released.repository_versions + released.membership_rows
+
     let units = 0
     let artifacts = 0
     let bytes = 0
     yield* pages(limit, (after) => unitBatch(cutoff, after, limit), (p) => {
       units += p.deleted
-      return progress(units)
+      return progress(reclaimed + units)
     })
     // After the units: the artifacts they held are orphans now and go in the same run. A batch's
     // bytes are purged while the next batch works (its digest session lives until then), not in
@@ -428,16 +364,17 @@ export const cleanupOrphans = (opts: CleanupOptions) =>
         const next = yield* Effect.fork(p.purge)
         if (purging) yield* Fiber.join(purging)
         purging = next
-        yield* progress(units + artifacts)
+        yield* progress(reclaimed + units + artifacts)
       }))
     if (purging) yield* Fiber.join(purging)
 
     const report: CleanupReport = {
+      ...released,
       content_units: units,
       artifacts,
       bytes_freed: bytes,
       uploads_expired: uploadsExpired,
-      demoted: 0,
+      demoted,
       duration_ms: Date.now() - started
     }
     yield* countRun(report)
@@ -456,6 +393,9 @@ const freed = new Counter({ name: "cairn_cleanup_bytes_freed_total", help: "Arti
 const countRun = (r: CleanupReport) =>
   Effect.sync(() => {
     runs.inc()
+    deleted.inc({ what: "publications" }, r.publications)
+    deleted.inc({ what: "repository_versions" }, r.repository_versions)
+    deleted.inc({ what: "membership_rows" }, r.membership_rows)
     deleted.inc({ what: "content_units" }, r.content_units)
     deleted.inc({ what: "artifacts" }, r.artifacts)
     deleted.inc({ what: "uploads" }, r.uploads_expired)

@@ -6,7 +6,8 @@
  * and a row in `names` pointing at its current revision. Changing it writes a new revision and
  * moves the name by compare-and-swap under the row lock of `names` (PATCH with `if-match` answers
  * 412 when the name moved on). Work holds revision ids, so editing or deleting a name never breaks
- * queued work. Deleting frees the name; the revisions stay as history.
+ * queued work. Deleting frees the name (and, for a repository, its versions: lifecycle/retention.ts);
+ * the revisions stay as history until history.purge takes those no name or task holds.
  */
 import { sql } from "drizzle-orm"
 import { Effect, Either } from "effect"
@@ -15,6 +16,8 @@ import { CairnConfig } from "../config/config.js"
 import { Db, DbError, type Tx, txRows } from "../db/client.js"
 import { Conflict, InvalidRequest, NotFound, PreconditionFailed } from "../engine/errors.js"
 import { insertScheduleRevision, type ScheduleFields, scheduleRevisionView } from "../schedules/revisions.js"
+import { applyRetention, releaseRepository, startRepository } from "./lifecycle/retention.js"
+import { type GuardInput, guardProblem, guardView, type StoredGuard, storeGuard } from "./guards.js"
 import { basePathProblem } from "./policy/paths.js"
 import { checkRemoteUrl } from "./policy/urls.js"
 import {
@@ -37,6 +40,8 @@ const newId = monotonicFactory()
 
 export interface RepositoryFields {
   readonly description?: string | null
+  /** Keep the newest N versions (N >= 1); null or absent: keep all. */
+  readonly retain_versions?: number | null
 }
 export interface RemoteFields extends Partial<RemoteSettings> {
   readonly url: string
@@ -47,6 +52,8 @@ export interface DistributionFields {
   readonly base_path: string
   /** The publication future shown; stored as the publication it resolved to. */
   readonly publication?: string | null
+  /** Who may read its content (guards.ts); null or absent: anyone. */
+  readonly guard?: GuardInput | null
 }
 
 export interface RevisionView {
@@ -116,9 +123,9 @@ const revisionView = (kind: NamedKind, tx: Tx, revision: string) =>
   Effect.gen(function*() {
     switch (kind) {
       case "repository": {
-        const [r] = yield* txRows<{ id: string; name: string; revision: string; created_at: string; description: string | null }>(tx, sql`
-          SELECT repository_id AS id, name, id AS revision, created_at, description FROM repository_revisions WHERE id = ${revision}`)
-        return r && { id: r.id, name: r.name, revision: r.revision, created_at: iso(r.created_at), description: r.description }
+        const [r] = yield* txRows<{ id: string; name: string; revision: string; created_at: string; description: string | null; retain_versions: number | null }>(tx, sql`
+          SELECT repository_id AS id, name, id AS revision, created_at, description, retain_versions FROM repository_revisions WHERE id = ${revision}`)
+        return r && { ...r, created_at: iso(r.created_at) }
       }
       case "remote": {
         const r = yield* remoteRow(tx, revision)
@@ -134,36 +141,57 @@ const revisionView = (kind: NamedKind, tx: Tx, revision: string) =>
         }
       }
       case "distribution": {
-        const [r] = yield* txRows<{ id: string; name: string; revision: string; created_at: string; base_path: string; publication: string | null }>(tx, sql`
-          SELECT d.distribution_id AS id, d.name, d.id AS revision, d.created_at, d.base_path, p.future_id AS publication
+        // An old revision records its publication but does not hold it: once the publication is
+        // released and reclaimed, `publication` is the future it had and `publication_released` says so.
+        const [r] = yield* txRows<{ id: string; name: string; revision: string; created_at: string; base_path: string; publication: string | null; publication_released: boolean; guard: StoredGuard | null }>(tx, sql`
+          SELECT d.distribution_id AS id, d.name, d.id AS revision, d.created_at, d.base_path,
+                 coalesce(p.future_id, d.publication_future_id) AS publication,
+                 (d.publication_id IS NOT NULL AND p.id IS NULL) AS publication_released, d.guard
           FROM distribution_revisions d LEFT JOIN publications p ON p.id = d.publication_id WHERE d.id = ${revision}`)
-        return r && { ...r, created_at: iso(r.created_at), publication: r.publication }
+        // The guard's secrets stay in the row: the view says only that a guard is set.
+        return r && { ...r, created_at: iso(r.created_at), guard: guardView(r.guard) }
       }
       case "schedule":
         return yield* scheduleRevisionView(tx, revision)
     }
   }).pipe(Effect.map((v) => v as RevisionView | undefined))
 
-/** The publication a publication future resolved to (for distributions' `publication` field). */
+/**
+ * The publication a publication future resolved to (for distributions' `publication` field), locked
+ * FOR KEY SHARE until the caller commits: the distribution's path row will hold it, and a cleanup
+ * deleting it right now is waited for (it is then not found: released).
+ */
 const publicationOf = (tx: Tx, futureId: string) =>
   Effect.gen(function*() {
-    const [p] = yield* txRows<{ id: string }>(tx, sql`SELECT id FROM publications WHERE future_id = ${futureId}`)
-    if (p) return p.id
-    const [f] = yield* txRows<{ kind: string; state: string }>(tx, sql`SELECT kind, state FROM futures WHERE id = ${futureId}`)
+    const [f] = yield* txRows<{ kind: string; state: string; publication: string | null }>(
+      tx,
+      sql`SELECT kind, state, value ->> 'publication' AS publication FROM futures WHERE id = ${futureId}`
+    )
     if (!f) return yield* new InvalidRequest({ message: `publication future ${futureId} does not exist` })
     if (f.kind !== "publication") return yield* new InvalidRequest({ message: `future ${futureId} is a ${f.kind}, not a publication` })
-    return yield* new InvalidRequest({
-      message: `publication future ${futureId} is ${f.state}; point the distribution at it with a distribution.set task instead`
-    })
+    if (f.state !== "resolved") {
+      return yield* new InvalidRequest({
+        message: `publication future ${futureId} is ${f.state}; point the distribution at it with a distribution.set task instead`
+      })
+    }
+    const [p] = yield* txRows<{ id: string }>(tx, sql`SELECT id FROM publications WHERE id = ${f.publication} FOR KEY SHARE`)
+    if (!p) return yield* new InvalidRequest({ message: `the publication of future ${futureId} was released and has been reclaimed` })
+    return p.id
   })
 
-const insertRevision = (kind: NamedKind, tx: Tx, resourceId: string, name: string, fields: Record<string, unknown>) =>
+/** What a revision records beside its fields: the future of the task that wrote it, if one did. */
+export interface RevisionOrigin {
+  readonly future?: string | undefined
+}
+
+const insertRevision = (kind: NamedKind, tx: Tx, resourceId: string, name: string, fields: Record<string, unknown>, origin: RevisionOrigin = {}) =>
   Effect.gen(function*() {
     const revision = newId()
     switch (kind) {
       case "repository":
-        yield* txRows(tx, sql`INSERT INTO repository_revisions (id, repository_id, name, description)
-                              VALUES (${revision}, ${resourceId}, ${name}, ${(fields.description as string | null | undefined) ?? null})`)
+        yield* txRows(tx, sql`INSERT INTO repository_revisions (id, repository_id, name, description, retain_versions)
+                              VALUES (${revision}, ${resourceId}, ${name}, ${(fields.description as string | null | undefined) ?? null},
+                                      ${(fields.retain_versions as number | null | undefined) ?? null})`)
         break
       case "remote": {
         const url = fields.url as string
@@ -177,12 +205,17 @@ const insertRevision = (kind: NamedKind, tx: Tx, resourceId: string, name: strin
         break
       }
       case "distribution": {
-        const publicationId = typeof fields.publication === "string" ? yield* publicationOf(tx, fields.publication) : null
-        yield* txRows(tx, sql`INSERT INTO distribution_revisions (id, distribution_id, name, base_path, publication_id)
-                              VALUES (${revision}, ${resourceId}, ${name}, ${fields.base_path as string}, ${publicationId})`)
-        // The live base path; the exclusion constraint refuses an overlap (23P01).
-        yield* txRows(tx, sql`INSERT INTO distribution_paths (distribution_id, base_path) VALUES (${resourceId}, ${fields.base_path as string})
-                              ON CONFLICT (distribution_id) DO UPDATE SET base_path = EXCLUDED.base_path`)
+        const future = typeof fields.publication === "string" ? fields.publication : null
+        const publicationId = future === null ? null : yield* publicationOf(tx, future)
+        const guard = (fields.guard as StoredGuard | null | undefined) ?? null
+        yield* txRows(tx, sql`INSERT INTO distribution_revisions (id, distribution_id, name, base_path, publication_id, publication_future_id, future_id, guard)
+                              VALUES (${revision}, ${resourceId}, ${name}, ${fields.base_path as string}, ${publicationId}, ${future},
+                                      ${origin.future ?? null}, ${guard === null ? null : JSON.stringify(guard)}::jsonb)`)
+        // The live base path (the exclusion constraint refuses an overlap: 23P01), and the hold on
+        // what the distribution serves.
+        yield* txRows(tx, sql`INSERT INTO distribution_paths (distribution_id, base_path, publication_id)
+                              VALUES (${resourceId}, ${fields.base_path as string}, ${publicationId})
+                              ON CONFLICT (distribution_id) DO UPDATE SET base_path = EXCLUDED.base_path, publication_id = EXCLUDED.publication_id`)
         break
       }
       case "schedule":
@@ -203,13 +236,39 @@ const validate = (kind: NamedKind, fields: Record<string, unknown>) => {
     const bad = basePathProblem(String(fields.base_path))
     if (bad !== undefined) problems.push(bad)
   }
+  if (kind === "repository") {
+    const n = fields.retain_versions
+    if (n !== undefined && n !== null && !(Number.isInteger(n) && (n as number) >= 1 && (n as number) <= 2_147_483_647)) {
+      problems.push("retain_versions must be a whole number >= 1, or null to keep every version")
+    }
+  }
   return problems.length > 0 ? Effect.fail(new InvalidRequest({ message: problems.join("; "), details: { problems } })) : Effect.void
 }
 
-export const createNamed = (kind: NamedKind, name: string, fields: Record<string, unknown>) =>
+/**
+ * A distribution's `guard` as given (GuardInput) in its stored form: token digests, or a new random
+ * key (guards.ts). `insertRevision` writes stored guards only; the other fields pass as they are.
+ */
+const storingGuard = (kind: NamedKind, fields: Record<string, unknown>) => {
+  const given = fields.guard as GuardInput | null | undefined
+  if (kind !== "distribution" || given === undefined || given === null) return Effect.succeed(fields)
+  const problem = guardProblem(given)
+  if (problem !== undefined) return Effect.fail(new InvalidRequest({ message: problem, details: { problems: [problem] } }))
+  return Effect.succeed({ ...fields, guard: storeGuard(given) })
+}
+
+/** The guard a distribution revision stores (not its view), to carry into the next revision. */
+const storedGuardOf = (tx: Tx, revision: string) =>
+  Effect.map(
+    txRows<{ guard: StoredGuard | null }>(tx, sql`SELECT guard FROM distribution_revisions WHERE id = ${revision}`),
+    ([r]) => r?.guard ?? null
+  )
+
+export const createNamed = (kind: NamedKind, name: string, given: Record<string, unknown>) =>
   Effect.gen(function*() {
     if (!NAME.test(name)) return yield* new InvalidRequest({ message: `name must match ${NAME.source}` })
-    yield* validate(kind, fields)
+    yield* validate(kind, given)
+    const fields = yield* storingGuard(kind, given)
     const db = yield* Db
     return yield* db.transaction((tx) =>
       Effect.gen(function*() {
@@ -218,8 +277,10 @@ export const createNamed = (kind: NamedKind, name: string, fields: Record<string
         const revision = yield* insertRevision(kind, tx, id, name, fields)
         yield* txRows(tx, sql`INSERT INTO names (kind, name, resource_id, revision_id) VALUES (${kind}, ${name}, ${id}, ${revision})`)
         if (kind === "repository") {
-          // Version 0, empty, exists from creation.
-          yield* txRows(tx, sql`INSERT INTO repository_versions (id, repository_id, number, content_count) VALUES (${newId()}, ${id}, 0, 0)`)
+          // Version 0, empty, exists from creation: the head, and kept.
+          const version0 = newId()
+          yield* txRows(tx, sql`INSERT INTO repository_versions (id, repository_id, number, content_count) VALUES (${version0}, ${id}, 0, 0)`)
+          yield* startRepository(tx, id, version0)
         }
         return (yield* revisionView(kind, tx, revision))!
       })
@@ -268,8 +329,9 @@ export const listRevisions = (kind: NamedKind, name: string) =>
   })
 
 /** PATCH: a new revision from the current one with `patch` applied; compare-and-swap on `ifMatch`. */
-export const updateNamed = (kind: NamedKind, name: string, patch: Record<string, unknown>, ifMatch: string | undefined) =>
+export const updateNamed = (kind: NamedKind, name: string, given: Record<string, unknown>, ifMatch: string | undefined) =>
   Effect.gen(function*() {
+    const patch = yield* storingGuard(kind, given)
     const db = yield* Db
     return yield* db.transaction((tx) =>
       Effect.gen(function*() {
@@ -286,39 +348,47 @@ export const updateNamed = (kind: NamedKind, name: string, patch: Record<string,
     ).pipe(Effect.catchTag("DbError", mapWriteError(kind, name)))
   })
 
-/** The next revision: the current one's fields with `patch` applied; the name moves to it. */
+/**
+ * The next revision: the current one's fields with `patch` applied; the name moves to it. A
+ * repository's new retain_versions applies at once (a lower one releases what it no longer keeps).
+ */
 const revise = (
   tx: Tx,
   kind: NamedKind,
   n: { readonly resource_id: string; readonly revision_id: string; readonly name: string },
-  patch: Record<string, unknown>
+  patch: Record<string, unknown>,
+  origin: RevisionOrigin = {}
 ) =>
   Effect.gen(function*() {
     let fields: Record<string, unknown>
     if (kind === "remote") fields = yield* remoteFieldsToRevise(tx, n.revision_id)
     else {
-      const { id: _id, name: _name, revision: _rev, created_at: _c, ...shown } = (yield* revisionView(kind, tx, n.revision_id))!
+      const { id: _id, name: _name, revision: _rev, created_at: _c, publication_released: _released, ...shown } = (yield* revisionView(kind, tx, n.revision_id))! as RevisionView & { publication_released?: boolean }
       fields = shown
     }
     const next = { ...fields, ...patch }
+    // The view shows the guard without its secrets: a change that does not give one keeps the stored one.
+    if (kind === "distribution" && patch.guard === undefined) next.guard = yield* storedGuardOf(tx, n.revision_id)
     yield* validate(kind, next)
-    const revision = yield* insertRevision(kind, tx, n.resource_id, n.name, next)
+    const revision = yield* insertRevision(kind, tx, n.resource_id, n.name, next, origin)
     yield* txRows(tx, sql`UPDATE names SET revision_id = ${revision} WHERE kind = ${kind} AND name = ${n.name}`)
+    if (kind === "repository") yield* applyRetention(tx, n.resource_id)
     return (yield* revisionView(kind, tx, revision))!
   })
 
 /**
  * For task handlers, inside their commit: a new revision of resource `resourceId` with `patch`
- * applied to its current revision (whatever it is by now); undefined when the resource was deleted.
+ * applied to its current revision (whatever it is by now), recording the task's output future;
+ * undefined when the resource was deleted.
  */
-export const reviseResource = (tx: Tx, kind: NamedKind, resourceId: string, patch: Record<string, unknown>) =>
+export const reviseResource = (tx: Tx, kind: NamedKind, resourceId: string, patch: Record<string, unknown>, origin: RevisionOrigin = {}) =>
   Effect.gen(function*() {
     const [n] = yield* txRows<{ resource_id: string; revision_id: string; name: string }>(
       tx,
       sql`SELECT resource_id, revision_id, name FROM names WHERE kind = ${kind} AND resource_id = ${resourceId} FOR UPDATE`
     )
     if (!n) return undefined
-    return yield* revise(tx, kind, n, patch)
+    return yield* revise(tx, kind, n, patch, origin)
   })
 
 export const deleteNamed = (kind: NamedKind, name: string) =>
@@ -331,9 +401,12 @@ export const deleteNamed = (kind: NamedKind, name: string) =>
           sql`DELETE FROM names WHERE kind = ${kind} AND name = ${name} RETURNING resource_id`
         )
         if (!n) return yield* new NotFound({ message: `no ${kind} named ${name}` })
+        // A live distribution's path row is its hold on what it serves; a repository keeps nothing
+        // once its name is gone (versions something else holds stay until it lets go).
         if (kind === "distribution") {
           yield* txRows(tx, sql`DELETE FROM distribution_paths WHERE distribution_id = ${n.resource_id}`)
         }
+        if (kind === "repository") yield* releaseRepository(tx, n.resource_id)
       })
     )
   })

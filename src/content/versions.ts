@@ -13,12 +13,18 @@
  *   grows with the repository's history of changes, not only with its size. That is the trade-off
  *   for cheap writes; versions are linear per repository (numbers are assigned at resolution, under
  *   the repository's row lock), a modification on an older base is expressed as a diff to the latest.
+ *
+ * The latest version is the repository's head (`repository_heads`); every version it cuts is kept
+ * by the repository and retention applied (lifecycle/retention.ts); a version is listed only while
+ * something holds it (lifecycle/holders.ts).
  */
 import { sql } from "drizzle-orm"
 import { Effect } from "effect"
 import { monotonicFactory } from "ulid"
 import { Db, type Tx, txRows } from "../db/client.js"
 import { NotFound } from "../engine/errors.js"
+import { heldVersions } from "./lifecycle/holders.js"
+import { holdForConsumers, keepNewVersion } from "./lifecycle/retention.js"
 
 const newId = monotonicFactory()
 
@@ -50,7 +56,8 @@ const contentOf = (repositoryId: string, n: number) =>
 
 /**
  * Cut the next version (inside the settle transaction of the task that produces it). A change that
- * changes nothing resolves to the existing latest version instead of cutting an empty one.
+ * changes nothing resolves to the existing latest version instead of cutting an empty one. Either
+ * way the tasks consuming `futureId` hold the version from now on.
  */
 export const cutVersion = (tx: Tx, c: CutVersion) =>
   Effect.gen(function*() {
@@ -58,9 +65,11 @@ export const cutVersion = (tx: Tx, c: CutVersion) =>
     yield* txRows(tx, sql`SELECT id FROM resources WHERE id = ${c.repositoryId} FOR UPDATE`)
     const [latest] = yield* txRows<{ id: string; number: number }>(
       tx,
-      sql`SELECT id, number FROM repository_versions WHERE repository_id = ${c.repositoryId} ORDER BY number DESC LIMIT 1`
+      sql`SELECT v.id, v.number FROM repository_heads h JOIN repository_versions v ON v.id = h.version_id
+          WHERE h.repository_id = ${c.repositoryId}`
     )
-    if (!latest) return yield* new NotFound({ message: `repository ${c.repositoryId} has no versions` })
+    // The task cutting it holds the repository's head: only a bug gets here.
+    if (!latest) return yield* new NotFound({ message: `repository ${c.repositoryId} was deleted and reclaimed` })
     const base = c.baseNumber ?? latest.number
     const add = sql.param([...new Set(c.add)])
     // The target set, then its difference to the latest version.
@@ -79,6 +88,7 @@ export const cutVersion = (tx: Tx, c: CutVersion) =>
                  coalesce((SELECT array_agg(content_id) FROM (SELECT content_id FROM cur EXCEPT SELECT content_id FROM target) r), '{}') AS removes`
     )
     if (diff!.adds.length === 0 && diff!.removes.length === 0) {
+      if (c.futureId) yield* holdForConsumers(tx, c.futureId, { version: latest.id })
       return { repository: c.repositoryId, version: latest.id, number: latest.number, created: false }
     }
     const number = latest.number + 1
@@ -100,6 +110,10 @@ export const cutVersion = (tx: Tx, c: CutVersion) =>
                           VALUES (${id}, ${c.repositoryId}, ${number},
                                   (SELECT id FROM repository_versions WHERE repository_id = ${c.repositoryId} AND number = ${base}),
                                   ${c.futureId}, ${count!.n})`)
+    // Live pointer, not payload: the head moves to the version just cut.
+    yield* txRows(tx, sql`UPDATE repository_heads SET version_id = ${id} WHERE repository_id = ${c.repositoryId}`)
+    yield* keepNewVersion(tx, c.repositoryId, id)
+    if (c.futureId) yield* holdForConsumers(tx, c.futureId, { version: id })
     return { repository: c.repositoryId, version: id, number, created: true }
   })
 
@@ -135,31 +149,50 @@ export const versionContent = (versionId: string, opts: { after?: string | undef
       ${opts.limit ? sql`LIMIT ${opts.limit}` : sql``}`)
   })
 
-export const listVersions = (repositoryName: string) =>
+export interface VersionView {
+  readonly id: string
+  readonly number: number
+  readonly content_count: number
+  readonly future: string | null
+  readonly created_at: string
+  /** What holds it (lifecycle/holders.ts); never empty: a version nothing holds is not shown. */
+  readonly held_by: ReadonlyArray<string>
+}
+
+const repositoryId = (name: string) =>
   Effect.gen(function*() {
     const db = yield* Db
-    const [r] = yield* db.rows<{ resource_id: string }>(
-      sql`SELECT resource_id FROM names WHERE kind = 'repository' AND name = ${repositoryName}`
-    )
-    if (!r) return yield* new NotFound({ message: `no repository named ${repositoryName}` })
-    const rows = yield* db.rows<{ id: string; number: number; content_count: number; future: string | null; created_at: string }>(sql`
-      SELECT id, number, content_count, future_id AS future, created_at FROM repository_versions
-      WHERE repository_id = ${r.resource_id} ORDER BY number DESC`)
-    return rows.map((v) => ({ ...v, created_at: new Date(v.created_at).toISOString(), future: v.future }))
+    const [r] = yield* db.rows<{ resource_id: string }>(sql`SELECT resource_id FROM names WHERE kind = 'repository' AND name = ${name}`)
+    if (!r) return yield* new NotFound({ message: `no repository named ${name}` })
+    return r.resource_id
   })
 
-/** A page of version `number` of the repository named `name` (see versionContent). */
+const versionViews = (repository: string, number?: number) =>
+  Effect.gen(function*() {
+    const db = yield* Db
+    const rows = yield* db.rows<Omit<VersionView, "created_at"> & { created_at: string }>(heldVersions(repository, number))
+    return rows.map((v): VersionView => ({ ...v, created_at: new Date(v.created_at).toISOString() }))
+  })
+
+/** The versions of a repository that something holds (released ones are gone from here at once), newest first. */
+export const listVersions = (repositoryName: string) => Effect.flatMap(repositoryId(repositoryName), (r) => versionViews(r))
+
+/** Version `number` of the repository named `name`, unless it was released. */
+export const getVersion = (name: string, number: number) =>
+  Effect.gen(function*() {
+    const [v] = yield* versionViews(yield* repositoryId(name), number)
+    if (!v) return yield* new NotFound({ message: `repository ${name} has no version ${number}` })
+    return v
+  })
+
+/** A page of version `number` of the repository named `name` (see versionContent), unless it was released. */
 export const versionContentByNumber = (
   name: string,
   number: number,
   page: { readonly after?: string | undefined; readonly limit?: number | undefined }
 ) =>
   Effect.gen(function*() {
-    const db = yield* Db
-    const [v] = yield* db.rows<{ id: string }>(sql`
-      SELECT v.id FROM names n JOIN repository_versions v ON v.repository_id = n.resource_id
-      WHERE n.kind = 'repository' AND n.name = ${name} AND v.number = ${number}`)
-    if (!v) return yield* new NotFound({ message: `repository ${name} has no version ${number}` })
+    const v = yield* getVersion(name, number)
     const limit = page.limit ?? 1000
     const rows = yield* versionContent(v.id, { after: page.after, limit: limit + 1 })
     const items = rows.slice(0, limit)

@@ -16,10 +16,15 @@
  *   constraint that makes overlapping base paths impossible, even between racing transactions.
  * - Ownership for orphan cleanup: `uploads` (until used or expired), `task_artifacts` (while a task
  *   is unsettled), plus versions and publications through foreign keys.
+ * - Holds (DESIGN.md §19 "The lifecycle"): live rows that keep payload rows from being reclaimed,
+ *   each a foreign key (or a guard trigger where a range is held) so that PostgreSQL refuses to
+ *   delete what is held: `version_keeps` (a repository's retention), `repository_heads` (the
+ *   latest version of a repository that can still get versions), `distribution_paths.publication_id`
+ *   (what a live distribution serves), `task_holds` (what an unsettled task will use).
  * - `slot_locks`: optimistic named locks (Drydock's slot locks), owned by a task.
  */
 import { sql } from "drizzle-orm"
-import { bigint, doublePrecision, index, integer, pgTable, primaryKey, text, timestamp, uniqueIndex } from "drizzle-orm/pg-core"
+import { bigint, check, doublePrecision, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex } from "drizzle-orm/pg-core"
 import { futures, tasks, workers } from "./schema.js"
 
 const ts = (name: string) => timestamp(name, { withTimezone: true, precision: 6, mode: "date" })
@@ -38,7 +43,12 @@ export const names = pgTable(
     resourceId: text("resource_id").notNull().references(() => resources.id),
     revisionId: text("revision_id").notNull()
   },
-  (t) => [primaryKey({ columns: [t.kind, t.name] }), uniqueIndex("names_resource").on(t.resourceId)]
+  (t) => [
+    primaryKey({ columns: [t.kind, t.name] }),
+    uniqueIndex("names_resource").on(t.resourceId),
+    // The current revision of a name holds it (src/content/sql/cairn_revision_guard.sql asks by revision).
+    uniqueIndex("names_revision").on(t.revisionId)
+  ]
 )
 
 export const repositoryRevisions = pgTable(
@@ -48,6 +58,8 @@ export const repositoryRevisions = pgTable(
     repositoryId: text("repository_id").notNull().references(() => resources.id),
     name: text("name").notNull(),
     description: text("description"),
+    /** Versions the repository keeps: the newest N (>= 1, a check in drizzle/), or all when null. */
+    retainVersions: integer("retain_versions"),
     createdAt: ts("created_at").notNull().defaultNow()
   },
   (t) => [index("repository_revisions_repo").on(t.repositoryId, t.id)]
@@ -129,7 +141,8 @@ export const contentSources = pgTable(
     remoteRevisionId: text("remote_revision_id").notNull().references(() => remoteRevisions.id),
     url: text("url").notNull()
   },
-  (t) => [primaryKey({ columns: [t.contentId, t.remoteRevisionId] })]
+  // By revision too: purging an old remote revision checks that no source names it.
+  (t) => [primaryKey({ columns: [t.contentId, t.remoteRevisionId] }), index("content_sources_remote_revision").on(t.remoteRevisionId)]
 )
 
 export const repositoryVersions = pgTable(
@@ -179,17 +192,70 @@ export const distributionRevisions = pgTable(
     distributionId: text("distribution_id").notNull().references(() => resources.id),
     name: text("name").notNull(),
     basePath: text("base_path").notNull(),
-    publicationId: text("publication_id").references(() => publications.id),
+    /**
+     * The publication this revision pointed at, as recorded: history, not a hold (no foreign key),
+     * so an old revision never keeps a publication alive. What a live distribution serves is held
+     * by `distribution_paths.publication_id`.
+     */
+    publicationId: text("publication_id"),
+    /** That publication's future, as recorded, so that an old revision still names it once the publication is reclaimed. */
+    publicationFutureId: text("publication_future_id"),
+    /** The `distribution` future of the distribution.set that wrote this revision (null for API writes). */
+    futureId: text("future_id").references(() => futures.id).unique(),
+    /**
+     * Who may read the content (src/content/guards.ts): null (anyone), `{ type: "token", sha256:
+     * [hex digests of the tokens] }` or `{ type: "signed", key: "<64 hex digits>" }`. Secrets: never
+     * returned by the API.
+     */
+    guard: jsonb("guard"),
     createdAt: ts("created_at").notNull().defaultNow()
   },
-  (t) => [index("distribution_revisions_dist").on(t.distributionId, t.id)]
+  (t) => [
+    index("distribution_revisions_dist").on(t.distributionId, t.id),
+    check(
+      "distribution_revisions_guard_shape",
+      sql`${t.guard} IS NULL
+          OR (${t.guard}->>'type' = 'token' AND jsonb_typeof(${t.guard}->'sha256') = 'array' AND ${t.guard}->'sha256' <> '[]'::jsonb)
+          OR (${t.guard}->>'type' = 'signed' AND ${t.guard}->>'key' ~ '^[0-9a-f]{64}$')`
+    )
+  ]
 )
 
-export const distributionPaths = pgTable("distribution_paths", {
-  distributionId: text("distribution_id").primaryKey().references(() => resources.id),
-  basePath: text("base_path").notNull()
-  // span (textrange) and its exclusion constraint are added by the hand-written migration drizzle/0004_content_rules.sql.
-})
+export const distributionPaths = pgTable(
+  "distribution_paths",
+  {
+    distributionId: text("distribution_id").primaryKey().references(() => resources.id),
+    basePath: text("base_path").notNull(),
+    /** The publication the live distribution serves: the hold that keeps it (and what it needs) alive. */
+    publicationId: text("publication_id").references(() => publications.id)
+    // span (textrange) and its exclusion constraint are added by the hand-written migration drizzle/0004_content_rules.sql.
+  },
+  (t) => [index("distribution_paths_publication").on(t.publicationId)]
+)
+
+/** A repository's retention: one row per version it keeps (all, or the newest `retain_versions`). */
+export const versionKeeps = pgTable(
+  "version_keeps",
+  {
+    versionId: text("version_id").primaryKey().references(() => repositoryVersions.id),
+    repositoryId: text("repository_id").notNull().references(() => resources.id)
+  },
+  (t) => [index("version_keeps_repository").on(t.repositoryId)]
+)
+
+/**
+ * The latest version of each repository that can still get versions: written with version 0,
+ * moved by every new version, deleted (by orphans.cleanup) once the repository's name is gone and
+ * no unsettled task holds it. New versions are numbered after it and diffed against it.
+ */
+export const repositoryHeads = pgTable(
+  "repository_heads",
+  {
+    repositoryId: text("repository_id").primaryKey().references(() => resources.id),
+    versionId: text("version_id").notNull().references(() => repositoryVersions.id)
+  },
+  (t) => [index("repository_heads_version").on(t.versionId)]
+)
 
 export const uploads = pgTable(
   "uploads",
@@ -209,6 +275,36 @@ export const taskArtifacts = pgTable(
     artifactId: text("artifact_id").notNull().references(() => artifacts.id)
   },
   (t) => [primaryKey({ columns: [t.taskId, t.artifactId] }), index("task_artifacts_artifact").on(t.artifactId)]
+)
+
+/**
+ * What an unsettled task will use, held from its submission (or, for an input future still
+ * pending then, from the commit that writes the future's payload) until it settles (the content
+ * store's settle hook deletes the rows): one target per row (a check in drizzle/), each a foreign
+ * key, so that the database refuses to reclaim it meanwhile. src/content/sql/cairn_content_on_submitted.sql
+ * writes them.
+ */
+export const taskHolds = pgTable(
+  "task_holds",
+  {
+    taskId: text("task_id").notNull().references(() => tasks.id),
+    /** The repository (its head, and so its latest version) a sync, modify or prune works on. */
+    repositoryId: text("repository_id").references(() => repositoryHeads.repositoryId),
+    versionId: text("version_id").references(() => repositoryVersions.id),
+    publicationId: text("publication_id").references(() => publications.id),
+    contentId: text("content_id").references(() => contentUnits.id),
+    artifactId: text("artifact_id").references(() => artifacts.id),
+    remoteRevisionId: text("remote_revision_id").references(() => remoteRevisions.id)
+  },
+  (t) => [
+    index("task_holds_task").on(t.taskId),
+    index("task_holds_repository").on(t.repositoryId).where(sql`repository_id IS NOT NULL`),
+    index("task_holds_version").on(t.versionId).where(sql`version_id IS NOT NULL`),
+    index("task_holds_publication").on(t.publicationId).where(sql`publication_id IS NOT NULL`),
+    index("task_holds_content").on(t.contentId).where(sql`content_id IS NOT NULL`),
+    index("task_holds_artifact").on(t.artifactId).where(sql`artifact_id IS NOT NULL`),
+    index("task_holds_remote_revision").on(t.remoteRevisionId).where(sql`remote_revision_id IS NOT NULL`)
+  ]
 )
 
 export const slotLocks = pgTable(

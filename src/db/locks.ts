@@ -12,6 +12,7 @@
  * | 2     | `workerLiveness` | workers.lock_key     | session, held while the worker lives   | worker registration (src/engine/worker.ts); tried by `cairn_reap` to find dead workers (§6) |
  * | 3     | `reaper`         | 0                    | transaction, try                       | `cairn_reap` (src/engine/sql/cairn_reap.sql): one reaper at a time (§6) |
  * | 4     | `artifactDigest` | hashtext(sha256)     | transaction, shared / try exclusive    | adopters of stored bytes share it (src/content/artifacts.ts), the orphan cleanup tries it exclusively (src/content/cleanup.ts) (§12) |
+ * | 5     | `historyPurge`   | 0                    | session, try                           | the automatic history purge (src/content/lifecycle/auto-purge.ts): one at a time across the cluster (§19) |
  *
  * One-key locks `(key bigint)` are a separate space in PostgreSQL (never equal to a two-key lock):
  *
@@ -25,7 +26,8 @@ export const LockClass = {
   fcfsKey: 1,
   workerLiveness: 2,
   reaper: 3,
-  artifactDigest: 4
+  artifactDigest: 4,
+  historyPurge: 5
 } as const
 
 /** The one-key advisory lock held around migrations. */

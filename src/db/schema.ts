@@ -14,6 +14,7 @@
  *   task settles, so its size is the number of unsettled tasks, never the history.
  * - `workers`: live worker processes, each tied to a session advisory lock (`lock_key`).
  * - `settle_hooks`: functions other modules register to release what a task owned when it settles.
+ * - `submit_hooks`: functions other modules register to hold what a task will use when it is submitted.
  *
  * Checks and partial indexes are in hand-written migrations in `drizzle/`; functions and triggers
  * in one file each under `src/engine/sql/` (src/db/sql-files.ts).
@@ -136,6 +137,17 @@ const regprocedure = customType<{ data: string }>({ dataType: () => "regprocedur
  * so one module can never replace another's release; the engine knows none of their tables.
  */
 export const settleHooks = pgTable("settle_hooks", {
+  name: text("name").primaryKey(),
+  fn: regprocedure("fn").notNull()
+})
+
+/**
+ * Run by `cairn_on_submitted` (src/engine/sql/cairn_on_submitted.sql), in name order, with the ids
+ * of the tasks a submission wrote, in the submission's transaction: where other modules hold what
+ * the tasks will use (the content store: src/content/sql/cairn_content_on_submitted.sql). A hook
+ * refuses a submission by raising SQLSTATE CA002 with a JSON detail `{ task id: [sentence] }`.
+ */
+export const submitHooks = pgTable("submit_hooks", {
   name: text("name").primaryKey(),
   fn: regprocedure("fn").notNull()
 })

@@ -11,7 +11,8 @@
  * each file is applied in turn and the catalog is read before and after it. The catalog here is
  * every function of schema `public` not owned by an extension or a type (`pg_get_functiondef`),
  * every trigger on a table of `public` that is not internal (`pg_get_triggerdef`, and whether it is
- * enabled), and every registered settle hook (`settle_hooks`, a registry files add themselves to).
+ * enabled), and every registered settle and submit hook (`settle_hooks`, `submit_hooks`: registries
+ * files add themselves to).
  * A file differs when the catalog changed. A file's objects are the catalog rows its statements
  * wrote: CREATE OR REPLACE writes a new row version (a new ctid) even when nothing changes, so an
  * object defined in two files, or by no file, is found without parsing any SQL.
@@ -68,12 +69,21 @@ const CATALOG = `
     AND NOT EXISTS (SELECT 1 FROM pg_depend d
                     WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')`
 
-/** The engine's registry of settle hooks (src/engine/sql/cairn_on_settled.sql), once it exists. */
-const SETTLE_HOOKS = `SELECT 'settle hook ' || name AS key, fn::text AS definition, ctid::text AS version FROM settle_hooks`
+/**
+ * The engine's registries of hooks, once they exist: settle hooks (src/engine/sql/cairn_on_settled.sql)
+ * and submit hooks (src/engine/sql/cairn_on_submitted.sql).
+ */
+const HOOKS = [["settle hook", "settle_hooks"], ["submit hook", "submit_hooks"]] as const
+const hooksOf = (what: string, table: string) =>
+  `SELECT '${what} ' || name AS key, fn::text AS definition, ctid::text AS version FROM ${table}`
 
 const readCatalog = async (client: pg.Client): Promise<Catalog> => {
-  const hooks = (await client.query<{ ok: boolean }>(`SELECT to_regclass('public.settle_hooks') IS NOT NULL AS ok`)).rows[0]!.ok
-  const rows = (await client.query<{ key: string; definition: string; version: string }>(hooks ? `${CATALOG} UNION ALL ${SETTLE_HOOKS}` : CATALOG)).rows
+  const present = (await client.query<{ t: string }>(
+    `SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass('public.' || t) IS NOT NULL`,
+    [HOOKS.map(([, t]) => t)]
+  )).rows.map((r) => r.t)
+  const query = [CATALOG, ...HOOKS.filter(([, t]) => present.includes(t)).map(([what, t]) => hooksOf(what, t))].join(" UNION ALL ")
+  const rows = (await client.query<{ key: string; definition: string; version: string }>(query)).rows
   return new Map(rows.map((r) => [r.key, { definition: r.definition, version: r.version }]))
 }
 

@@ -2,10 +2,14 @@
  * Repositories (revisions, versions with content counts, the content of a version), remotes and
  * distributions (with links to the files they serve). Named resources change only when someone
  * edits them, so these pages load once and have a Refresh button.
+ *
+ * A guarded distribution's content needs what its guard asks for, which is not the API token: a
+ * signed one is listed and opened through URLs the API signs with the user's token (a `:read` token
+ * may not sign: the page says so); a token one is not listed (the console does not know its tokens).
  */
 import type { ComponentChildren } from "preact"
 import { useEffect, useState } from "preact/hooks"
-import { contentUrl, query } from "../api.js"
+import { type ApiError, CONTENT, contentUrl, postJson, query } from "../api.js"
 import { Ago, bytes, ErrorNote, futureHref, listKeys, Loading, PageTitle, TableWrap } from "../components.js"
 import { useFetched, useNow } from "../live.js"
 import { href } from "../route.js"
@@ -69,11 +73,20 @@ export const RemotesPage = () => (
   )} />
 )
 
+/** Who may read a distribution's content, in words. */
+const guardText = (guard: Distribution["guard"]) =>
+  guard === null
+    ? "open"
+    : guard.type === "signed"
+    ? "signed URLs"
+    : `${guard.token_count} token${guard.token_count === 1 ? "" : "s"}`
+
 export const DistributionsPage = () => (
-  <ListPage<Distribution> kind="distributions" head={["Base path", "Publication"]} row={(d) => (
+  <ListPage<Distribution> kind="distributions" head={["Base path", "Publication", "Guard"]} row={(d) => (
     <>
       <td><a href={contentUrl(d.base_path) + "/"}>{d.base_path}/</a></td>
       <td>{d.publication ? <a href={futureHref(d.publication)}>{d.publication}</a> : <span class="muted">none</span>}</td>
+      <td data-guard>{guardText(d.guard)}</td>
     </>
   )} />
 )
@@ -161,10 +174,18 @@ export const RepositoryPage = ({ name, params }: { name: string; params: URLSear
       {repo.data && <p>{repo.data.description ?? <span class="muted">No description.</span>}</p>}
       <section aria-labelledby="versions-heading">
         <h2 id="versions-heading">Versions</h2>
+        {repo.data && (
+          <p data-retention>
+            {repo.data.retain_versions === null
+              ? "Keeps every version (retain_versions is not set)."
+              : `Keeps the newest ${repo.data.retain_versions} version${repo.data.retain_versions === 1 ? "" : "s"} (retain_versions)`}
+            {" "}and any version a distribution serves or a queued task uses; the others are released.
+          </p>
+        )}
         {versions.data && (
           <TableWrap label="Versions">
             <table class="list" data-list="versions">
-              <thead><tr><th scope="col">Version</th><th scope="col">Content</th><th scope="col">Created</th><th scope="col">Made by</th></tr></thead>
+              <thead><tr><th scope="col">Version</th><th scope="col">Content</th><th scope="col">Created</th><th scope="col">Made by</th><th scope="col">Held by</th></tr></thead>
               <tbody onKeyDown={listKeys}>
                 {versions.data.map((v) => (
                   <tr key={v.id} data-row data-version={v.number} class={v.number === shown ? "current" : ""}>
@@ -176,6 +197,7 @@ export const RepositoryPage = ({ name, params }: { name: string; params: URLSear
                     <td>{v.content_count} unit{v.content_count === 1 ? "" : "s"}</td>
                     <td><Ago at={v.created_at} now={now} /></td>
                     <td>{v.future ? <a href={futureHref(v.future)}>future {v.future}</a> : <span class="muted">created with the repository</span>}</td>
+                    <td>{v.held_by.join(", ")}</td>
                   </tr>
                 ))}
               </tbody>
@@ -207,12 +229,33 @@ export const RemotePage = ({ name }: { name: string }) => {
   )
 }
 
-/** The files a distribution serves, from its publication's PULP_MANIFEST (relative_path,sha256,size). */
-const ServedFiles = ({ basePath }: { basePath: string }) => {
+/** How long the URLs the console signs for a guarded distribution live: long enough to click. */
+const SIGNED_SECONDS = 600
+
+/** A signed URL for `path` of distribution `name`, relative to the console like every content link. */
+const signedUrl = async (name: string, path: string) => {
+  const signed = await postJson<{ path: string }>(`/distributions/${encodeURIComponent(name)}/sign`, { path, expires_in_seconds: SIGNED_SECONDS })
+  return CONTENT + signed.path.slice("/content".length)
+}
+
+/** What a failed signing request means here (a `:read` token may not sign). */
+const signingFailed = (e: ApiError) =>
+  e.status === 403 ? `Listing this distribution's files needs signed URLs, and your token may only read: ${e.message}` : e.message
+
+/**
+ * The files a distribution serves, from its publication's PULP_MANIFEST (relative_path,sha256,size).
+ * Behind a signed guard the manifest and each file are fetched through URLs signed when needed.
+ */
+const ServedFiles = ({ name, basePath, guard }: { name: string; basePath: string; guard: Distribution["guard"] }) => {
   const [files, setFiles] = useState<ReadonlyArray<{ path: string; size: number }> | string>()
+  const signed = guard?.type === "signed"
   useEffect(() => {
     setFiles(undefined)
-    fetch(contentUrl(basePath, "PULP_MANIFEST"), { cache: "no-store" }).then(async (r) => {
+    if (guard?.type === "token") {
+      return setFiles("This content is guarded by tokens: the content app asks for one of the distribution's tokens (not an API token), which the console does not know.")
+    }
+    const manifest = signed ? signedUrl(name, "PULP_MANIFEST") : Promise.resolve(contentUrl(basePath, "PULP_MANIFEST"))
+    manifest.then((url) => fetch(url, { cache: "no-store" })).then(async (r) => {
       if (r.status === 404) return setFiles("Nothing is served here yet (no publication, or one without a manifest).")
       if (!r.ok) return setFiles(`The content app answered ${r.status}.`)
       const lines = (await r.text()).split("\n").filter((l) => l.trim() !== "")
@@ -220,23 +263,29 @@ const ServedFiles = ({ basePath }: { basePath: string }) => {
         const parts = l.split(",")
         return { path: parts.slice(0, -2).join(","), size: Number(parts[parts.length - 1]) }
       }))
-    }, (e: Error) => setFiles(`Cannot reach the content app: ${e.message}`))
-  }, [basePath])
+    }, (e: Error) => setFiles(e.name === "ApiError" ? signingFailed(e as ApiError) : `Cannot reach the content app: ${e.message}`))
+  }, [name, basePath, guard?.type, signed])
+  /** A signed distribution's link is signed when followed (a URL per file up front would be a request per file). */
+  const follow = (path: string) => (e: MouseEvent) => {
+    if (!signed || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return
+    e.preventDefault()
+    signedUrl(name, path).then((url) => window.location.assign(url), (err: ApiError) => setFiles(signingFailed(err)))
+  }
   return (
     <section aria-labelledby="files-heading">
       <h2 id="files-heading">Served files</h2>
       <p>
         Base URL: <a href={contentUrl(basePath) + "/"}>{contentUrl(basePath)}/</a> · manifest:{" "}
-        <a href={contentUrl(basePath, "PULP_MANIFEST")}>PULP_MANIFEST</a>
+        <a href={contentUrl(basePath, "PULP_MANIFEST")} onClick={follow("PULP_MANIFEST")}>PULP_MANIFEST</a>
       </p>
-      {files === undefined ? <Loading what="the manifest" /> : typeof files === "string" ? <p class="muted">{files}</p> : (
+      {files === undefined ? <Loading what="the manifest" /> : typeof files === "string" ? <p class="muted" data-files-note>{files}</p> : (
         <TableWrap label="Served files">
           <table class="list" data-list="files">
             <thead><tr><th scope="col">File</th><th scope="col">Size</th></tr></thead>
             <tbody onKeyDown={listKeys}>
               {files.map((f) => (
                 <tr key={f.path} data-row>
-                  <td><a href={contentUrl(basePath, f.path)} data-file={f.path}>{f.path}</a></td>
+                  <td><a href={contentUrl(basePath, f.path)} data-file={f.path} onClick={follow(f.path)}>{f.path}</a></td>
                   <td>{Number.isFinite(f.size) ? bytes(f.size) : ""}</td>
                 </tr>
               ))}
@@ -262,8 +311,9 @@ export const DistributionPage = ({ name }: { name: string }) => {
             <dt>Base path</dt><dd>{d.base_path}</dd>
             <dt>Publication</dt>
             <dd>{d.publication ? <a href={futureHref(d.publication)}>future {d.publication}</a> : <span class="muted">none</span>}</dd>
+            <dt>Guard</dt><dd data-guard>{guardText(d.guard)}</dd>
           </dl>
-          <ServedFiles basePath={d.base_path} />
+          <ServedFiles name={d.name} basePath={d.base_path} guard={d.guard} />
         </>
       )}
       <Revisions<Distribution> kind="distributions" name={name} fields={omitBase} />

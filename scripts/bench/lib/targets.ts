@@ -151,7 +151,33 @@ const sync = (r: any): Array<Target> => {
   })
 }
 
-const TARGETS: Record<string, (results: any) => Array<Target>> = { tasking, throughput, dag, content, gc, sync }
+const churn = (r: any): Array<Target> => {
+  const cycles: Array<any> = r.cycles ?? []
+  const at = (n: number) => cycles.find((c) => c.cycle === n)
+  const last = cycles.at(-1)
+  const c10 = at(10)
+  if (c10 === undefined || last === undefined || last.cycle <= 10) return [{ target: "cycle 100 within 5% of cycle 10 on every measure", result: "fewer than 11 cycles run", met: undefined }]
+  const change = (a: number, b: number) => (a === 0 ? (b === 0 ? 0 : Infinity) : (b - a) / a)
+  const rows = Object.keys(c10.rows).map((t) => [t, change(c10.rows[t], last.rows[t] ?? 0)] as const)
+  const worstRow = rows.reduce((w, r) => (Math.abs(r[1]) > Math.abs(w[1]) ? r : w), ["-", 0] as const)
+  const measures = [
+    [worstRow[1] === 0 ? "rows of every table" : `rows (worst: ${worstRow[0]})`, worstRow[1]],
+    ["stored bytes", change(c10.storedBytes, last.storedBytes)],
+    ["database size", change(c10.databaseBytes, last.databaseBytes)],
+    ["cycle duration", change(c10.mirrorMs + c10.cleanupMs + c10.purgeMs, last.mirrorMs + last.cleanupMs + last.purgeMs)]
+  ] as const
+  const reclaim = median(cycles.filter((c) => c.cycle >= 10).map((c) => c.cleanupMs + c.purgeMs))
+  return [
+    {
+      target: `cycle ${last.cycle} within 5% of cycle 10 on every measure`,
+      result: measures.map(([m, v]) => `${m} ${v >= 0 ? "+" : ""}${pct(v)}`).join(", "),
+      met: measures.every(([, v]) => Math.abs(v) <= 0.05)
+    },
+    { target: "cleanup + purge of a cycle < 2 s (median from cycle 10 on)", result: ms(reclaim), met: reclaim < 2000 }
+  ]
+}
+
+const TARGETS: Record<string, (results: any) => Array<Target>> = { tasking, throughput, dag, content, gc, sync, churn }
 
 /** A run that started with the 1-minute load average above the core count. */
 export const loaded = (m: Machine) => (m.load_average_at_start[0] ?? 0) > m.cores

@@ -6,15 +6,10 @@ import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Console, Effect, Option } from "effect"
-import * as fs from "node:fs/promises"
 import { awaitFuture } from "../../client/graphs.js"
-import { CliError, common, fields, parseDuration, withClient } from "../common.js"
+import { CliError, common, parseDuration, readText, withClient } from "../common.js"
 import { submitAndFollow } from "../follow.js"
-
-const wait = Options.boolean("wait").pipe(
-  Options.withAlias("w"),
-  Options.withDescription("Follow the graph to its end (a live view on a terminal); exit 0 only if it succeeded.")
-)
+import { runReporting, wait } from "./lifecycle.js"
 
 /** `--priority`: the graph body's per-node `priority`, for every task the command submits. */
 const priority = Options.integer("priority").pipe(
@@ -26,20 +21,11 @@ const withPriority = <N extends Record<string, object>>(nodes: N, p: Option.Opti
 
 // ---- submit ---------------------------------------------------------------------------------------
 
-const readAll = async (stream: NodeJS.ReadableStream) => {
-  const chunks: Array<Buffer> = []
-  for await (const chunk of stream) chunks.push(Buffer.from(chunk as Uint8Array))
-  return Buffer.concat(chunks).toString("utf8")
-}
-
 /** The graph file (or stdin for "-") as JSON, or one sentence saying why not. */
 export const readGraph = (file: string) =>
   Effect.gen(function*() {
     const name = file === "-" ? "stdin" : file
-    const text = yield* Effect.tryPromise({
-      try: () => (file === "-" ? readAll(process.stdin) : fs.readFile(file, "utf8")),
-      catch: (e) => new CliError({ message: `cannot read ${name}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}` })
-    })
+    const text = yield* readText(file, name)
     return yield* Effect.try({
       try: () => JSON.parse(text) as unknown,
       catch: (e) => new CliError({ message: `${name} is not valid JSON: ${(e as Error).message}` })
@@ -133,30 +119,28 @@ const gc = Command.make(
     protection: Options.text("protection").pipe(
       Options.withDescription("Keep orphans younger than this (24h, 30m, 0s, ...); default: the task's (a day)."),
       Options.optional
+    ),
+    reclaim: Options.text("reclaim").pipe(
+      Options.withDescription(
+        "Also drop the stored bytes of this repository's content that its remote can serve again (repeatable); " +
+          "the content app fetches such a file again on its next request."
+      ),
+      Options.repeated
     )
   },
   (c) =>
     withClient(c, (client) =>
       Effect.gen(function*() {
         const seconds = Option.isSome(c.protection) ? yield* parseDuration(c.protection.value, "--protection") : undefined
-        const graph = {
-          label: "orphans cleanup",
-          nodes: withPriority(
-            { cleanup: { task: "orphans.cleanup", params: seconds === undefined ? {} : { protection_seconds: Math.round(seconds) } } },
-            c.priority
-          )
-        }
-        const done = yield* submitAndFollow(client, graph, c, c.wait)
-        if (done === undefined || c.json) return
-        const report = yield* awaitFuture(client, done.nodes.cleanup!.outputs.report!)
-        const value = report.value
-        yield* Console.log(
-          value !== null && typeof value === "object"
-            ? fields(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, typeof v === "object" ? JSON.stringify(v) : String(v)]))
-            : JSON.stringify(value)
-        )
+        yield* runReporting(client, c, c.wait, "orphans cleanup", "orphans.cleanup", {
+          ...(seconds === undefined ? {} : { protection_seconds: Math.round(seconds) }),
+          ...(c.reclaim.length > 0 ? { reclaim: c.reclaim } : {})
+        }, c.priority)
       })
     )
-).pipe(Command.withDescription("Delete content and artifacts nothing references any more (an orphans.cleanup task)."))
+).pipe(Command.withDescription(
+  "Reclaim what nothing holds any more (an orphans.cleanup task): released versions and publications, then the content " +
+    "and artifacts (rows and bytes) only they held, and orphans older than --protection."
+))
 
 export const graphCommands = [submit, sync, gc] as const

@@ -1,5 +1,5 @@
 /**
- * The content app's routing table, in memory: base path -> distribution's publication ->
+ * The content app's routing table, in memory: base path -> distribution's publication and guard ->
  * relative path -> file (digest, size, whether the bytes are stored).
  *
  * Distributions change, so their table is loaded at start and reloaded on every wake-up of the
@@ -19,6 +19,10 @@
  * (A hit on a path that a change committed a moment ago moved elsewhere can still be answered from
  * the old publication until its notification arrives, typically well under a millisecond.)
  *
+ * A distribution's guard (src/content/guards.ts: token digests or the signing key) is a field of its
+ * revision, so it is loaded, and replaced, with the route: a guarded request is checked from memory
+ * too, and a guard given, changed or removed reaches the table by the same wake-up as a base path.
+ *
  * So a request for a file that is stored makes no database query at all. While the table is
  * current and the publication loaded, `routeNow` and `cachedPublication` answer synchronously,
  * without a fiber: the content app's common case (see `serve.ts`).
@@ -28,6 +32,7 @@ import { Context, Deferred, Duration, Effect, FiberId, Layer, Queue, Schedule } 
 import { LRUCache } from "lru-cache"
 import { Db, DbError } from "../../db/client.js"
 import { Session } from "../../engine/session.js"
+import { type ContentGuard, contentGuard, type StoredGuard } from "../guards.js"
 import { versionContent } from "../versions.js"
 import { countPublicationCache } from "./metrics.js"
 import { relativePathOf } from "./paths.js"
@@ -63,6 +68,8 @@ export interface Route {
   readonly basePath: string
   /** Null while the distribution serves no publication. */
   readonly publicationId: string | null
+  /** Who may read it; undefined: anyone. */
+  readonly guard: ContentGuard | undefined
   readonly relativePath: string
 }
 
@@ -84,10 +91,26 @@ export interface RoutingTableShape {
 
 export const NOT_CURRENT = Symbol("not current")
 
+/**
+ * The publication a route named no longer exists: the distribution moved on a moment ago and the
+ * old publication was released and reclaimed before this process's table caught up. The content
+ * app then passes the notification barrier and routes again (serve.ts).
+ */
+export class PublicationGone extends Error {
+  constructor(readonly publicationId: string) {
+    super(`publication ${publicationId} was released`)
+  }
+}
+
 export class RoutingTable extends Context.Tag("cairn/content/RoutingTable")<RoutingTable, RoutingTableShape>() {}
 
-/** Base path -> the publication its distribution serves. */
-type Distributions = ReadonlyMap<string, string | null>
+interface Served {
+  readonly publicationId: string | null
+  readonly guard: ContentGuard | undefined
+}
+
+/** Base path -> what its distribution serves, and to whom. */
+type Distributions = ReadonlyMap<string, Served>
 
 export const RoutingTableLive = Layer.scoped(
   RoutingTable,
@@ -95,13 +118,16 @@ export const RoutingTableLive = Layer.scoped(
     const db = yield* Db
     const session = yield* Session
 
-    // One statement, one snapshot: a base path always comes with its own distribution's revision.
-    const loadDistributions = db.rows<{ base_path: string; publication_id: string | null }>(sql`
-      SELECT p.base_path, r.publication_id
+    // One statement, one snapshot: a base path always comes with its own distribution's revision
+    // (its publication and its guard).
+    const loadDistributions = db.rows<{ base_path: string; distribution_id: string; publication_id: string | null; guard: StoredGuard | null }>(sql`
+      SELECT p.base_path, p.distribution_id, r.publication_id, r.guard
       FROM distribution_paths p
       JOIN names n ON n.kind = 'distribution' AND n.resource_id = p.distribution_id
       JOIN distribution_revisions r ON r.id = n.revision_id`).pipe(
-        Effect.map((rows): Distributions => new Map(rows.map((r) => [r.base_path, r.publication_id])))
+        Effect.map((rows): Distributions =>
+          new Map(rows.map((r) => [r.base_path, { publicationId: r.publication_id, guard: contentGuard(r.distribution_id, r.guard) }]))
+        )
       )
 
     // Plain variables, not Refs: requests read them synchronously (see `routeNow`).
@@ -164,8 +190,8 @@ export const RoutingTableLive = Layer.scoped(
         const [p] = yield* db.rows<{ version_id: string; sha256: string; size: number }>(sql`
           SELECT p.version_id, a.sha256, a.size::float8 AS size
           FROM publications p JOIN artifacts a ON a.id = p.manifest_artifact_id WHERE p.id = ${id}`)
-        // Distributions reference publications by foreign key, and publications are never deleted.
-        if (!p) return yield* Effect.dieMessage(`publication ${id} does not exist`)
+        // A live distribution holds its publication; a route may be a moment old (see PublicationGone).
+        if (!p) return yield* Effect.die(new PublicationGone(id))
         const content = yield* versionContent(p.version_id).pipe(
           Effect.provideService(Db, db),
           Effect.catchTag("NotFound", (e) => Effect.die(e))
@@ -185,9 +211,10 @@ export const RoutingTableLive = Layer.scoped(
       let basePath = ""
       for (let depth = 1; depth < segments.length; depth++) {
         basePath = depth === 1 ? segments[0]! : `${basePath}/${segments[depth - 1]}`
-        if (!table.has(basePath)) continue
+        const served = table.get(basePath)
+        if (served === undefined) continue
         const relativePath = relativePathOf(segments, depth)
-        return relativePath === undefined ? undefined : { basePath, publicationId: table.get(basePath)!, relativePath }
+        return relativePath === undefined ? undefined : { basePath, publicationId: served.publicationId, guard: served.guard, relativePath }
       }
       return undefined
     }

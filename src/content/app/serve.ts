@@ -9,6 +9,19 @@
  * stored artifact is answered with a 302 to a presigned URL of it instead of its bytes; generated
  * files (the manifest) are still served here.
  *
+ * Nothing a distribution serves ever goes missing under it (DESIGN.md §19: the distribution holds
+ * its publication, which holds the rest), but two things can be gone by the time a request looks:
+ * the bytes of a file that orphans.cleanup demoted (`reclaim`: they are fetched again, as for an
+ * on-demand remote), and, under a route a moment old, a publication the distribution has just moved
+ * away from and that was reclaimed since (the request routes again after the notification barrier).
+ * Either way the request is answered once more, never with a 404 or a 500 for a file that is served.
+ *
+ * A guarded distribution's request (`guard-check.ts`) is checked as soon as its route is known and
+ * before anything else is looked at: the file list (a refused request learns nothing of which files
+ * exist), the etag, 304, HEAD, ranges, the shared body cache, an on-demand fetch, a redirect. Its
+ * answers are `cache-control: private, no-cache`: no shared HTTP cache may keep them, and a
+ * client's own cache asks again (and is checked again) before using what it kept.
+ *
  * This is a plain Node request handler, not an HttpApi route: the listener hands it content
  * requests before the Effect app sees them (`src/api/listener.ts`). A request for a small file whose
  * publication is loaded and whose bytes are cached — the steady state — is answered synchronously,
@@ -21,14 +34,18 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:
 import { pipeline } from "node:stream/promises"
 import { CairnConfig } from "../../config/config.js"
 import { DbError } from "../../db/client.js"
-import { ArtifactStorage } from "../storage.js"
+import { ArtifactStorage, NotStored } from "../storage.js"
 import { makeBodyCache } from "./body-cache.js"
+import { GuardRefusal, guardRefusal, signedExpiry } from "./guard-check.js"
 import { etagOf, noneMatch, rangeRequest } from "./http.js"
 import { countResponse } from "./metrics.js"
 import { OnDemand, UpstreamUnavailable } from "./on-demand.js"
 import { contentSegments } from "./paths.js"
 import { makeBodyReader } from "./read-body.js"
-import { type FileEntry, MANIFEST_PATH, NOT_CURRENT, type Route, RoutingTable } from "./routing-table.js"
+import { type FileEntry, MANIFEST_PATH, NOT_CURRENT, PublicationGone, type Route, RoutingTable } from "./routing-table.js"
+
+/** The stored bytes of a file are not there (demoted, or reclaimed under a route a moment old). */
+const bytesGone = (e: unknown) => e instanceof NotStored || (e as NodeJS.ErrnoException | undefined)?.code === "ENOENT"
 
 export type ContentRequestHandler = (req: IncomingMessage, res: ServerResponse) => void
 
@@ -71,13 +88,28 @@ export const makeContentHandler = Effect.gen(function*() {
   const notFound = (req: IncomingMessage, res: ServerResponse, message: string) => failure(req, res, 404, "not_found", message)
 
   /**
-   * The file at `segments`, or why there is none. With `recheck`, the routing table first catches
-   * up with every distribution change committed before now (see `routing-table.ts`).
+   * How long a redirect's presigned URL lives: CAIRN_CONTENT_REDIRECT_SECONDS, but never past the
+   * expiry of the signed URL it answers (the store's URL would otherwise outlive cairn's).
    */
-  const locate = async (segments: ReadonlyArray<string>, recheck: boolean): Promise<{ route: Route; file: FileEntry } | string> => {
+  const presignedSeconds = (route: Route, req: IncomingMessage): number => {
+    const expires = route.guard?.type === "signed" ? signedExpiry(req.url ?? "") : undefined
+    if (expires === undefined) return redirectSeconds!
+    return Math.max(1, Math.min(redirectSeconds!, Math.ceil(expires - Date.now() / 1000)))
+  }
+
+  /**
+   * The file at `segments`, or why there is none, or why this request may not have it. With
+   * `recheck`, the routing table first catches up with every distribution change committed before
+   * now (see `routing-table.ts`).
+   */
+  const locate = async (req: IncomingMessage, segments: ReadonlyArray<string>, recheck: boolean): Promise<{ route: Route; file: FileEntry } | GuardRefusal | string> => {
     const now = recheck ? NOT_CURRENT : table.routeNow(segments)
     const route = now === NOT_CURRENT ? await run(table.route(segments, recheck)) : now
     if (route === undefined) return "nothing is served at this path"
+    if (route.guard !== undefined) {
+      const refused = guardRefusal(route.guard, route, req, Date.now())
+      if (refused !== undefined) return refused
+    }
     if (route.publicationId === null) return `the distribution at ${route.basePath} serves no publication yet`
     const files = table.cachedPublication(route.publicationId) ?? await run(table.publication(route.publicationId))
     const file = files.get(route.relativePath)
@@ -87,12 +119,26 @@ export const makeContentHandler = Effect.gen(function*() {
   const serve = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const segments = contentSegments(req.url ?? "")
     if (segments === undefined) return notFound(req, res, "not a valid content path")
-    // A miss is checked again against every change committed before the request: the client may
-    // have just been told that the distribution it asks for was set.
-    let found = await locate(segments, false)
-    if (typeof found === "string") found = await locate(segments, true)
+    // A miss or a refusal is checked again against every change committed before the request: the
+    // client may have just been told that the distribution it asks for was set, or its guard changed.
+    let found = await locate(req, segments, false).catch((e) => (e instanceof PublicationGone ? "gone" : Promise.reject(e)))
+    if (typeof found === "string" || found instanceof GuardRefusal) found = await locate(req, segments, true)
     if (typeof found === "string") return notFound(req, res, found)
-    const { route, file } = found
+    if (found instanceof GuardRefusal) return failure(req, res, found.status, found.code, found.message, found.headers)
+    const first = found
+    return answer(req, res, first).catch(async (e) => {
+      if (!bytesGone(e) || res.headersSent) throw e
+      // Route again, after every change committed before now; the bytes of a file still served
+      // were demoted: fetch them again (the on-demand path).
+      const again = await locate(req, segments, true)
+      if (typeof again === "string") return notFound(req, res, again)
+      if (again instanceof GuardRefusal) return failure(req, res, again.status, again.code, again.message, again.headers)
+      if (again.file === first.file) again.file.stored = false
+      return answer(req, res, again)
+    })
+  }
+
+  const answer = async (req: IncomingMessage, res: ServerResponse, { route, file }: { route: Route; file: FileEntry }): Promise<void> => {
 
     const etag = etagOf(file.sha256)
     const headers: OutgoingHttpHeaders = {
@@ -100,6 +146,7 @@ export const makeContentHandler = Effect.gen(function*() {
       "accept-ranges": "bytes",
       "content-type": route.relativePath === MANIFEST_PATH ? MANIFEST_TYPE : FILE_TYPE
     }
+    if (route.guard !== undefined) headers["cache-control"] = "private, no-cache"
     if (noneMatch(req.headers["if-none-match"], etag)) return reply(req, res, 304, headers)
 
     const wanted = rangeRequest(req.headers["range"], req.headers["if-range"] as string | undefined, etag, file.size)
@@ -120,7 +167,7 @@ export const makeContentHandler = Effect.gen(function*() {
       // The object store serves the bytes (ranges too: the client sends its Range again to the
       // location). The URL is signed here, with no round trip; it must not outlive its signature
       // in a cache.
-      const location = await run(storage.presignedUrl(file.sha256, redirectSeconds))
+      const location = await run(storage.presignedUrl(file.sha256, presignedSeconds(route, req)))
       if (location !== undefined) {
         return reply(req, res, 302, { location, etag, "cache-control": "no-store", "content-length": 0 })
       }

@@ -21,11 +21,14 @@ export const distributionSet = defineKind({
   outputs: { distribution: DISTRIBUTION },
   resources: (p) => ({ exclusive: [`distribution:${p.distribution.id}`], shared: [] }),
   prepare: (raw) => resolveNamedFields(raw, [["distribution", "distribution"]]),
-  handler: (p) =>
+  handler: (p, ctx) =>
     Effect.succeed(
       new Commit((tx) =>
         Effect.gen(function*() {
-          const revision = yield* reviseResource(tx, "distribution", p.distribution.id, { publication: p.publication.$ref }).pipe(
+          // The publication is held by this task (since its submission, or since it resolved), so it is there.
+          const revision = yield* reviseResource(tx, "distribution", p.distribution.id, { publication: p.publication.$ref }, {
+            future: ctx.outputs.distribution
+          }).pipe(
             Effect.catchIf(
               (e) => e._tag !== "DbError",
               (e) => Effect.fail(new TaskFailure({ code: "invalid_params", message: e.message }))

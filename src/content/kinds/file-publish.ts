@@ -1,7 +1,9 @@
 /**
  * `file.publish`: a publication of a repository version — its files by relative path, and a
  * PULP_MANIFEST listing them (stored as an artifact). The version is immutable, so publishing
- * takes no lock on the repository and runs beside later syncs of it.
+ * takes no lock on the repository and runs beside later syncs of it; the task holds the version from
+ * its submission (or from the commit that cut it) until it settles, so a release meanwhile changes
+ * nothing for it. The publication is held by the repository while it keeps the version.
  */
 import { sql } from "drizzle-orm"
 import { Effect, Schema } from "effect"
@@ -10,6 +12,7 @@ import { txRows } from "../../db/client.js"
 import { TaskFailure } from "../../engine/errors.js"
 import { Commit, defineKind, FutureRef, noResources } from "../../engine/kind.js"
 import { ownedByTask, storeArtifact } from "../artifacts.js"
+import { holdForConsumers } from "../lifecycle/retention.js"
 import { formatManifest } from "../manifest.js"
 import { ArtifactStorage } from "../storage.js"
 import { versionContent } from "../versions.js"
@@ -48,6 +51,7 @@ export const filePublish = defineKind({
         Effect.gen(function*() {
           yield* txRows(tx, sql`INSERT INTO publications (id, version_id, future_id, manifest_artifact_id)
                                 VALUES (${id}, ${version.version}, ${ctx.outputs.publication!}, ${stored.id})`)
+          yield* holdForConsumers(tx, ctx.outputs.publication!, { publication: id })
           return {
             publication: {
               publication: id,

@@ -122,15 +122,18 @@ export const settleConsumers = (tx: Tx, futures: ReadonlyArray<string>): Effect.
   )
 
 /**
- * Enqueues the tasks behind their keys (cairn_enqueue: key rows with no earlier conflict become
- * free, tasks with nothing to wait for become ready), sends the transaction's one NOTIFY with
- * `changes` plus what became ready, and analyzes the engine's tables if the graph is large next to
- * what the planner knows of (cairn_refresh_statistics): one round trip.
+ * Runs the submit hooks (cairn_on_submitted: other modules hold what the tasks will use, or refuse
+ * with SQLSTATE CA002), enqueues the tasks behind their keys (cairn_enqueue: key rows with no
+ * earlier conflict become free, tasks with nothing to wait for become ready), sends the
+ * transaction's one NOTIFY with `changes` plus what became ready, and analyzes the engine's tables
+ * if the graph is large next to what the planner knows of (cairn_refresh_statistics): one round
+ * trip. (The hooks are in FROM, so they run before the target list; nothing commits if one raises.)
  */
 export const enqueue = (tx: Tx, tasks: ReadonlyArray<string>, changes: Changes) =>
   Effect.asVoid(txRows(
     tx,
     sql`SELECT cairn_notify(jsonb_set(${json(changes)}::jsonb, '{ready}',
           to_jsonb(${changes.ready}::int + cairn_enqueue(${sql.param(tasks)}::text[])))),
-          cairn_refresh_statistics(${tasks.length}::int)`
+          cairn_refresh_statistics(${tasks.length}::int)
+        FROM (SELECT cairn_on_submitted(${sql.param(tasks)}::text[])) AS hooks`
   ))

@@ -1,13 +1,17 @@
 -- cairn_future_guard: a future changes once, from pending to settled, only in its settlement
--- columns (settled_at is filled in when missing), and is never deleted. The UPDATE trigger's WHEN
--- clause is true exactly when a rule could be broken or settled_at needs filling in, so the
--- executor calls the PL/pgSQL guard only then: settling 10,000 futures makes no guard call.
+-- columns (settled_at is filled in when missing), and a pending future is never deleted (a settled
+-- one may be, by history.purge, once nothing holds it: DESIGN.md §19). The triggers' WHEN clauses
+-- are true exactly when a rule could be broken or settled_at needs filling in, so the executor
+-- calls the PL/pgSQL guard only then: settling 10,000 futures, or purging them, makes no guard call.
 -- DESIGN.md §2 "Immutability is a property of the schema".
 
 CREATE OR REPLACE FUNCTION cairn_future_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF TG_OP = 'DELETE' THEN
-    RAISE EXCEPTION 'future % cannot be deleted: futures are immutable', OLD.id USING ERRCODE = 'CA001';
+    IF OLD.state = 'pending' THEN
+      RAISE EXCEPTION 'future % is pending: only a settled future may be deleted', OLD.id USING ERRCODE = 'CA001';
+    END IF;
+    RETURN OLD;
   END IF;
   IF OLD.state <> 'pending' THEN
     RAISE EXCEPTION 'future % is already %: a settled future is immutable', OLD.id, OLD.state USING ERRCODE = 'CA001';
@@ -30,4 +34,6 @@ CREATE OR REPLACE TRIGGER futures_immutable BEFORE UPDATE ON futures FOR EACH RO
         OR NEW.created_at IS DISTINCT FROM OLD.created_at)
   EXECUTE FUNCTION cairn_future_guard();
 
-CREATE OR REPLACE TRIGGER futures_kept BEFORE DELETE ON futures FOR EACH ROW EXECUTE FUNCTION cairn_future_guard();
+CREATE OR REPLACE TRIGGER futures_kept BEFORE DELETE ON futures FOR EACH ROW
+  WHEN (OLD.state = 'pending')
+  EXECUTE FUNCTION cairn_future_guard();
