@@ -5,6 +5,6 @@ import { defineConfig } from "drizzle-kit"
 // indexes drizzle cannot express are hand-written `--custom` migrations (drizzle/README.md).
 export default defineConfig({
   dialect: "postgresql",
-  schema: ["./src/db/schema.ts", "./src/db/content-schema.ts"],
+  schema: ["./src/db/schema.ts", "./src/db/content-schema.ts", "./src/db/schedule-schema.ts"],
   out: "./drizzle"
 })

@@ -5,6 +5,7 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Authorization } from "./auth.js"
 import { DistributionsGroup, RemotesGroup, RepositoriesGroup } from "./named-groups.js"
+import { SchedulesGroup } from "./schedules-group.js"
 import { UploadsGroup } from "./uploads-group.js"
 import { Schema } from "effect"
 import * as E from "./errors.js"
@@ -76,6 +77,7 @@ export class CairnApi extends HttpApi.make("cairn")
   .add(RepositoriesGroup)
   .add(RemotesGroup)
   .add(DistributionsGroup)
+  .add(SchedulesGroup)
   .add(UploadsGroup)
   .addError(E.BadRequestSchema)
   .addError(E.NotFoundSchema)

@@ -3,7 +3,7 @@
  * of named resource, built by one factory so that they cannot drift apart.
  */
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
-import { Schema } from "effect"
+import { type Context, Schema } from "effect"
 import { GUARD_TOKEN, MAX_GUARD_TOKENS, MAX_SIGNED_SECONDS } from "../content/guards.js"
 import { Authorization } from "./auth.js"
 import { strict } from "./schemas.js"
@@ -11,7 +11,7 @@ import { strict } from "./schemas.js"
 const Name = Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/)).annotations({
   message: () => "name must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 })
-const NamePath = Schema.Struct({ name: Schema.String })
+export const NamePath = Schema.Struct({ name: Schema.String })
 const IfMatch = Schema.Struct({ "if-match": Schema.optional(Schema.String) })
 
 const revisionBase = {
@@ -156,7 +156,7 @@ export const DistributionFields = {
   })
 }
 
-const viewOf = <V extends Schema.Struct.Fields>(identifier: string, view: V) =>
+export const viewOf = <V extends Schema.Struct.Fields>(identifier: string, view: V) =>
   Schema.Struct({ ...revisionBase, ...view }).annotations({ identifier })
 
 export const RepositoryView = viewOf("RepositoryRevision", {
@@ -211,29 +211,36 @@ export const SignedUrl = Schema.Struct({
   expires: Schema.Number.annotations({ description: "unix seconds: the URL is refused (403) from then on" })
 }).annotations({ identifier: "SignedUrl" })
 
-const makeGroup = <G extends string, P extends string, F extends Schema.Struct.Fields, V extends Schema.Schema.Any>(
+/** An OpenAPI description per operation of a named group (optional). */
+export type NamedGroupDocs = Partial<Record<"create" | "list" | "get" | "revisions" | "update" | "delete", string>>
+
+export const makeGroup = <G extends string, P extends string, F extends Schema.Struct.Fields, V extends Schema.Schema.Any>(
   group: G,
   plural: P,
   fields: F,
-  View: V
+  View: V,
+  docs: NamedGroupDocs = {}
 ) => {
   const Create = Schema.Struct({ name: Name, ...fields }).annotations({ ...strict, identifier: `${group}Create` })
   // exact: a JSON body has no `undefined`, and an error must not list it as an alternative (nor
   // quote a refused value, secrets included: see `guard`).
   const Patch = Schema.partialWith(Schema.Struct(fields), { exact: true }).annotations({ ...strict, identifier: `${group}Patch` })
+  const doc = <E extends { annotate<I, S>(tag: Context.Tag<I, S>, value: S): E }>(op: keyof NamedGroupDocs, e: E): E =>
+    docs[op] === undefined ? e : e.annotate(OpenApi.Description, docs[op]!)
   return HttpApiGroup.make(group)
-    .add(HttpApiEndpoint.post("create", `/${plural}`).setPayload(Create).addSuccess(View, { status: 201 }))
-    .add(HttpApiEndpoint.get("list", `/${plural}`).addSuccess(Schema.Array(View)))
-    .add(HttpApiEndpoint.get("get", `/${plural}/:name`).setPath(NamePath).addSuccess(View))
-    .add(HttpApiEndpoint.get("revisions", `/${plural}/:name/revisions`).setPath(NamePath).addSuccess(Schema.Array(View)))
-    .add(
+    .add(doc("create", HttpApiEndpoint.post("create", `/${plural}`).setPayload(Create).addSuccess(View, { status: 201 })))
+    .add(doc("list", HttpApiEndpoint.get("list", `/${plural}`).addSuccess(Schema.Array(View))))
+    .add(doc("get", HttpApiEndpoint.get("get", `/${plural}/:name`).setPath(NamePath).addSuccess(View)))
+    .add(doc("revisions", HttpApiEndpoint.get("revisions", `/${plural}/:name/revisions`).setPath(NamePath).addSuccess(Schema.Array(View))))
+    .add(doc(
+      "update",
       HttpApiEndpoint.patch("update", `/${plural}/:name`).setPath(NamePath).setHeaders(IfMatch).setPayload(Patch)
         .addSuccess(View, { status: 201 })
-    )
-    .add(HttpApiEndpoint.del("delete", `/${plural}/:name`).setPath(NamePath).addSuccess(HttpApiSchema.NoContent).annotate(
-      OpenApi.Description,
-      "Frees the name; queued tasks that hold the old revision id still run. " + deleteEffect[group as string]
     ))
+    .add(doc("delete", HttpApiEndpoint.del("delete", `/${plural}/:name`).setPath(NamePath).addSuccess(HttpApiSchema.NoContent).annotate(
+      OpenApi.Description,
+      "Frees the name; queued tasks that hold the old revision id still run. " + (deleteEffect[group as string] ?? "")
+    )))
     .middleware(Authorization)
 }
 

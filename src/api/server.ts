@@ -15,6 +15,7 @@ import { CairnApi } from "./definition.js"
 import { FuturesLive } from "./handlers/futures.js"
 import { GraphsLive } from "./handlers/graphs.js"
 import { DistributionsLive, RemotesLive, RepositoriesLive } from "./handlers/named.js"
+import { SchedulesLive } from "./handlers/schedules.js"
 import { TasksLive } from "./handlers/tasks.js"
 import { UploadsLive } from "./handlers/uploads.js"
 import { WorkersLive } from "./handlers/workers.js"
@@ -26,7 +27,7 @@ import { FutureWaiters, FutureWaitersLive } from "./waiters.js"
 export { AuthorizationLive } from "./auth-live.js"
 
 export const ApiLive = HttpApiBuilder.api(CairnApi).pipe(
-  Layer.provide([GraphsLive, TasksLive, FuturesLive, WorkersLive, RepositoriesLive, RemotesLive, DistributionsLive, UploadsLive]),
+  Layer.provide([GraphsLive, TasksLive, FuturesLive, WorkersLive, RepositoriesLive, RemotesLive, DistributionsLive, SchedulesLive, UploadsLive]),
   Layer.provide(AuthorizationLive)
 )
 

@@ -19,6 +19,7 @@ import { inspectCommands } from "./commands/inspect.js"
 import { purgeCommand } from "./commands/lifecycle.js"
 import { namedCommands } from "./commands/named.js"
 import { processCommands } from "./commands/processes.js"
+import { scheduleCommands } from "./commands/schedule.js"
 import { uploadCommand } from "./commands/upload.js"
 import { signalExitCode } from "./exit.js"
 import { group } from "./group.js"
@@ -31,6 +32,7 @@ export const cairn = group("cairn", "An immutable-resource content store with fu
   ...inspectCommands,
   dagCommand,
   ...namedCommands,
+  scheduleCommands,
   uploadCommand,
   purgeCommand
 ])

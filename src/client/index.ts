@@ -43,6 +43,8 @@ export type TaskQuery = Schema.Schema.Type<typeof S.TaskQuery>
 export type RepositoryRevision = ViewOf<"repositories">
 export type RemoteRevision = ViewOf<"remotes">
 export type DistributionRevision = ViewOf<"distributions">
+/** A schedule's revision; `next_run` and `last_*` are on its current revision only. */
+export type ScheduleRevision = ViewOf<"schedules">
 export type SignedUrl = Schema.Schema.Type<typeof SignedUrlSchema>
 
 export interface Cancelable {
@@ -157,6 +159,13 @@ export const createClient = (opts: Partial<ClientOptions> = {}) => {
           client.call((api) => api.distributions.sign({ path: { name }, payload: { path, expires_in_seconds: expiresInSeconds } })),
           (signed) => ({ ...signed, url: client.url + signed.path })
         ))
+    },
+    /** Graphs submitted at each tick of a cron expression, once across the cluster. */
+    schedules: {
+      ...promised("schedules"),
+      /** The ticks the schedule claimed, newest first, with their graphs; pass the last `tick` back as `before`. */
+      graphs: (name: string, page: { readonly limit?: number; readonly before?: string } = {}) =>
+        run(client.call((api) => api.schedules.graphs({ path: { name }, urlParams: page })))
     },
 
     /** Upload a file (streamed; its sha256 is computed first and checked by the server). */

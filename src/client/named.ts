@@ -1,14 +1,15 @@
 /**
- * The copy-on-write operations of repositories, remotes and distributions behind one interface, as
- * the server builds them from one factory (src/api/named-groups.ts): the CLI and the promise facade
- * treat the three kinds alike.
+ * The copy-on-write operations of repositories, remotes, distributions and schedules behind one
+ * interface, as the server builds them from one factory (src/api/named-groups.ts): the CLI and the
+ * promise facade treat the kinds alike.
  */
 import type { Effect, Schema } from "effect"
 import type { DistributionView, RemoteView, RepositoryView } from "../api/named-groups.js"
+import type { ScheduleView } from "../api/schedules-group.js"
 import type { ApiClient, CairnClientShape } from "./effect.js"
 import type { CairnError } from "./errors.js"
 
-export type NamedGroup = "repositories" | "remotes" | "distributions"
+export type NamedGroup = "repositories" | "remotes" | "distributions" | "schedules"
 
 type Req<F> = F extends (req: infer R) => unknown ? R : never
 export type CreateOf<G extends NamedGroup> = Req<ApiClient[G]["create"]> extends { readonly payload: infer P } ? P : never
@@ -24,6 +25,7 @@ interface Views {
   readonly repositories: Schema.Schema.Type<typeof RepositoryView>
   readonly remotes: Schema.Schema.Type<typeof RemoteView>
   readonly distributions: Schema.Schema.Type<typeof DistributionView>
+  readonly schedules: Schema.Schema.Type<typeof ScheduleView>
 }
 export type ViewOf<G extends NamedGroup> = RevisionView & Views[G]
 
@@ -37,7 +39,7 @@ export interface NamedOps<G extends NamedGroup> {
   readonly delete: (name: string) => Effect.Effect<void, CairnError>
 }
 
-/** The endpoints every named group has, typed loosely: the three groups differ only in bodies. */
+/** The endpoints every named group has, typed loosely: the groups differ only in bodies. */
 interface AnyNamedEndpoints {
   create(req: { payload: unknown }): Effect.Effect<unknown, unknown>
   list(): Effect.Effect<ReadonlyArray<unknown>, unknown>
@@ -48,7 +50,7 @@ interface AnyNamedEndpoints {
 }
 
 export const named = <G extends NamedGroup>(client: CairnClientShape, group: G): NamedOps<G> => {
-  // The one cast: `api[group]` is a union of three structurally identical groups that TypeScript
+  // The one cast: `api[group]` is a union of structurally identical groups that TypeScript
   // cannot call through a type parameter; NamedOps<G> gives the precise types back.
   const call = <A>(f: (g: AnyNamedEndpoints) => Effect.Effect<unknown, unknown>) =>
     client.call((api) => f(api[group] as unknown as AnyNamedEndpoints)) as Effect.Effect<A, CairnError>

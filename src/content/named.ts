@@ -1,5 +1,6 @@
 /**
- * Named resources, copy-on-write: repositories, remotes and distributions.
+ * Named resources, copy-on-write: repositories, remotes and distributions (and schedules, whose
+ * revisions src/schedules/revisions.ts reads and writes).
  *
  * A resource has a stable id (`resources`), immutable revisions (each with its name and fields),
  * and a row in `names` pointing at its current revision. Changing it writes a new revision and
@@ -14,6 +15,7 @@ import { monotonicFactory } from "ulid"
 import { CairnConfig } from "../config/config.js"
 import { Db, DbError, type Tx, txRows } from "../db/client.js"
 import { Conflict, InvalidRequest, NotFound, PreconditionFailed } from "../engine/errors.js"
+import { insertScheduleRevision, type ScheduleFields, scheduleRevisionView } from "../schedules/revisions.js"
 import { applyRetention, releaseRepository, startRepository } from "./lifecycle/retention.js"
 import { type GuardInput, guardProblem, guardView, type StoredGuard, storeGuard } from "./guards.js"
 import { basePathProblem } from "./policy/paths.js"
@@ -30,7 +32,7 @@ import {
 } from "./remote-settings.js"
 import { keyringOf } from "./secrets.js"
 
-export type NamedKind = "repository" | "remote" | "distribution"
+export type NamedKind = "repository" | "remote" | "distribution" | "schedule"
 
 export const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
 
@@ -149,6 +151,8 @@ const revisionView = (kind: NamedKind, tx: Tx, revision: string) =>
         // The guard's secrets stay in the row: the view says only that a guard is set.
         return r && { ...r, created_at: iso(r.created_at), guard: guardView(r.guard) }
       }
+      case "schedule":
+        return yield* scheduleRevisionView(tx, revision)
     }
   }).pipe(Effect.map((v) => v as RevisionView | undefined))
 
@@ -214,6 +218,9 @@ const insertRevision = (kind: NamedKind, tx: Tx, resourceId: string, name: strin
                               ON CONFLICT (distribution_id) DO UPDATE SET base_path = EXCLUDED.base_path, publication_id = EXCLUDED.publication_id`)
         break
       }
+      case "schedule":
+        yield* insertScheduleRevision(tx, revision, resourceId, name, fields as unknown as ScheduleFields)
+        break
     }
     return revision
   })
@@ -312,7 +319,7 @@ export const listRevisions = (kind: NamedKind, name: string) =>
       Effect.gen(function*() {
         const [n] = yield* txRows<{ resource_id: string }>(tx, sql`SELECT resource_id FROM names WHERE kind = ${kind} AND name = ${name}`)
         if (!n) return yield* new NotFound({ message: `no ${kind} named ${name}` })
-        const table = { repository: sql`repository_revisions WHERE repository_id`, remote: sql`remote_revisions WHERE remote_id`, distribution: sql`distribution_revisions WHERE distribution_id` }[kind]
+        const table = { repository: sql`repository_revisions WHERE repository_id`, remote: sql`remote_revisions WHERE remote_id`, distribution: sql`distribution_revisions WHERE distribution_id`, schedule: sql`schedule_revisions WHERE schedule_id` }[kind]
         const revs = yield* txRows<{ id: string }>(tx, sql`SELECT id FROM ${table} = ${n.resource_id} ORDER BY id DESC`)
         const out: Array<RevisionView> = []
         for (const r of revs) out.push((yield* revisionView(kind, tx, r.id))!)

@@ -31,14 +31,14 @@ const ts = (name: string) => timestamp(name, { withTimezone: true, precision: 6,
 
 export const resources = pgTable("resources", {
   id: text("id").primaryKey(),
-  kind: text("kind", { enum: ["repository", "remote", "distribution"] }).notNull(),
+  kind: text("kind", { enum: ["repository", "remote", "distribution", "schedule"] }).notNull(),
   createdAt: ts("created_at").notNull().defaultNow()
 })
 
 export const names = pgTable(
   "names",
   {
-    kind: text("kind", { enum: ["repository", "remote", "distribution"] }).notNull(),
+    kind: text("kind", { enum: ["repository", "remote", "distribution", "schedule"] }).notNull(),
     name: text("name").notNull(),
     resourceId: text("resource_id").notNull().references(() => resources.id),
     revisionId: text("revision_id").notNull()

@@ -1,6 +1,8 @@
 /**
  * Graph submission: validate the whole graph (submit/validate.ts), plan its rows (submit/plan.ts),
- * then write it in one transaction (submit/write.ts).
+ * then write it in one transaction (submit/write.ts). `prepareGraph` is the first two steps alone:
+ * schedules validate a graph with it at create and update without submitting it, and at each tick
+ * write what it prepared inside their own claim transaction (src/schedules/ticks.ts).
  *
  * Validation happens before anything is written and reports every offending node at once
  * (`details.nodes.<name>` is a list of sentences); only two of its steps read the database: the
@@ -24,6 +26,7 @@ import {
   storedParams,
   type ValidNode
 } from "./submit/validate.js"
+import type { GraphPlan } from "./submit/plan.js"
 import { writeGraph } from "./submit/write.js"
 
 export {
@@ -49,9 +52,18 @@ export interface SubmittedGraph {
   readonly nodes: Record<string, { readonly task: string; readonly outputs: Record<string, string> }>
 }
 
+/** A graph validated and planned, not yet written (`writeGraph` / `writeGraphIn` write it). */
+export interface PreparedGraph {
+  readonly graph: { readonly id: string; readonly label: string | null }
+  readonly plan: GraphPlan
+  /** The answer to the client once it is written. */
+  readonly submitted: SubmittedGraph
+}
+
 const newId = monotonicFactory()
 
-export const submitGraph = (spec: GraphSpec) =>
+/** Validates and plans `spec` without writing anything: InvalidRequest names every offending node. */
+export const prepareGraph = (spec: GraphSpec) =>
   Effect.gen(function*() {
     const { kinds } = yield* TaskKinds
     const db = yield* Db
@@ -104,12 +116,17 @@ export const submitGraph = (spec: GraphSpec) =>
     }
 
     const graphId = newId()
-    yield* writeGraph({ id: graphId, label: spec.label ?? null }, plan)
-
     const submitted: SubmittedGraph["nodes"] = {}
     for (const name of names) {
       const n = byName.get(name)!
       submitted[name] = { task: n.taskId, outputs: { ...n.outputs } }
     }
-    return { id: graphId, nodes: submitted } satisfies SubmittedGraph
-  }).pipe(Effect.withSpan("cairn.submit", { attributes: { nodes: Object.keys(spec.nodes).length }, captureStackTrace: false }))
+    return { graph: { id: graphId, label: spec.label ?? null }, plan, submitted: { id: graphId, nodes: submitted } } satisfies PreparedGraph
+  })
+
+export const submitGraph = (spec: GraphSpec) =>
+  prepareGraph(spec).pipe(
+    Effect.tap((p) => writeGraph(p.graph, p.plan)),
+    Effect.map((p) => p.submitted),
+    Effect.withSpan("cairn.submit", { attributes: { nodes: Object.keys(spec.nodes).length }, captureStackTrace: false })
+  )

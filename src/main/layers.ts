@@ -7,11 +7,15 @@ import { ServerLive } from "../api/server.js"
 import { CairnConfig } from "../config/config.js"
 import { runHistoryRetention } from "../content/lifecycle/auto-purge.js"
 import { runWorker } from "../engine/worker.js"
+import { runScheduler } from "../schedules/scheduler.js"
 import { ProcessLive } from "./runtime.js"
 
 /**
- * The API and content app, plus CAIRN_WORKERS worker slots (0: none); a process with workers also
- * applies CAIRN_HISTORY_RETENTION_SECONDS (the automatic history purge), if set.
+ * The API and content app, plus CAIRN_WORKERS worker slots (0: none) and, with them, the scheduler
+ * and CAIRN_HISTORY_RETENTION_SECONDS (the automatic history purge), if set. A process without
+ * workers runs no scheduler: schedules submit work, and work is the workers' business; an API-only
+ * process answers requests and writes nothing it was not asked to (and adding API processes adds no
+ * scheduler traffic). Ticks missed while no worker runs are submitted, once, when one starts.
  */
 export const ServeMain = Layer.mergeAll(
   ServerLive,
@@ -20,17 +24,19 @@ export const ServeMain = Layer.mergeAll(
       const config = yield* CairnConfig
       if (config.workers > 0) {
         yield* runWorker()
+        yield* runScheduler
         yield* runHistoryRetention
       }
     })
   )
 ).pipe(Layer.provide(ProcessLive))
 
-/** Worker slots (CAIRN_WORKERS, at least 1), the automatic history purge if set, and no HTTP listener. */
+/** Worker slots (CAIRN_WORKERS, at least 1), the scheduler, the automatic history purge if set, and no HTTP listener. */
 export const WorkerMain = Layer.scopedDiscard(
   Effect.gen(function*() {
     const config = yield* CairnConfig
     yield* runWorker({ slots: Math.max(1, config.workers) })
+    yield* runScheduler
     yield* runHistoryRetention
   })
 ).pipe(Layer.provide(ProcessLive))

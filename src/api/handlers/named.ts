@@ -14,7 +14,9 @@ import type { DistributionView, RemoteView, RepositoryView } from "../named-grou
 const defaults = (config: CairnConfigShape): Record<NamedKind, Record<string, unknown>> => ({
   repository: {},
   remote: { policy: "immediate", download_concurrency: config.downloadConcurrency },
-  distribution: {}
+  distribution: {},
+  // Schedules have their own handlers (schedules.ts), which validate and default their fields.
+  schedule: {}
 })
 
 /**

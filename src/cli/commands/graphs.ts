@@ -22,7 +22,7 @@ const withPriority = <N extends Record<string, object>>(nodes: N, p: Option.Opti
 // ---- submit ---------------------------------------------------------------------------------------
 
 /** The graph file (or stdin for "-") as JSON, or one sentence saying why not. */
-const readGraph = (file: string) =>
+export const readGraph = (file: string) =>
   Effect.gen(function*() {
     const name = file === "-" ? "stdin" : file
     const text = yield* readText(file, name)

@@ -18,7 +18,7 @@ import { group } from "../group.js"
 import { clearOption, remoteSettings, remoteSettingsOptions, remoteShown } from "../remote-settings.js"
 import { followReporting, wait } from "./lifecycle.js"
 
-interface Kind<G extends NamedGroup> {
+export interface Kind<G extends NamedGroup> {
   /** The CLI's word: repo, remote, dist. */
   readonly command: string
   readonly group: G
@@ -32,7 +32,7 @@ const repoKind: Kind<"repositories"> = { command: "repo", group: "repositories",
 const remoteKind: Kind<"remotes"> = { command: "remote", group: "remotes", noun: "remote", columns: ["policy", "url", "revision"] }
 const distKind: Kind<"distributions"> = { command: "dist", group: "distributions", noun: "distribution", columns: ["base_path", "publication", "guard", "revision"] }
 
-const nameArg = (k: Kind<NamedGroup>) => Args.text({ name: "name" }).pipe(Args.withDescription(`The ${k.noun}'s name.`))
+export const nameArg = (k: Kind<NamedGroup>) => Args.text({ name: "name" }).pipe(Args.withDescription(`The ${k.noun}'s name.`))
 
 const cell = (v: unknown) => (v === null || v === undefined ? "-" : typeof v === "object" ? JSON.stringify(v) : String(v))
 const showOne = (v: object) => fields(Object.entries(v).map(([k, x]) => [k, cell(x)]))
@@ -43,7 +43,7 @@ const showMany = (k: Kind<NamedGroup>, vs: ReadonlyArray<object>) =>
 
 // ---- the operations every kind has --------------------------------------------------------------
 
-const sharedCommands = <G extends NamedGroup>(k: Kind<G>, present: (v: ViewOf<G>) => object = (v) => v) => {
+export const sharedCommands = <G extends NamedGroup>(k: Kind<G>, present: (v: ViewOf<G>) => object = (v) => v) => {
   const withOps = <A, E>(c: Common, f: (ops: ReturnType<typeof named<G>>, client: CairnClientShape) => Effect.Effect<A, E>) =>
     withClient(c, (client) => f(named(client, k.group), client))
   return [
@@ -68,7 +68,7 @@ const sharedCommands = <G extends NamedGroup>(k: Kind<G>, present: (v: ViewOf<G>
   ] as const
 }
 
-const ifMatch = Options.text("if-match").pipe(
+export const ifMatch = Options.text("if-match").pipe(
   Options.withDescription("Only if the name is still at this revision (else fail: precondition failed)."),
   Options.optional
 )

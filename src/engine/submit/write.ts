@@ -18,7 +18,7 @@
  *      so that its first failure or claim is not planned from statistics that predate it.
  */
 import { Effect } from "effect"
-import { Db, type DbError } from "../../db/client.js"
+import { Db, type DbError, type Tx } from "../../db/client.js"
 import { InvalidRequest } from "../errors.js"
 import { toChanges } from "../notify.js"
 import * as Q from "../queries/submit.js"
@@ -50,28 +50,31 @@ const hookProblems = (e: DbError, plan: GraphPlan): InvalidRequest | DbError => 
   return Object.keys(byNode).length > 0 ? refused(byNode) : e
 }
 
-export const writeGraph = (graph: { readonly id: string; readonly label: string | null }, plan: GraphPlan) =>
-  Effect.flatMap(Db, (db) =>
-    db.transaction((tx) =>
-      Effect.gen(function*() {
-        if (plan.allKeys.length > 0) yield* Q.lockKeys(tx, plan.allKeys)
-        const external = plan.external.length > 0 ? yield* Q.lockFutures(tx, plan.external) : []
-        if (external.length < plan.external.length) {
-          const found = new Set(external.map((f) => f.id))
-          const gone = new Set(plan.external.filter((f) => !found.has(f)))
-          const byNode: Record<string, Array<string>> = Object.create(null)
-          for (const i of plan.inputs) {
-            if (!gone.has(i.future)) continue
-            const node = plan.tasks.find((t) => t.id === i.task)!.node
-            ;(byNode[node] ??= []).push(`input ${i.future} no longer exists (its graph was purged)`)
-          }
-          return yield* refused(byNode)
-        }
-        const { tasks, failed } = pendingInputs(plan, external)
-        yield* Q.insertGraph(tx, { ...graph, tasks, futures: plan.futures, inputs: plan.inputs, keys: plan.keys })
-        const changes = failed.length > 0 ? yield* Q.settleConsumers(tx, failed) : toChanges({})
-        yield* Q.enqueue(tx, tasks.map((t) => t.id), changes).pipe(
-          Effect.catchIf((e) => e.code === SUBMISSION_REFUSED, (e) => Effect.fail(hookProblems(e, plan)))
-        )
-      })
-    ))
+type GraphRow = { readonly id: string; readonly label: string | null }
+
+export const writeGraph = (graph: GraphRow, plan: GraphPlan) =>
+  Effect.flatMap(Db, (db) => db.transaction((tx) => writeGraphIn(tx, graph, plan)))
+
+/** The same steps in a transaction the caller owns (a schedule's tick commits its claim with them). */
+export const writeGraphIn = (tx: Tx, graph: GraphRow, plan: GraphPlan) =>
+  Effect.gen(function*() {
+    if (plan.allKeys.length > 0) yield* Q.lockKeys(tx, plan.allKeys)
+    const external = plan.external.length > 0 ? yield* Q.lockFutures(tx, plan.external) : []
+    if (external.length < plan.external.length) {
+      const found = new Set(external.map((f) => f.id))
+      const gone = new Set(plan.external.filter((f) => !found.has(f)))
+      const byNode: Record<string, Array<string>> = Object.create(null)
+      for (const i of plan.inputs) {
+        if (!gone.has(i.future)) continue
+        const node = plan.tasks.find((t) => t.id === i.task)!.node
+        ;(byNode[node] ??= []).push(`input ${i.future} no longer exists (its graph was purged)`)
+      }
+      return yield* refused(byNode)
+    }
+    const { tasks, failed } = pendingInputs(plan, external)
+    yield* Q.insertGraph(tx, { ...graph, tasks, futures: plan.futures, inputs: plan.inputs, keys: plan.keys })
+    const changes = failed.length > 0 ? yield* Q.settleConsumers(tx, failed) : toChanges({})
+    yield* Q.enqueue(tx, tasks.map((t) => t.id), changes).pipe(
+      Effect.catchIf((e) => e.code === SUBMISSION_REFUSED, (e) => Effect.fail(hookProblems(e, plan)))
+    )
+  })
