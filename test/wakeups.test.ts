@@ -167,7 +167,7 @@ describe("the session's channels", () => {
       const first = (yield* session.connected)
       const pid = yield* session.queries.withPermits(1)(Effect.promise(() => first.client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")))
       yield* Effect.promise(() => sql.query("SELECT pg_terminate_backend($1)", [pid.rows[0]!.pid]))
-      yield* Effect.promise(() => until("the session to reconnect and listen again", async () => connections >= 2))
+      yield* Effect.promise(() => until("the session to reconnect and listen again", async () => connections >= 2, 60_000))
       expect(yield* heardAfterSync("after-reconnect")).toBe(true)
 
       // Nobody listens any more: the channel is not heard.
