@@ -145,8 +145,8 @@ describe("GET /api/v1/graphs/{id} long-poll", () => {
       new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the held request did not see the change before its deadline")), 40_000))
     ])
     expect(change).toBeDefined()
-    // The first change may come while `later` is still blocked: the gate's cancel request shows in
-    // what `later` waits on before the gate has stopped and released the key.
+    // The first change may come while `later` is still blocked: what it waits on (the gate on the
+    // key) changes as the gate settles, a moment before `later` is made ready.
     expect(["blocked", "ready", "running"]).toContain(change!.graph.nodes.later!.state)
     expect(change!.etag).not.toBe(before.headers.get("etag"))
     // Followed to the end with the client, one open request at a time.
