@@ -36,12 +36,13 @@ export interface PurgeOptions {
   readonly progress?: ((purged: number) => Effect.Effect<void>) | undefined
 }
 
-const DEFAULT_BATCH = 500
+/** Graphs (and, in the content store's history purge, revisions and resources) per transaction. */
+export const DEFAULT_PURGE_BATCH = 500
 
 export const purgeGraphs = (opts: PurgeOptions) =>
   Effect.gen(function*() {
     const db = yield* Db
-    const limit = opts.batchSize ?? DEFAULT_BATCH
+    const limit = opts.batchSize ?? DEFAULT_PURGE_BATCH
     const { cutoff, ms } = yield* Q.cutoffOf(db.db, opts.olderThanSeconds)
     const unheld = Q.unheldFuture(yield* Q.futureHolders(db.db))
     // A graph whose tasks all settled before the cutoff was created before it: its id is below the

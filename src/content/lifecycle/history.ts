@@ -17,7 +17,8 @@ import { type SQL, sql } from "drizzle-orm"
 import { Effect } from "effect"
 import { Db, txRows } from "../../db/client.js"
 import { deleteUnlessReferenced, pages } from "../../db/referenced.js"
-import { purgeGraphs, type PurgeReport } from "../../engine/purge.js"
+import { DEFAULT_PURGE_BATCH, purgeGraphs, type PurgeOptions, type PurgeReport } from "../../engine/purge.js"
+import { cutoffOf } from "../../engine/queries/purge.js"
 
 export interface HistoryReport extends PurgeReport {
   /** Revisions of repositories, remotes and distributions. */
@@ -26,13 +27,8 @@ export interface HistoryReport extends PurgeReport {
   readonly resources: number
 }
 
-export interface HistoryOptions {
-  readonly olderThanSeconds: number
-  readonly batchSize?: number | undefined
-  readonly progress?: ((purged: number) => Effect.Effect<void>) | undefined
-}
-
-const DEFAULT_BATCH = 500
+/** The engine's purge options; `batchSize` bounds revisions and resources per transaction too. */
+export type HistoryOptions = PurgeOptions
 
 const REVISIONS = [
   { table: "repository_revisions", resource: "repository_id", unheld: sql`true` },
@@ -98,9 +94,8 @@ const purgeResources = (cutoff: string, limit: number, onDeleted: (n: number) =>
 export const purgeHistory = (opts: HistoryOptions) =>
   Effect.gen(function*() {
     const db = yield* Db
-    const limit = opts.batchSize ?? DEFAULT_BATCH
-    const [w] = yield* db.rows<{ cutoff: string }>(sql`SELECT (now() - make_interval(secs => ${opts.olderThanSeconds}))::text AS cutoff`)
-    const cutoff = w!.cutoff
+    const limit = opts.batchSize ?? DEFAULT_PURGE_BATCH
+    const { cutoff } = yield* cutoffOf(db.db, opts.olderThanSeconds)
     let revisions = 0
     let resources = 0
     let graphs = 0
