@@ -6,7 +6,7 @@
  * syncs and publishes of overlapping repositories racing cleanups in a loop.
  */
 import { sql } from "drizzle-orm"
-import { Duration, Effect, Fiber } from "effect"
+import { Deferred, Duration, Effect, Fiber } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -399,11 +399,16 @@ describe("orphan cleanup", () => {
       const bytes = randomBytes(500)
       const sha = (yield* storage.put(once(bytes))).sha256
       // A cleanup mid-way: it holds the exclusive digest lock, its row deletion committed, the bytes still there.
+      // The adopter starts only once the cleanup holds the lock: a forked fiber has not run yet, and
+      // an adopter that took the shared lock first would rightly go ahead.
+      const locked = yield* Deferred.make<void>()
       const cleanup = yield* Effect.fork(withDigestSession((session) =>
         Effect.gen(function*() {
           expect(yield* session.tryLockExclusive([sha])).toEqual(new Set([sha]))
+          yield* Deferred.succeed(locked, undefined)
           yield* Effect.never.pipe(Effect.onInterrupt(() => Effect.orDie(storage.remove(sha))))
         })))
+      yield* Deferred.await(locked)
       let puts = 0
       const adopter = yield* Effect.fork(storeArtifact(Effect.suspend(() => {
         puts++
