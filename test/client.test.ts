@@ -7,7 +7,6 @@ import { FetchHttpClient } from "@effect/platform"
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
-import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -131,12 +130,10 @@ describe("promise facade", () => {
     expect(malformed).toMatchObject({ code: "bad_request" })
     expect(malformed.message).toMatch(/extra: is unexpected/)
 
-    const port = await new Promise<number>((resolve) => {
-      const s = net.createServer().listen(0, "127.0.0.1", () => {
-        const p = (s.address() as net.AddressInfo).port
-        s.close(() => resolve(p))
-      })
-    })
+    // A port nothing listens on. Not one the test frees itself: another process's listen(0) (a
+    // server of a test file running alongside) can take it before the client tries it. A
+    // privileged port is never handed out by listen(0), and fetch refuses port 1 outright.
+    const port = 2
     const down = await rejection(createClient({ url: `http://127.0.0.1:${port}` }).workers())
     expect(down.code).toBe("unreachable")
     expect(down.message).toBe(
