@@ -630,7 +630,14 @@ const get = <A, E, R>(
   })
 
 /**
- * Download `url`, a file of `expected.size` bytes, into `sink`. The sink gets the body as an
+ * A file whose size the upstream does not announce (a simple index's HTML page lists digests, not
+ * sizes) is read up to this many bytes; its digest still decides whether it is kept.
+ */
+export const UNSIZED_MAX_BYTES = 16 * 1024 * 1024 * 1024
+
+/**
+ * Download `url`, a file of `expected.size` bytes (or at most UNSIZED_MAX_BYTES when the size is
+ * not known), into `sink`. The sink gets the body as an
  * AsyncIterable it must read to its end (it stores the bytes and checks `expected.sha256`: the
  * bytes are hashed once, where they are written). The iterable fails as soon as more than
  * `expected.size` bytes arrive, and at its end if fewer did. On a retryable fault the sink is
@@ -641,11 +648,11 @@ const get = <A, E, R>(
  */
 export const download = <A, E, R>(
   url: string,
-  expected: { readonly size: number; readonly sha256: string },
+  expected: { readonly size: number | undefined; readonly sha256: string },
   sink: (body: AsyncIterable<Uint8Array>) => Effect.Effect<A, E, R>,
   opts: DownloadOptions
 ): Effect.Effect<A, E | DownloadError | RemoteUrlError | DbError, R> =>
-  get(url, { exact: expected.size }, sink, opts, opts.relativePath)
+  get(url, expected.size === undefined ? { max: UNSIZED_MAX_BYTES } : { exact: expected.size }, sink, opts, opts.relativePath)
 
 /** A fetched document: its bytes, and the response they came with. */
 export interface FetchedDocument extends ResponseHead {
