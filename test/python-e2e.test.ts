@@ -24,6 +24,15 @@ import { api, type Server, startServer } from "./support/processes.js"
 import { type BuiltDist, buildDistributions, type DistSpec, serveSimpleIndex, sha256Hex, type StaticIndexServer, writeStaticIndex } from "./support/python-fixtures.js"
 import { runProcess } from "./support/python.js"
 
+const bin = path.join(path.dirname(new URL(import.meta.url).pathname), "..", "bin", "cairn.js")
+
+/** `cairn <args>` against the test server, to its end. */
+const cairn = (args: ReadonlyArray<string>) => {
+  const { CAIRN_TOKEN: _, ...env } = process.env
+  return runProcess(process.execPath, [bin, ...args], { env: { ...env, CAIRN_URL: server.url, NO_COLOR: "1" } })
+    .then((r) => ({ code: r.code, stdout: r.stdout, stderr: r.output }))
+}
+
 let work: string
 let venv: string
 let dataDir: string
@@ -276,19 +285,26 @@ describe("python: sync, publish, distribute, pip install", () => {
     }
   })
 
-  it("a second repository syncs from cairn's own published simple index (round trip), and pip installs from it", async () => {
-    await created("/api/v1/remotes", { name: "cairn-itself", type: "python", url: `${server.url}/content/all/simple/`, includes: ["cairn-test-pkg>=1.1", "cairn-helper"] })
-    const indexUrl = await repoAndDistribution("copy")
-    await syncPublishDistribute("copy", "cairn-itself", "copy")
-    const content = await c.get("/api/v1/repositories/copy/versions/1/content")
-    expect(content.body.items.map((u: any) => u.filename).sort()).toEqual([
-      "cairn_helper-0.1-py3-none-any.whl",
-      "cairn_helper-0.2-py3-none-any.whl",
-      "cairn_test_pkg-1.1-py3-none-any.whl",
-      "cairn_test_pkg-1.1.tar.gz",
-      "cairn_test_pkg-2.0-py3-none-any.whl"
-    ])
-    const r = await pipInstall(indexUrl, "cairn_test_pkg", "cairn-test-pkg<2")
+  it("with the CLI: a second repository syncs from cairn's own published simple index (round trip), and pip installs from it", async () => {
+    const remoteUrl = `${server.url}/content/all/simple/`
+    const steps = [
+      ["remote", "create", "cairn-itself", remoteUrl, "--type", "python", "--include", "cairn-test-pkg>=1.1", "--include", "cairn-helper", "--exclude", "cairn-helper==0.1"],
+      ["repo", "create", "copy", "--type", "python"],
+      ["dist", "create", "copy", "--base-path", "copy"],
+      ["sync", "copy", "--remote", "cairn-itself", "--distribute", "copy"]
+    ]
+    for (const args of steps) {
+      const r = await cairn(args)
+      expect(r.code, `cairn ${args.join(" ")}: ${r.stderr}`).toBe(0)
+    }
+    const listed = await cairn(["repo", "content", "copy"])
+    expect(listed.code, listed.stderr).toBe(0)
+    const rows = listed.stdout.trim().split("\n")
+    expect(rows[0]!.split(/\s+/).slice(0, 3)).toEqual(["name", "version", "filename"])
+    const wanted = ["cairn_helper-0.2-py3-none-any.whl", "cairn_test_pkg-1.1-py3-none-any.whl", "cairn_test_pkg-1.1.tar.gz", "cairn_test_pkg-2.0-py3-none-any.whl"]
+    expect(rows.slice(1).map((r) => r.split(/\s+/)[2]).sort()).toEqual(wanted)
+    expect(rows.find((r) => r.includes("cairn_test_pkg-1.1.tar.gz"))!.split(/\s+/).slice(0, 2)).toEqual(["cairn-test-pkg", "1.1"])
+    const r = await pipInstall(`${server.url}/content/copy/simple/`, "cairn_test_pkg", "cairn-test-pkg<2")
     expect(r.ok && r.version, r.ok ? "" : r.output).toBe("1.1")
   })
 })
