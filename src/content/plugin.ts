@@ -68,7 +68,8 @@ export interface UploadedUnit<D = unknown> {
   readonly detail: D
 }
 
-export interface ContentPlugin<D = any> {
+/** A plugin's type and unit: what recording units needs (src/content/content-units.ts `ensureUnits`). */
+export interface UnitType<D = any> {
   /** `"file"`, `"python"`: the `type` of its repositories, remotes and units. */
   readonly type: string
 
@@ -80,6 +81,8 @@ export interface ContentPlugin<D = any> {
      * file: the relative path; python: the file name.
      */
     readonly repoKey: (unit: UnitSpec) => string
+    /** What the key is, for messages: "relative path", "file name". */
+    readonly repoKeyName: string
     /**
      * In the transaction that records units (sync, modify): write the plugin's detail rows for the
      * units just ensured (ids are the core's; a unit may already have its rows: insert idempotently).
@@ -87,7 +90,9 @@ export interface ContentPlugin<D = any> {
      */
     readonly record?: (tx: Tx, units: ReadonlyArray<{ readonly id: string; readonly detail: D }>) => Effect.Effect<void, DbError>
   }
+}
 
+export interface ContentPlugin<D = any> extends UnitType<D> {
   readonly remote: {
     /**
      * The plugin's own remote fields, beside the generic ones (url, policy, download_concurrency,

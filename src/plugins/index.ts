@@ -3,5 +3,6 @@
  * The first is the default type of a repository or remote created without one.
  */
 import type { ContentPlugin } from "../content/plugin.js"
+import { filePlugin } from "./file/index.js"
 
-export const plugins: ReadonlyArray<ContentPlugin> = []
+export const plugins: ReadonlyArray<ContentPlugin> = [filePlugin]

@@ -196,6 +196,17 @@ const allContent = (client: CairnClientShape, name: string, number: number) =>
     return items
   })
 
+
+/**
+ * A version's units as a table: the fields their content type shows (a file's relative_path; a
+ * Python distribution's name, version and filename), then size and digest.
+ */
+const contentTable = (items: ReadonlyArray<{ readonly [field: string]: unknown; readonly size: number; readonly sha256: string }>) => {
+  const core = new Set(["id", "sha256", "size", "artifact"])
+  const fields = Object.keys(items[0]!).filter((k) => !core.has(k))
+  return table([[...fields, "size", "sha256"], ...items.map((i) => [...fields.map((f) => String(i[f] ?? "")), String(i.size), i.sha256])])
+}
+
 const content = Command.make(
   "content",
   {
@@ -213,7 +224,7 @@ const content = Command.make(
         yield* output(c, items, () =>
           items.length === 0
             ? `version ${number} of ${c.name} is empty`
-            : table([["relative_path", "size", "sha256"], ...items.map((i) => [i.relative_path, String(i.size), i.sha256])]))
+            : contentTable(items))
       })
     )
 ).pipe(Command.withDescription("List the files of a repository version."))

@@ -3,12 +3,12 @@
  *
  * 1. Fetch and parse the manifest (a malformed line fails the task, naming the line); resolve each
  *    entry's URL next to the manifest (a path escaping it fails the task). The remote revision's
- *    network settings (proxy, TLS, credentials, timeouts, retries, rate limit: ../remote-access.ts)
+ *    network settings (proxy, TLS, credentials, timeouts, retries, rate limit: src/content/remote-access.ts)
  *    apply to the manifest and to every file.
  * 2. Digests already stored become owned by this task at once (so a concurrent orphan cleanup
  *    keeps them); with policy `immediate` the others are downloaded, `download_concurrency` at a
  *    time and at most CAIRN_HOST_DOWNLOAD_SLOTS per host cluster-wide, each verified while stored
- *    and adopted in batches (../fetch.ts).
+ *    and adopted in batches (src/content/fetch.ts).
  *    With policy `on_demand` nothing is downloaded; the content app fetches on first request.
  *    With `skip_missing`, a file the upstream answers 404 or 410 for is left out (another entry
  *    with the same digest is tried first) and listed in the version's value as `missing`.
@@ -22,14 +22,15 @@
 import { Effect, Either, Schema } from "effect"
 import { TaskFailure } from "../../engine/errors.js"
 import { Commit, defineKind } from "../../engine/kind.js"
-import { adoptExistingForTask } from "../artifacts.js"
-import { ensureUnits, linkArtifacts, recordSources, unitKey } from "../content-units.js"
-import { fetchText, resolveRelative } from "../download.js"
-import { fetchAll } from "../fetch.js"
-import { remoteAccess } from "../remote-access.js"
-import { parseManifest } from "../manifest.js"
-import { cutVersion, versionValue } from "../versions.js"
-import { failWith, NamedRef, orDbFailure, REPOSITORY_VERSION, resolveNamedFields } from "./common.js"
+import { adoptExistingForTask } from "../../content/artifacts.js"
+import { ensureUnits, linkArtifacts, recordSources, unitKey } from "../../content/content-units.js"
+import { fetchText, resolveRelative } from "../../content/download.js"
+import { fetchAll } from "../../content/fetch.js"
+import { failWith, NamedRef, orDbFailure, REPOSITORY_VERSION, resolveNamedFields } from "../../content/kinds/common.js"
+import { remoteAccess } from "../../content/remote-access.js"
+import { cutVersion, versionValue } from "../../content/versions.js"
+import { parseManifest } from "./manifest.js"
+import { fileUnit } from "./unit.js"
 
 const Params = Schema.Struct({
   repository: NamedRef,
@@ -59,7 +60,7 @@ export const fileSync = defineKind({
   params: Params,
   outputs: { version: REPOSITORY_VERSION },
   resources: (p) => ({ exclusive: [`repository:${p.repository.id}`], shared: [] }),
-  prepare: (raw) => resolveNamedFields(raw, [["repository", "repository"], ["remote", "remote"]]),
+  prepare: (raw) => resolveNamedFields(raw, [["repository", "repository"], ["remote", "remote"]], fileUnit.type),
   handler: (p, ctx) =>
     Effect.gen(function*() {
       const remote = yield* remoteAccess(p.remote.revision).pipe(
@@ -135,7 +136,7 @@ export const fileSync = defineKind({
       // 3. The version, with its payload rows, in the settle transaction.
       return new Commit((tx) =>
         Effect.gen(function*() {
-          const ids = yield* ensureUnits(tx, kept)
+          const ids = yield* ensureUnits(tx, fileUnit, kept)
           const unitOf = (e: (typeof entries)[number]) => ids.get(unitKey(e))!
           yield* linkArtifacts(tx, kept.flatMap((e) => stored.has(e.sha256) ? [{ content: unitOf(e), artifact: stored.get(e.sha256)! }] : []))
           yield* recordSources(tx, p.remote.revision, kept.map((e) => ({ content: unitOf(e), url: urls.get(e.relative_path)! })))
