@@ -125,7 +125,11 @@ beforeAll(async () => {
   db = new pg.Client({ connectionString: dbUrl })
   await db.connect()
   await writeStaticIndex(path.join(work, "index"), [
-    { name: "Cairn_Test.Pkg", files: built.filter((d) => d.filename.startsWith("cairn_test_pkg")) },
+    {
+      name: "Cairn_Test.Pkg",
+      // The index says what the 1.1 wheel's metadata says: pip reads Requires-Python from the page.
+      files: built.filter((d) => d.filename.startsWith("cairn_test_pkg")).map((d) => ({ ...d, requiresPython: d.filename === "cairn_test_pkg-1.1-py3-none-any.whl" ? ">=3.7" : undefined }))
+    },
     { name: "cairn_helper", files: built.filter((d) => d.filename.startsWith("cairn_helper")) }
   ])
   upstream = await serveSimpleIndex(path.join(work, "index"))

@@ -4,5 +4,6 @@
  */
 import type { ContentPlugin } from "../content/plugin.js"
 import { filePlugin } from "./file/index.js"
+import { pythonPlugin } from "./python/index.js"
 
-export const plugins: ReadonlyArray<ContentPlugin> = [filePlugin]
+export const plugins: ReadonlyArray<ContentPlugin> = [filePlugin, pythonPlugin]

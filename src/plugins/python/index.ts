@@ -15,13 +15,12 @@ import { compileSelection } from "./lib/requirements.js"
 import { generatePages, servedPath } from "./pages.js"
 import { pythonSync } from "./sync.js"
 import { UploadedDistribution, resolveUploads } from "./upload.js"
-import { detailsOf, type PythonDetail, recordDetails, repoKey } from "./units.js"
+import { detailsOf, type PythonDetail, pythonUnit } from "./units.js"
 
 const Requirements = Schema.Array(Schema.String)
 
 export const pythonPlugin = definePlugin<PythonDetail>({
-  type: "python",
-  unit: { repoKey, record: recordDetails },
+  ...pythonUnit,
   remote: {
     fields: { includes: Schema.optional(Requirements), excludes: Schema.optional(Requirements) },
     check: (fields) =>

@@ -28,7 +28,7 @@ import { remoteAccess } from "../../content/remote-access.js"
 import { cutVersion, versionValue } from "../../content/versions.js"
 import { compileSelection } from "./lib/requirements.js"
 import { readRemoteIndex, type RemoteDistribution } from "./remote-index.js"
-import { detailOf, recordDetails } from "./units.js"
+import { detailOf, pythonUnit } from "./units.js"
 
 const Params = Schema.Struct({
   repository: NamedRef,
@@ -64,7 +64,7 @@ export const pythonSync = defineKind({
   params: Params,
   outputs: { version: REPOSITORY_VERSION },
   resources: (p) => ({ exclusive: [`repository:${p.repository.id}`], shared: [] }),
-  prepare: (raw) => resolveNamedFields(raw, [["repository", "repository"], ["remote", "remote"]]),
+  prepare: (raw) => resolveNamedFields(raw, [["repository", "repository"], ["remote", "remote"]], pythonUnit.type),
   handler: (p, ctx) =>
     Effect.gen(function*() {
       const remote = yield* remoteAccess(p.remote.revision).pipe(
@@ -144,9 +144,8 @@ export const pythonSync = defineKind({
       // 3. The version, with its payload rows, in the settle transaction.
       return new Commit((tx) =>
         Effect.gen(function*() {
-          const ids = yield* ensureUnits(tx, kept)
+          const ids = yield* ensureUnits(tx, pythonUnit, kept)
           const unitOf = (e: (typeof kept)[number]) => ids.get(unitKey(e))!
-          yield* recordDetails(tx, kept.map((e) => ({ id: unitOf(e), detail: e.detail })))
           yield* linkArtifacts(tx, kept.flatMap((e) => stored.has(e.sha256) ? [{ content: unitOf(e), artifact: stored.get(e.sha256)! }] : []))
           yield* recordSources(tx, p.remote.revision, kept.map((e) => ({ content: unitOf(e), url: e.url })))
           const v = yield* cutVersion(tx, {

@@ -8,7 +8,7 @@
 import { sql } from "drizzle-orm"
 import { Effect } from "effect"
 import { Db, type DbError, type Tx, txRows } from "../../db/client.js"
-import type { StoredUnit, UnitSpec } from "../../content/plugin.js"
+import type { StoredUnit, UnitSpec, UnitType } from "../../content/plugin.js"
 import type { DistributionFilename } from "./lib/names.js"
 
 export interface PythonDetail {
@@ -30,8 +30,6 @@ export const detailOf = (d: DistributionFilename, name: string, requiresPython: 
   requires_python: requiresPython ?? null
 })
 
-/** A unit's repository key: its file name. */
-export const repoKey = (unit: UnitSpec) => unit.relative_path
 
 /** In `tx`: the detail rows of units just recorded (a unit recorded before keeps its row). */
 export const recordDetails = (tx: Tx, units: ReadonlyArray<{ readonly id: string; readonly detail: PythonDetail }>) =>
@@ -52,3 +50,10 @@ export const detailsOf = (units: ReadonlyArray<StoredUnit>): Effect.Effect<Reado
       FROM python_packages WHERE content_id = ANY(${sql.param(units.map((u) => u.id))}::text[])`)
     return new Map(rows.map(({ content_id, ...d }) => [content_id, d]))
   })
+
+/** The python type's unit, for recording units (src/content/content-units.ts `ensureUnits`). */
+export const pythonUnit = {
+  type: "python",
+  // One file of a name per version: the same name with other bytes replaces it.
+  unit: { repoKey: (u: UnitSpec) => u.relative_path, repoKeyName: "file name", record: recordDetails }
+} as const satisfies UnitType<PythonDetail>
