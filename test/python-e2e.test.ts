@@ -40,6 +40,8 @@ let server: Server
 let db: pg.Client
 let c: ReturnType<typeof api>
 let upstream: StaticIndexServer
+/** The same index, HTML pages only (no sizes), whatever the client accepts. */
+let htmlUpstream: StaticIndexServer
 let built: Array<BuiltDist>
 
 /** Run without this machine's pip configuration (PIP_* variables, config files). */
@@ -133,12 +135,14 @@ beforeAll(async () => {
     { name: "cairn_helper", files: built.filter((d) => d.filename.startsWith("cairn_helper")) }
   ])
   upstream = await serveSimpleIndex(path.join(work, "index"))
+  htmlUpstream = await serveSimpleIndex(path.join(work, "index"), { pages: "html" })
 }, 120_000)
 
 afterAll(async () => {
   await db?.end()
   await server?.stop()
   await upstream?.close()
+  await htmlUpstream?.close()
   if (work) fs.rmSync(work, { recursive: true, force: true })
 })
 
@@ -187,16 +191,16 @@ describe("python: sync, publish, distribute, pip install", () => {
     expect(content.body.items.find((u: any) => u.filename === "cairn_test_pkg-1.1.tar.gz")).toMatchObject({ version: "1.1" })
   })
 
-  it("includes with a version specifier: pip installs exactly what was included and refuses the rest", async () => {
-    await created("/api/v1/remotes", { name: "only-1.0", type: "python", url: upstream.indexUrl, includes: ["cairn.test-pkg==1.0", "cairn_helper"] })
+  it("includes with a version specifier, from an index of HTML pages: pip installs exactly what was included and refuses the rest", async () => {
+    // HTML pages give digests but no sizes: an immediate sync sizes the files by their bytes.
+    await created("/api/v1/remotes", { name: "only-1.0", type: "python", url: htmlUpstream.indexUrl, includes: ["cairn.test-pkg==1.0", "cairn_helper"] })
     const indexUrl = await repoAndDistribution("pinned")
     await syncPublishDistribute("pinned", "only-1.0", "pinned")
+    expect(htmlUpstream.requests.filter((q) => q.path.startsWith("/simple/")).every((q) => q.contentType === "text/html")).toBe(true)
     const content = await c.get("/api/v1/repositories/pinned/versions/1/content")
-    expect(content.body.items.map((u: any) => u.filename).sort()).toEqual([
-      "cairn_helper-0.1-py3-none-any.whl",
-      "cairn_helper-0.2-py3-none-any.whl",
-      "cairn_test_pkg-1.0-py3-none-any.whl"
-    ])
+    const wanted = ["cairn_helper-0.1-py3-none-any.whl", "cairn_helper-0.2-py3-none-any.whl", "cairn_test_pkg-1.0-py3-none-any.whl"]
+    expect(content.body.items.map((u: any) => [u.filename, u.sha256, u.size]).sort())
+      .toEqual(wanted.map((f) => built.find((d) => d.filename === f)!).map((d) => [d.filename, d.sha256, d.size]))
     const r = await pipInstall(indexUrl, "cairn_test_pkg", "cairn-test-pkg")
     expect(r.ok && r.version, r.output).toBe("1.0")
     const refused = await pipInstall(indexUrl, "cairn_test_pkg", "cairn-test-pkg==2.0")
@@ -276,6 +280,22 @@ describe("python: sync, publish, distribute, pip install", () => {
       await syncPublishDistribute("lazy", "lazy", "lazy")
       expect(fileRequests()).toBe(0)
       expect((await db.query("SELECT 1 FROM artifacts WHERE sha256 = $1", [lazyWheel!.sha256])).rowCount).toBe(0)
+
+      // The same index as HTML pages gives no sizes, and bytes not stored yet cannot be synced on
+      // demand: the content app announces a file's length before it has its bytes.
+      const lazyHtml = await serveSimpleIndex(path.join(work, "lazy"), { pages: "html" })
+      try {
+        await created("/api/v1/remotes", { name: "lazy-html", type: "python", url: lazyHtml.indexUrl, policy: "on_demand" })
+        await created("/api/v1/repositories", { name: "lazy-html", type: "python" })
+        const refused = await graph({ sync: { task: "python.sync", params: { repository: "lazy-html", remote: "lazy-html" } } })
+        expect(refused.sync.state).toBe("failed")
+        expect(refused.sync.error.code).toBe("size_unknown")
+        expect(refused.sync.error.message).toContain(lazyWheel!.filename)
+        expect(await versionsOf("lazy-html")).toEqual([0])
+      } finally {
+        await lazyHtml.close()
+      }
+
       const r = await pipInstall(indexUrl, "cairn_lazy", "cairn-lazy")
       expect(r.ok && r.version, r.ok ? "" : r.output).toBe("3.1")
       expect(fileRequests()).toBe(1)
