@@ -208,6 +208,17 @@ describe("python: sync, publish, distribute, pip install", () => {
     expect(refused.output).toContain("No matching distribution found for cairn-test-pkg==2.0")
   })
 
+  it("bad input is a 400 that writes nothing: a requirement that is not one, a sync into a repository of another type", async () => {
+    const bad = await c.post("/api/v1/remotes", { name: "bad", type: "python", url: upstream.indexUrl, includes: ["attrs[tests]"] })
+    expect(bad.status).toBe(400)
+    expect(JSON.stringify(bad.body)).toContain("attrs[tests]")
+    expect((await c.get("/api/v1/remotes/bad")).status).toBe(404)
+    await created("/api/v1/repositories", { name: "plain-files" })
+    const g = await c.post("/api/v1/graphs", { nodes: { s: { task: "python.sync", params: { repository: "plain-files", remote: "index" } } } })
+    expect(g.status).toBe(400)
+    expect(JSON.stringify(g.body)).toContain("is a file repository, not a python one")
+  })
+
   it("an upstream file whose bytes do not match the index's sha256 fails the sync, and nothing is kept", async () => {
     const [bad] = await buildDistributions(path.join(work, "tampered-dist"), [{ kind: "wheel", name: "cairn-tampered", version: "1.0" }])
     await writeStaticIndex(path.join(work, "tampered"), [{ name: "cairn-tampered", files: [bad!] }], {
