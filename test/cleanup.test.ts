@@ -47,7 +47,13 @@ const run = <A, E>(env: Env, eff: Effect.Effect<A, E, any>, opts: { workers?: nu
     Effect.scoped(Effect.gen(function*() {
       if (opts.workers) yield* runWorker({ slots: opts.workers })
       return yield* eff
-    })).pipe(Effect.provide(engineLayer(env.url, { dataDir: env.dataDir, ...(env.s3 ? { storage: env.s3.storage("store/") } : {}) }))) as Effect.Effect<A, E, never>
+    })).pipe(Effect.provide(engineLayer(env.url, {
+      dataDir: env.dataDir,
+      // Not a liveness test: a worker starved of CPU for a couple of seconds on a loaded machine
+      // must not fence itself (at 60% of the tests' 3 s default) and fail its syncs as worker_lost.
+      heartbeatTimeout: Duration.seconds(60),
+      ...(env.s3 ? { storage: env.s3.storage("store/") } : {})
+    }))) as Effect.Effect<A, E, never>
   )
 
 // ---------------------------------------------------------------------------------------------

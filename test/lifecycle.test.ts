@@ -285,6 +285,21 @@ describe("lifecycle", () => {
     expect(bad.status).toBe(400)
   })
 
+  it("orphans.cleanup and history.purge each vacuum cairn's tables when done, so the space of what they deleted is reused", async () => {
+    // Manual VACUUMs only (autovacuum counts apart): every table of the schema, including those
+    // the run itself did not delete from (a settled task's task_artifacts, the tasks' updates).
+    const vacuums = async () => Object.fromEntries((await db.query<{ t: string; n: number }>(
+      "SELECT relname AS t, vacuum_count::int AS n FROM pg_stat_user_tables WHERE schemaname = current_schema()")).rows.map((r) => [r.t, r.n]))
+    const tables = ["content_units", "artifacts", "repository_content", "task_artifacts", "tasks", "futures", "graphs"]
+    const before = await vacuums()
+    await cleanup()
+    const afterCleanup = await vacuums()
+    for (const t of tables) expect(afterCleanup[t], t).toBeGreaterThan(before[t]!)
+    await purge()
+    const afterPurge = await vacuums()
+    for (const t of tables) expect(afterPurge[t], t).toBeGreaterThan(afterCleanup[t]!)
+  })
+
   it("demotion drops the bytes of a repository's content a remote can serve again; the content app fetches them on the next request", async () => {
     await created("/api/v1/repositories", { name: "dem" })
     await created("/api/v1/repositories", { name: "dem-other" })

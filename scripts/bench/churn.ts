@@ -41,6 +41,8 @@ interface Cycle {
   readonly rows: Record<string, number>
   readonly storedBytes: number
   readonly databaseBytes: number
+  /** Bytes on disk per relation (tables, indexes and TOAST apart; catalogs too), kept for the compared cycles only. */
+  readonly relationBytes?: Record<string, number>
 }
 
 /** Bytes under the artifact store's root (digest directories only). */
@@ -102,12 +104,17 @@ const main = async () => {
       }, "serve", "distribution")
       const cleanupMs = await run({ clean: { task: "orphans.cleanup", params: { protection_seconds: 0 } } }, "clean", "report")
       const purgeMs = await run({ purge: { task: "history.purge", params: { older_than_seconds: 0 } } }, "purge", "report")
-      const { rows, databaseBytes } = await withClient(url, async (c) => {
+      const { rows, databaseBytes, relations } = await withClient(url, async (c) => {
         const counts = (await c.query(`SELECT ${tables.map((t) => `(SELECT count(*)::int FROM "${t}") AS "${t}"`).join(", ")}`)).rows[0] as Record<string, number>
         const size = (await c.query<{ n: string }>("SELECT pg_database_size(current_database())::text AS n")).rows[0]!.n
-        return { rows: counts, databaseBytes: Number(size) }
+        const relations = cycle === flags.reference || cycle === flags.cycles
+          ? Object.fromEntries((await c.query<{ r: string; n: string }>(
+            "SELECT n.nspname || '.' || c.relname AS r, pg_relation_size(c.oid)::text AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm', 'i', 't')")).rows
+            .map((r) => [r.r, Number(r.n)]))
+          : undefined
+        return { rows: counts, databaseBytes: Number(size), relations }
       })
-      const c: Cycle = { cycle, mirrorMs, cleanupMs, purgeMs, rows, storedBytes: await storedBytes(path.join(dataDir, "artifacts")), databaseBytes }
+      const c: Cycle = { cycle, mirrorMs, cleanupMs, purgeMs, rows, storedBytes: await storedBytes(path.join(dataDir, "artifacts")), databaseBytes, relationBytes: relations }
       cycles.push(c)
       console.error(`cycle ${cycle}: mirror ${ms(mirrorMs)}, cleanup ${ms(cleanupMs)}, purge ${ms(purgeMs)}, ${Object.values(rows).reduce((a, b) => a + b, 0)} rows, ${sig(c.storedBytes / 1e6)} MB stored, database ${sig(databaseBytes / 1e6)} MB`)
     }
@@ -127,6 +134,12 @@ const main = async () => {
   const measured = tables.filter((t) => cycles.some((c) => c.rows[t]! > 0))
   const rowsRows = measured.map((t) => [`rows: ${t}`, String(ref.rows[t]), String(last.rows[t]), growth(ref.rows[t]!, last.rows[t]!), within(ref.rows[t]!, last.rows[t]!) ? "yes" : "no"])
   const steady = cycles.filter((c) => c.cycle >= ref.cycle)
+  // Where the database's size went: the relations that grew most between the compared cycles.
+  const growers = Object.entries(last.relationBytes ?? {})
+    .map(([r, n]) => ({ r, grew: n - (ref.relationBytes?.[r] ?? 0) }))
+    .filter((g) => g.grew > 0)
+    .sort((a, b) => b.grew - a.grew)
+    .slice(0, 6)
   const reclaim = summarize(steady.map((c) => c.cleanupMs + c.purgeMs))
   const mirror = summarize(steady.map((c) => c.mirrorMs))
   const flat = [...measured.map((t) => within(ref.rows[t]!, last.rows[t]!)), within(ref.storedBytes, last.storedBytes), within(ref.databaseBytes, last.databaseBytes)]
@@ -142,6 +155,7 @@ const main = async () => {
     ],
     notes: [
       `Flat (every row count and both sizes within 5%): ${flat.every((x) => x) ? "yes" : `no (${flat.filter((x) => !x).length} measures outside)`}.`,
+      `Relations that grew most from cycle ${ref.cycle} to ${last.cycle}: ${growers.length === 0 ? "none" : growers.map((g) => `${g.r} +${sig(g.grew / 1e6)} MB`).join(", ")}.`,
       `From cycle ${ref.cycle} on: cleanup + purge p50 ${ms(reclaim.p50)}, max ${ms(reclaim.max)} (target < 2 s); sync -> publish -> distribute p50 ${ms(mirror.p50)}, max ${ms(mirror.max)}.`
     ]
   }
