@@ -90,6 +90,48 @@ describe("a publication's generated files, served", () => {
     return { status: res.status, type: res.headers.get("content-type"), vary: res.headers.get("vary"), etag: res.headers.get("etag"), body: Buffer.from(await res.arrayBuffer()) }
   }
 
+  it("gives repositories and remotes a type at creation only, and tasks refuse one of another type at submission", async () => {
+    const made = await client.post("/api/v1/repositories", { name: "typed", type: "file" })
+    expect([made.status, made.body.type]).toEqual([201, "file"])
+    expect((await client.get("/api/v1/repositories/gen")).body.type, "the default").toBe("file")
+    const unknown = await client.post("/api/v1/repositories", { name: "nope", type: "nope" })
+    expect([unknown.status, JSON.stringify(unknown.body)]).toEqual([400, expect.stringContaining("type must be one of file")])
+    const patched = await client.call("PATCH", "/api/v1/repositories/typed", { type: "file" })
+    expect(patched.status, "a PATCH cannot change the type").toBe(400)
+    const remote = await client.post("/api/v1/remotes", { name: "up", url: "http://127.0.0.1:9/PULP_MANIFEST" })
+    expect([remote.status, remote.body.type]).toEqual([201, "file"])
+    expect((await client.call("PATCH", "/api/v1/remotes/up", { type: "file" })).status).toBe(400)
+
+    // A repository and a remote of a type this build has no plugin for (as a newer build could
+    // write): the file type's tasks refuse them, naming the param.
+    await db.query("INSERT INTO content_types (type) VALUES ('other') ON CONFLICT DO NOTHING")
+    for (const [kind, table, name] of [["repository", "repository_revisions", "typed"], ["remote", "remote_revisions", "up"]]) {
+      const revision = ulid()
+      await db.query(`
+        WITH r AS (
+          INSERT INTO ${table} SELECT (jsonb_populate_record(NULL::${table}, to_jsonb(t) || jsonb_build_object('id', $1::text, 'type', 'other'))).*
+          FROM ${table} t WHERE t.id = (SELECT revision_id FROM names WHERE kind = $2 AND name = $3) RETURNING id
+        )
+        UPDATE names SET revision_id = $1 WHERE kind = $2 AND name = $3`, [revision, kind, name])
+    }
+    expect((await client.get("/api/v1/repositories/typed")).body.type).toBe("other")
+    const sync = await client.post("/api/v1/graphs", { nodes: { s: { task: "file.sync", params: { repository: "typed", remote: "up" } } } })
+    expect(sync.status).toBe(400)
+    expect(JSON.stringify(sync.body)).toContain('params.repository: repository \\"typed\\" is a other repository, not a file one')
+    expect(JSON.stringify(sync.body)).toContain('params.remote: remote \\"up\\" is a other remote, not a file one')
+    const fine = await client.post("/api/v1/graphs", { nodes: { s: { task: "file.sync", params: { repository: "gen", remote: "typed-file" } } } })
+    expect(JSON.stringify(fine.body), "a file repository passes that check").not.toContain("params.repository")
+  })
+
+  it("checks an uploaded entry of repository.modify against the repository type's shape at submission", async () => {
+    const artifact = (await db.query("SELECT artifact_id FROM content_artifacts LIMIT 1")).rows[0].artifact_id as string
+    const wrong = await client.post("/api/v1/graphs", { nodes: { m: { task: "repository.modify", params: { repository: "gen", add: [{ filename: "x-1.0-py3-none-any.whl", artifact }] } } } })
+    expect(wrong.status).toBe(400)
+    expect(JSON.stringify(wrong.body)).toContain("params.add.0")
+    const right = await client.post("/api/v1/graphs", { nodes: { m: { task: "repository.modify", params: { repository: "gen", add: [{ relative_path: "files/b.bin", artifact }] } } } })
+    expect(right.status, JSON.stringify(right.body)).toBe(201)
+  })
+
   it("serves the units at their paths and a directory's page at its path with the trailing slash", async () => {
     const a = await get("files/a.bin")
     expect([a.status, a.type, a.vary]).toEqual([200, "application/octet-stream", null])

@@ -64,7 +64,7 @@ export interface UploadedUnit<D = unknown> {
   readonly unit: UnitSpec
   /** The artifact holding its bytes (the upload's). */
   readonly artifact: string
-  /** What the plugin keeps of it in its own tables (`units.record`). */
+  /** What the plugin keeps of it in its own tables (`unit.record`). */
   readonly detail: D
 }
 
