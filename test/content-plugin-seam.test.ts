@@ -206,8 +206,9 @@ describe("the type migration", () => {
       expect(await one("SELECT type, type_fields FROM remote_revisions WHERE id = $1", [remoteRev])).toEqual([{ type: "file", type_fields: {} }])
       expect(await one("SELECT relative_path, media_type, position, artifact_id FROM publication_files WHERE publication_id = $1", [pub]))
         .toEqual([{ relative_path: "PULP_MANIFEST", media_type: "text/plain; charset=utf-8", position: 0, artifact_id: manifest }])
-      expect(await one("SELECT type FROM content_types")).toEqual([{ type: "file" }])
-      expect(await one("SELECT kind, param, holds FROM content_held_params ORDER BY kind, param")).toEqual([
+      // The file type's rows and the core's (later migrations add other plugins' rows beside them).
+      expect(await one("SELECT type FROM content_types")).toEqual(expect.arrayContaining([{ type: "file" }]))
+      expect(await one("SELECT kind, param, holds FROM content_held_params WHERE kind NOT LIKE '%.sync' OR kind = 'file.sync' ORDER BY kind, param")).toEqual([
         { kind: "file.sync", param: "remote", holds: "remote_revision" },
         { kind: "file.sync", param: "repository", holds: "repository" },
         { kind: "repository.modify", param: "repository", holds: "repository" },

@@ -341,5 +341,5 @@ describe("python: sync, publish, distribute, pip install", () => {
     expect(rows.find((r) => r.includes("cairn_test_pkg-1.1.tar.gz"))!.split(/\s+/).slice(0, 2)).toEqual(["cairn-test-pkg", "1.1"])
     const r = await pipInstall(`${server.url}/content/copy/simple/`, "cairn_test_pkg", "cairn-test-pkg<2")
     expect(r.ok && r.version, r.ok ? "" : r.output).toBe("1.1")
-  })
+  }, 300_000) // five CLI processes (each starts tsx) on a machine shared with other runs
 })

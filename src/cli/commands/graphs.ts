@@ -99,8 +99,13 @@ const sync = Command.make("sync", syncOptions, (c) =>
         ...(backoffSeconds === undefined ? {} : { retry_backoff_ms: Math.round(backoffSeconds * 1000) })
       }
       // The remote's type picks the tasks (a repository of another type is refused at submission).
-      const remote = yield* named(client, "remotes").get(c.remote)
-      const done = yield* submitAndFollow(client, syncGraph({ ...c, type: remote.type, retries }), c, c.wait)
+      // No such remote: the default type's sync, so that the server's 400 says what is wrong
+      // with the graph (that remote among it).
+      const type = yield* named(client, "remotes").get(c.remote).pipe(
+        Effect.map((r) => r.type),
+        Effect.catchIf((e) => e.code === "not_found", () => Effect.succeed("file"))
+      )
+      const done = yield* submitAndFollow(client, syncGraph({ ...c, type, retries }), c, c.wait)
       if (done === undefined || c.json) return
       // What the user synced for: the version made, and where it is served.
       const version = yield* awaitFuture(client, done.nodes.sync!.outputs.version!)
