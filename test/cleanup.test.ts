@@ -13,7 +13,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { monotonicFactory } from "ulid"
 import { afterAll, describe, expect, it } from "vitest"
-import { type ArtifactOwner, storeArtifact, withDigestSession } from "../src/content/artifacts.js"
+import { ARTIFACT_LOCK_CLASS, type ArtifactOwner, storeArtifact, withDigestSession } from "../src/content/artifacts.js"
 import { cleanupOrphans, recoverTombstones } from "../src/content/cleanup.js"
 import { createNamed } from "../src/content/named.js"
 import { ArtifactStorage } from "../src/content/storage.js"
@@ -47,13 +47,7 @@ const run = <A, E>(env: Env, eff: Effect.Effect<A, E, any>, opts: { workers?: nu
     Effect.scoped(Effect.gen(function*() {
       if (opts.workers) yield* runWorker({ slots: opts.workers })
       return yield* eff
-    })).pipe(Effect.provide(engineLayer(env.url, {
-      dataDir: env.dataDir,
-      // Not a liveness test: a worker starved of CPU for a couple of seconds on a loaded machine
-      // must not fence itself (at 60% of the tests' 3 s default) and fail its syncs as worker_lost.
-      heartbeatTimeout: Duration.seconds(60),
-      ...(env.s3 ? { storage: env.s3.storage("store/") } : {})
-    }))) as Effect.Effect<A, E, never>
+    })).pipe(Effect.provide(engineLayer(env.url, { dataDir: env.dataDir, ...(env.s3 ? { storage: env.s3.storage("store/") } : {}) }))) as Effect.Effect<A, E, never>
   )
 
 // ---------------------------------------------------------------------------------------------
@@ -423,10 +417,15 @@ describe("orphan cleanup", () => {
         puts++
         return storage.put(once(bytes))
       }), ownedByUpload))
-      // The adopter comes to wait for the digest lock (an ungranted advisory lock), and is not done.
+      // The adopter comes to wait for this digest's lock, in this database, and is not done.
+      // (pg_locks lists the whole server's locks: the test files running alongside have waiters too.)
       let wentAhead = false
       for (;;) {
-        const [w] = yield* db.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`)
+        const [w] = yield* db.rows<{ n: number }>(sql`
+          SELECT count(*)::int AS n FROM pg_locks
+          WHERE locktype = 'advisory' AND NOT granted
+            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND classid = ${ARTIFACT_LOCK_CLASS}::oid AND objid = hashtext(${sha})::oid AND objsubid = 2`)
         if (w!.n > 0) break
         if ((wentAhead = adopter.unsafePoll() !== null)) break
         yield* Effect.sleep(Duration.millis(10))

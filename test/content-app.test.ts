@@ -434,11 +434,11 @@ describe("routing follows distribution changes", () => {
     const one = await run(publish([{ path: "f.txt", bytes: Buffer.from("one") }]))
     const two = await run(publish([{ path: "f.txt", bytes: Buffer.from("two") }]))
     await run(distribute("moving", "moving/target", one))
-    await until("the first publication", async () => (await get("/content/moving/target/f.txt")).body.toString() === "one", 10_000)
+    await until("the first publication", async () => (await get("/content/moving/target/f.txt")).body.toString() === "one", 60_000)
     await run(pointAt("moving", two))
-    await until("the second publication", async () => (await get("/content/moving/target/f.txt")).body.toString() === "two", 10_000)
+    await until("the second publication", async () => (await get("/content/moving/target/f.txt")).body.toString() === "two", 60_000)
     await run(deleteNamed("distribution", "moving"))
-    await until("the deleted distribution to be gone", async () => (await get("/content/moving/target/f.txt")).status === 404, 10_000)
+    await until("the deleted distribution to be gone", async () => (await get("/content/moving/target/f.txt")).status === 404, 60_000)
   })
 
   it("serves a distribution, or its new publication, to the first request after the change commits", async () => {

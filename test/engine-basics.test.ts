@@ -147,11 +147,13 @@ describe("engine basics", () => {
           fresh: { task: "debug.sleep", params: {}, max_attempts: 2 }
         }
       })
-      yield* db.rows(sql`UPDATE tasks SET state = 'running', worker_id = 'ghost-1', attempts = 1, started_at = now() - interval '1 minute'
+      // Half the stale interval is five minutes: a slow machine between these statements cannot make
+      // the fresh one old enough.
+      yield* db.rows(sql`UPDATE tasks SET state = 'running', worker_id = 'ghost-1', attempts = 1, started_at = now() - interval '1 hour'
                          WHERE id = ${g.nodes.old!.task}`)
       yield* db.rows(sql`UPDATE tasks SET state = 'running', worker_id = 'ghost-2', attempts = 1, started_at = now()
                          WHERE id = ${g.nodes.fresh!.task}`)
-      const [reaped] = yield* db.rows<{ r: { dead: Array<string> } | null }>(sql`SELECT cairn_reap('nobody', interval '10 seconds') AS r`)
+      const [reaped] = yield* db.rows<{ r: { dead: Array<string> } | null }>(sql`SELECT cairn_reap('nobody', interval '10 minutes') AS r`)
       const rows = yield* db.rows<{ node: string; state: string; code: string | null }>(
         sql`SELECT node, state, error->>'code' AS code FROM tasks WHERE graph_id = ${g.id} ORDER BY node`
       )

@@ -73,7 +73,9 @@ describe("killed connections", () => {
   it("workers reconnect; no task runs twice at once and conflicting tasks never overlap", async () => {
     const quiet = Logger.minimumLogLevel(LogLevel.Error)
     const runtimes = [0, 1].map(() =>
-      ManagedRuntime.make(Layer.merge(engineLayer(url, {}, [...builtinKinds, recorded]), quiet))
+      // Liveness timings as short as the tests' processes have: a killed session's claim that
+      // commits after its worker was reaped leaves an orphan, reaped after half of this.
+      ManagedRuntime.make(Layer.merge(engineLayer(url, { heartbeatTimeout: Duration.seconds(3) }, [...builtinKinds, recorded]), quiet))
     )
     const killer = new pg.Client({ connectionString: url })
     await killer.connect()

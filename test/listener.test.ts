@@ -84,7 +84,7 @@ describe("the listener", () => {
     const slow = await connect()
     slow.on("error", () => undefined)
     slow.write("GET /healthz HTTP/1.1\r\n")
-    await until("the slow connection to be cut", () => slow.closed || undefined, 10_000)
+    await until("the slow connection to be cut", () => slow.closed || undefined, 60_000)
     expect(served.closed).toBe(false)
     const again = new Promise<string>((resolve) => served.once("data", (d) => resolve(String(d))))
     served.write("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -144,8 +144,11 @@ describe("worker processes on the real clock", () => {
       expect((await cairn.awaitGraph(tick!.graph!, { timeout: 60_000 })).state).toBe("succeeded")
       const label = `every-minute ${tick!.tick}`
       expect((await cairn.graphs({ limit: 1000 })).items.filter((g) => g.label === label).map((g) => g.id)).toEqual([tick!.graph])
-      const submittedBy = [server, ...workers].filter((p) => p.output().includes(`schedule every-minute: tick ${tick!.tick} submitted`))
-      expect(submittedBy).toHaveLength(1)
+      // The submitter logs the tick after its commit, and its output reaches this process through a
+      // pipe: the graph can be seen (and even run) before the line has arrived.
+      const submitted = () => [server, ...workers].filter((p) => p.output().includes(`schedule every-minute: tick ${tick!.tick} submitted`))
+      await until("the submitting process's log line", () => submitted().length > 0, 60_000)
+      expect(submitted()).toHaveLength(1)
       await cairn.schedules.delete("every-minute")
     } finally {
       await Promise.all(workers.map((w) => w.stop()))

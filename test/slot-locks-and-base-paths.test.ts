@@ -1,11 +1,11 @@
 /**
  * Seed 004's race test, automated: two concurrent allocations of the same binding with the window
- * between "look" and "allocate" widened by a delay. Without a slot lock both allocate; with it,
+ * between "look" and "allocate" held open until both have looked. Without a slot lock both allocate; with it,
  * exactly one wins and the other learns who holds it. And the base-path overlap rule under racing
  * creates and updates from several connections.
  */
 import { sql } from "drizzle-orm"
-import { Duration, Effect } from "effect"
+import { Deferred, Effect } from "effect"
 import { beforeAll, describe, expect, it } from "vitest"
 import { createNamed, deleteNamed, updateNamed } from "../src/content/named.js"
 import { acquireSlot, needSlotLocks, SlotLockConflict, takeSlots } from "../src/content/slot-locks.js"
@@ -20,14 +20,25 @@ beforeAll(async () => {
 const run = <A, E>(eff: Effect.Effect<A, E, any>) =>
   Effect.runPromise(Effect.scoped(eff).pipe(Effect.provide(engineLayer(url))) as Effect.Effect<A, E, never>)
 
-/** Drydock's allocateResource(): load the free bindings, (sleep), allocate. */
-const allocate = (binding: string, owner: string, withLock: boolean) =>
+/**
+ * Waits until `n` fibers have called it. The race window, opened for certain: a delay instead
+ * could end before a slow machine had started the other allocation, which would then see the
+ * first one's row and never race it.
+ */
+const barrier = (n: number) =>
+  Effect.map(Deferred.make<void>(), (all) => {
+    let arrived = 0
+    return Effect.suspend(() => (++arrived === n ? Deferred.succeed(all, undefined) : Effect.void)).pipe(Effect.zipRight(Deferred.await(all)))
+  })
+
+/** Drydock's allocateResource(): load the free bindings, (wait for the other one to look too), allocate. */
+const allocate = (binding: string, owner: string, withLock: boolean, bothLooked: Effect.Effect<void>) =>
   Effect.flatMap(Db, (db) =>
     db.transaction((tx) =>
       Effect.gen(function*() {
         const taken = yield* txRows<{ n: number }>(tx, sql`SELECT count(*)::int AS n FROM test_bindings WHERE binding = ${binding}`)
         if (taken[0]!.n > 0) return "already taken" as const
-        yield* Effect.sleep(Duration.millis(300)) // the injected delay that widens the race window
+        yield* bothLooked
         if (withLock) yield* needSlotLocks(tx, [`binding(${binding})`], { task: owner })
         yield* txRows(tx, sql`INSERT INTO test_bindings (binding, owner) VALUES (${binding}, ${owner})`)
         return "allocated" as const
@@ -43,7 +54,8 @@ describe("slot locks", () => {
       const g = yield* submitGraph({ nodes: { a: { task: "debug.sleep" }, b: { task: "debug.sleep" } } })
       const [a, b] = [g.nodes.a!.task, g.nodes.b!.task]
       const race = (binding: string, withLock: boolean) =>
-        Effect.all([Effect.either(allocate(binding, a, withLock)), Effect.either(allocate(binding, b, withLock))], { concurrency: 2 })
+        Effect.flatMap(barrier(2), (bothLooked) =>
+          Effect.all([Effect.either(allocate(binding, a, withLock, bothLooked)), Effect.either(allocate(binding, b, withLock, bothLooked))], { concurrency: 2 }))
       const unlocked = yield* race("host-1", false)
       const locked = yield* race("host-2", true)
       const rows = yield* db.rows<{ binding: string; n: number }>(sql`SELECT binding, count(*)::int AS n FROM test_bindings GROUP BY binding`)

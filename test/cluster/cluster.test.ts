@@ -169,8 +169,10 @@ describe("a worker host whose link is cut mid-task", () => {
         JSON.stringify(cut.output().split("\n").filter((l) => /stopped|fenc|lost|could not settle/.test(l)).map((l) => /message="([^"]*)"/.exec(l)?.[1]))
     )
 
-    // It takes new work: while the other worker is busy, the next task can only go to it.
-    const busy = await post(a1.url, "/api/v1/graphs", { nodes: { busy: { task: "debug.sleep", params: { ms: 4000 } } } })
+    // It takes new work: while the other worker is busy, the next task can only go to it. (Busy
+    // until canceled: a task of a few seconds could end before a loaded machine had the next one
+    // claimed, and its worker would then take that one too.)
+    const busy = await post(a1.url, "/api/v1/graphs", { nodes: { busy: { task: "debug.sleep", params: { ms: 600_000 } } } })
     const busyTask = await until("the busy task to run", async () => {
       const t = await taskRow(cluster.db, busy.body.nodes.busy.task)
       return t.state === "running" ? t : undefined
@@ -179,6 +181,8 @@ describe("a worker host whose link is cut mid-task", () => {
     expect((await settled(a1.url, next.body.nodes.next.outputs.result)).state).toBe("resolved")
     const ranOn = new Set([hostOfPid(busyTask.worker_pid), hostOfPid((await taskRow(cluster.db, next.body.nodes.next.task)).worker_pid)])
     expect(ranOn.has(victim)).toBe(true)
+    expect((await post(a1.url, `/api/v1/graphs/${busy.body.id}/cancel`, {})).status).toBe(202)
+    expect((await settled(a1.url, busy.body.nodes.busy.outputs.result)).state).toBe("canceled")
   })
 })
 

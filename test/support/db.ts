@@ -32,13 +32,19 @@ export const createTestDatabase = async (): Promise<string> => {
   return url.toString()
 }
 
-/** Fast timings so liveness tests finish in seconds. */
+/**
+ * Fast timings so that tests finish in seconds, but a generous heartbeat timeout: a worker fences
+ * itself after 60% of it without a heartbeat, and in-process workers share their process (and its
+ * pool) with the test's own work, so on a loaded machine a few seconds without one happen and
+ * would fail running tasks as worker_lost. Dead workers are still found at once by their session
+ * lock; a test about the heartbeat path gives its own timeout.
+ */
 export const testConfig = (url: string, overrides: Parameters<typeof CairnConfigFrom>[0] = {}) =>
   CairnConfigFrom({
     databaseUrl: Option.some(Redacted.make(url)),
     workers: 2,
     heartbeatInterval: Duration.millis(200),
-    heartbeatTimeout: Duration.seconds(3),
+    heartbeatTimeout: Duration.seconds(60),
     reapInterval: Duration.millis(250),
     pollInterval: Duration.seconds(2),
     shutdownGrace: Duration.seconds(5),

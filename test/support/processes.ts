@@ -14,9 +14,15 @@ export type { Proc, Server }
 export const until = <A>(what: string, f: () => Promise<A | undefined | false> | A | undefined | false, timeoutMs = 20_000, everyMs = 25) =>
   harness.until(what, f, timeoutMs, everyMs)
 
+/**
+ * Fast, but with a generous heartbeat timeout (as support/db.ts's testConfig, and for the same
+ * reason): a worker fences itself after 60% of it without a heartbeat, which a loaded machine can
+ * cause in a few seconds, failing its running tasks as worker_lost. A killed worker is still found
+ * at once by its session lock; a test about the heartbeat path gives its own timeout.
+ */
 const fastTimings: Record<string, string> = {
   CAIRN_HEARTBEAT_MS: "200",
-  CAIRN_HEARTBEAT_TIMEOUT_MS: "3000",
+  CAIRN_HEARTBEAT_TIMEOUT_MS: "60000",
   CAIRN_REAP_INTERVAL_MS: "250",
   CAIRN_POLL_INTERVAL_MS: "2000",
   CAIRN_SHUTDOWN_GRACE_MS: "5000",
