@@ -18,6 +18,7 @@ import { Conflict, InvalidRequest, NotFound, PreconditionFailed } from "../engin
 import { insertScheduleRevision, type ScheduleFields, scheduleRevisionView } from "../schedules/revisions.js"
 import { applyRetention, releaseRepository, startRepository } from "./lifecycle/retention.js"
 import { type GuardInput, guardProblem, guardView, type StoredGuard, storeGuard } from "./guards.js"
+import type { NamedKind } from "./named-lookup.js"
 import { basePathProblem } from "./policy/paths.js"
 import { defaultType, findPlugin, pluginOf, plugins } from "./registry.js"
 import { checkRemoteUrl } from "./policy/urls.js"
@@ -33,8 +34,7 @@ import {
 } from "./remote-settings.js"
 import { keyringOf } from "./secrets.js"
 
-export type { NamedKind } from "./named-lookup.js"
-import type { NamedKind } from "./named-lookup.js"
+export type { NamedKind }
 
 export const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
 

@@ -103,7 +103,7 @@ export interface ContentPlugin<D = any> extends UnitType<D> {
     readonly fields: Schema.Struct.Fields
     /** Problems of a remote's plugin fields (sentences for the 400), given the decoded body's. */
     readonly check?: (fields: Readonly<Record<string, unknown>>) => ReadonlyArray<string>
-    /** What `url` addresses, for the CLI and the API's messages: "the PULP_MANIFEST", "the root of a simple index". */
+    /** What `url` addresses, for the API's description of it: "the address of a PULP_MANIFEST", "the root of a simple index". */
     readonly urlMeans: string
   }
 

@@ -66,7 +66,7 @@ export const repositoryModify = defineKind({
       let baseNumber: number | undefined
       if (p.base_version) {
         const base = ctx.inputs.get(p.base_version.$ref)?.value as { repository: string; number: number } | undefined
-        if (!base) return yield* new TaskFailure({ code: "task_failed", message: "the version input is not resolved" })
+        if (!base) return yield* new TaskFailure({ code: "task_failed", message: "base_version is not resolved" })
         if (base.repository !== p.repository.id) {
           return yield* new TaskFailure({ code: "invalid_params", message: `base_version belongs to another repository than ${p.repository.name}` })
         }

@@ -6,7 +6,7 @@
  * the PULP_MANIFEST listing them. DESIGN.md "Content-type plugins" walks through it.
  */
 import { Effect, Schema } from "effect"
-import type { ContentPlugin } from "../../content/plugin.js"
+import { definePlugin } from "../../content/plugin.js"
 import { isSafeRelativePath } from "../../content/policy/paths.js"
 import { formatManifest } from "./manifest.js"
 import { fileSync } from "./sync.js"
@@ -23,7 +23,7 @@ const RelativePath = Schema.String.pipe(
 /** An uploaded artifact added to a file repository, at the relative path it is to have. */
 const UploadedFile = Schema.Struct({ relative_path: RelativePath, artifact: Schema.String })
 
-export const filePlugin: ContentPlugin<undefined> = {
+export const filePlugin = definePlugin<undefined>({
   ...fileUnit,
   remote: { fields: {}, urlMeans: "the address of a PULP_MANIFEST" },
   kinds: [fileSync],
@@ -45,4 +45,4 @@ export const filePlugin: ContentPlugin<undefined> = {
     view: { relative_path: Schema.String },
     describe: (units) => Effect.succeed(units.map((u) => ({ relative_path: u.relative_path })))
   }
-}
+})
