@@ -5,6 +5,7 @@ import { defineConfig } from "drizzle-kit"
 // indexes drizzle cannot express are hand-written `--custom` migrations (drizzle/README.md).
 export default defineConfig({
   dialect: "postgresql",
-  schema: ["./src/db/schema.ts", "./src/db/content-schema.ts", "./src/db/schedule-schema.ts"],
+  // A content-type plugin's tables are in its own src/plugins/<type>/schema.ts (src/content/plugin.ts).
+  schema: ["./src/db/schema.ts", "./src/db/content-schema.ts", "./src/db/schedule-schema.ts", "./src/plugins/*/schema.ts"],
   out: "./drizzle"
 })

@@ -207,7 +207,10 @@ describe("orphan cleanup", () => {
                          VALUES (${repo.id}, ${inVersion}, 1, 2)`)
       // A publication's manifest.
       const manifest = yield* artifact()
-      yield* db.rows(sql`INSERT INTO publications (id, version_id, manifest_artifact_id) VALUES (${newId()}, ${v0!.id}, ${manifest.id})`)
+      const publication = newId()
+      yield* db.rows(sql`INSERT INTO publications (id, version_id) VALUES (${publication}, ${v0!.id})`)
+      yield* db.rows(sql`INSERT INTO publication_files (publication_id, relative_path, media_type, position, artifact_id)
+                         VALUES (${publication}, 'PULP_MANIFEST', 'text/plain', 0, ${manifest.id})`)
       // An unexpired upload.
       const uploaded = yield* artifact()
       yield* db.rows(sql`INSERT INTO uploads (id, artifact_id, expires_at) VALUES (${newId()}, ${uploaded.id}, now() + interval '1 hour')`)
@@ -606,7 +609,7 @@ describe("orphan cleanup under load", () => {
         const referenced = yield* db.rows<{ via: string; sha256: string | null; size: number | null }>(sql`
           SELECT r.via, a.sha256, a.size::float8 AS size FROM (
             SELECT 'content' AS via, artifact_id FROM content_artifacts
-            UNION ALL SELECT 'publication', manifest_artifact_id FROM publications
+            UNION ALL SELECT 'publication', artifact_id FROM publication_files
             UNION ALL SELECT 'upload', artifact_id FROM uploads
             UNION ALL SELECT 'task', artifact_id FROM task_artifacts
           ) r LEFT JOIN artifacts a ON a.id = r.artifact_id`)
@@ -637,7 +640,7 @@ describe("orphan cleanup under load", () => {
                                 WHERE NOT EXISTS (SELECT 1 FROM repository_content rc WHERE rc.content_id = u.id)`)).toBe(0)
         expect(yield* count(sql`SELECT count(*)::int AS n FROM artifacts a
           WHERE NOT EXISTS (SELECT 1 FROM content_artifacts ca WHERE ca.artifact_id = a.id)
-            AND NOT EXISTS (SELECT 1 FROM publications p WHERE p.manifest_artifact_id = a.id)
+            AND NOT EXISTS (SELECT 1 FROM publication_files p WHERE p.artifact_id = a.id)
             AND NOT EXISTS (SELECT 1 FROM uploads up WHERE up.artifact_id = a.id)
             AND NOT EXISTS (SELECT 1 FROM task_artifacts ta WHERE ta.artifact_id = a.id)`)).toBe(0)
         for (const j of junk) {

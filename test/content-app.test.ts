@@ -118,7 +118,7 @@ const publish = (files: ReadonlyArray<SeedFile>) =>
       const digest = sha256(f.bytes)
       const [unit] = yield* db.rows<{ id: string }>(sql`
         INSERT INTO content_units (id, relative_path, sha256, size) VALUES (${ulid()}, ${f.path}, ${digest}, ${f.bytes.length})
-        ON CONFLICT (relative_path, sha256, size) DO UPDATE SET relative_path = EXCLUDED.relative_path RETURNING id`)
+        ON CONFLICT (type, relative_path, sha256, size) DO UPDATE SET relative_path = EXCLUDED.relative_path RETURNING id`)
       contentIds.push(unit!.id)
       if (f.source === undefined) {
         const artifact = yield* storeBytes(f.bytes)
@@ -135,7 +135,9 @@ const publish = (files: ReadonlyArray<SeedFile>) =>
                        VALUES (${version}, ${repo.id}, 1, ${contentIds.length})`)
     const manifest = yield* storeBytes(Buffer.from(manifestOf(files)))
     const publication = ulid()
-    yield* db.rows(sql`INSERT INTO publications (id, version_id, manifest_artifact_id) VALUES (${publication}, ${version}, ${manifest})`)
+    yield* db.rows(sql`INSERT INTO publications (id, version_id) VALUES (${publication}, ${version})`)
+    yield* db.rows(sql`INSERT INTO publication_files (publication_id, relative_path, media_type, position, artifact_id)
+                       VALUES (${publication}, 'PULP_MANIFEST', 'text/plain; charset=utf-8', 0, ${manifest})`)
     return publication
   })
 

@@ -95,7 +95,8 @@ describe("content task kinds", () => {
       // The publication's manifest is the version's content, stored as an artifact.
       const db = yield* Db
       const [pub] = yield* db.rows<{ sha256: string }>(sql`
-        SELECT a.sha256 FROM publications p JOIN artifacts a ON a.id = p.manifest_artifact_id WHERE p.id = ${out.publish!.value.publication}`)
+        SELECT a.sha256 FROM publication_files p JOIN artifacts a ON a.id = p.artifact_id
+        WHERE p.publication_id = ${out.publish!.value.publication} AND p.relative_path = 'PULP_MANIFEST'`)
       const stream = yield* storage.open(pub!.sha256)
       const text = yield* Effect.promise(async () => {
         const parts: Array<Buffer> = []

@@ -22,6 +22,7 @@ const IMMUTABLE = [
   "content_sources",
   "content_units",
   "distribution_revisions",
+  "publication_files",
   "publications",
   "remote_revisions",
   "repository_revisions",

@@ -77,7 +77,8 @@ const unit = async () => {
 
 const publication = async (version: string, future: string | null = null) => {
   const id = newId()
-  await q("INSERT INTO publications (id, version_id, manifest_artifact_id, future_id) VALUES ($1, $2, $3, $4)", [id, version, await artifact(), future])
+  await q("INSERT INTO publications (id, version_id, future_id) VALUES ($1, $2, $3)", [id, version, future])
+  await q("INSERT INTO publication_files (publication_id, relative_path, media_type, position, artifact_id) VALUES ($1, 'PULP_MANIFEST', 'text/plain', 0, $2)", [id, await artifact()])
   return id
 }
 
@@ -188,7 +189,7 @@ describe("the database refuses to delete what is held", () => {
     await q("INSERT INTO content_artifacts (content_id, artifact_id) VALUES ($1, $2)", [u, linked])
     const r = await bareRepository(1)
     const p = await publication(r.versions[0]!)
-    const manifest = (await q("SELECT manifest_artifact_id AS a FROM publications WHERE id = $1", [p])).rows[0].a as string
+    const manifest = (await q("SELECT artifact_id AS a FROM publication_files WHERE publication_id = $1", [p])).rows[0].a as string
     const uploaded = await artifact()
     await q("INSERT INTO uploads (id, artifact_id, expires_at) VALUES ($1, $2, now() + interval '1 hour')", [newId(), uploaded])
     const using = await artifact()

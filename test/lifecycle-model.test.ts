@@ -521,7 +521,7 @@ const checkNothingUnheld = async (purgeGraph: string) => {
       (SELECT count(*)::int FROM content_units u WHERE NOT EXISTS (SELECT 1 FROM repository_content rc WHERE rc.content_id = u.id)) AS units,
       (SELECT count(*)::int FROM artifacts a
         WHERE NOT EXISTS (SELECT 1 FROM content_artifacts ca WHERE ca.artifact_id = a.id)
-          AND NOT EXISTS (SELECT 1 FROM publications p WHERE p.manifest_artifact_id = a.id)
+          AND NOT EXISTS (SELECT 1 FROM publication_files p WHERE p.artifact_id = a.id)
           AND NOT EXISTS (SELECT 1 FROM uploads up WHERE up.artifact_id = a.id)
           AND NOT EXISTS (SELECT 1 FROM task_artifacts ta WHERE ta.artifact_id = a.id)) AS artifacts,
       (SELECT count(*)::int FROM repository_versions v

@@ -5,6 +5,7 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { type Context, Schema } from "effect"
 import { GUARD_TOKEN, MAX_GUARD_TOKENS, MAX_SIGNED_SECONDS } from "../content/guards.js"
+import { plugins } from "../content/registry.js"
 import { Authorization } from "./auth.js"
 import { strict } from "./schemas.js"
 
@@ -27,6 +28,19 @@ const RetainVersions = Schema.NullOr(Schema.Int.pipe(Schema.between(1, 2_147_483
     "next orphans.cleanup, except those still held (served by a live distribution, used by an unsettled task), which " +
     "are released when their last holder lets go. The latest version is always kept."
 })
+
+/**
+ * A repository's or remote's content type (src/content/plugin.ts): given at creation only (a PATCH
+ * cannot change it), the first plugin's ("file") when absent.
+ */
+const ContentType = Schema.optional(
+  Schema.String.pipe(Schema.filter((t) => plugins.some((p) => p.type === t) || `type must be one of ${plugins.map((p) => p.type).join(", ")}`))
+    .annotations({ description: `the content type, fixed at creation: ${plugins.map((p) => p.type).join(", ")} (default ${plugins[0]!.type})` })
+)
+const TypeView = Schema.String.annotations({ description: "the content type, fixed at creation" })
+
+/** The remote fields every content-type plugin adds (each optional; a remote takes only its own type's). */
+const pluginRemoteFields: Schema.Struct.Fields = Object.assign({}, ...plugins.map((p) => p.remote.fields))
 
 export const RepositoryFields = {
   description: Schema.optional(Schema.NullOr(Schema.String.pipe(Schema.maxLength(10_000)))),
@@ -107,7 +121,10 @@ export const RemoteSettingsFields = {
 }
 
 export const RemoteFields = {
-  url: Schema.String.pipe(Schema.maxLength(4096)),
+  ...pluginRemoteFields,
+  url: Schema.String.pipe(Schema.maxLength(4096)).annotations({
+    description: `what the remote syncs from, by type: ${plugins.map((p) => `${p.type}: ${p.remote.urlMeans}`).join("; ")}`
+  }),
   policy: Schema.optional(Schema.Literal("immediate", "on_demand")),
   download_concurrency: Schema.optional(Schema.Int.pipe(Schema.between(1, 64))),
   ...RemoteSettingsFields
@@ -160,12 +177,15 @@ export const viewOf = <V extends Schema.Struct.Fields>(identifier: string, view:
   Schema.Struct({ ...revisionBase, ...view }).annotations({ identifier })
 
 export const RepositoryView = viewOf("RepositoryRevision", {
+  type: TypeView,
   description: Schema.NullOr(Schema.String),
   retain_versions: RetainVersions
 })
 const shown = <S extends Schema.Schema.AnyNoContext>(s: S, description: string) => s.annotations({ description })
 
 export const RemoteView = viewOf("RemoteRevision", {
+  type: TypeView,
+  ...pluginRemoteFields,
   url: Schema.String,
   policy: Schema.Literal("immediate", "on_demand"),
   download_concurrency: Schema.Number,
@@ -219,9 +239,11 @@ export const makeGroup = <G extends string, P extends string, F extends Schema.S
   plural: P,
   fields: F,
   View: V,
-  docs: NamedGroupDocs = {}
+  docs: NamedGroupDocs = {},
+  /** Fields given at creation only (a PATCH refuses them). */
+  createOnly: Schema.Struct.Fields = {}
 ) => {
-  const Create = Schema.Struct({ name: Name, ...fields }).annotations({ ...strict, identifier: `${group}Create` })
+  const Create = Schema.Struct({ name: Name, ...createOnly, ...fields }).annotations({ ...strict, identifier: `${group}Create` })
   // exact: a JSON body has no `undefined`, and an error must not list it as an alternative (nor
   // quote a refused value, secrets included: see `guard`).
   const Patch = Schema.partialWith(Schema.Struct(fields), { exact: true }).annotations({ ...strict, identifier: `${group}Patch` })
@@ -269,13 +291,19 @@ export const PruneSubmitted = Schema.Struct({
   task: Schema.String.annotations({ description: "the repository.prune task; its `report` output says what was released and what is still held" })
 }).annotations({ identifier: "PruneSubmitted" })
 
-export const ContentUnitView = Schema.Struct({
-  id: Schema.String,
-  relative_path: Schema.String,
-  sha256: Schema.String,
-  size: Schema.Number,
-  artifact: Schema.NullOr(Schema.String).annotations({ description: "null while an on-demand unit was never fetched" })
-}).annotations({ identifier: "ContentUnit" })
+export const ContentUnitView = Schema.Struct(
+  {
+    id: Schema.String,
+    sha256: Schema.String,
+    size: Schema.Number,
+    artifact: Schema.NullOr(Schema.String).annotations({ description: "null while an on-demand unit was never fetched" })
+  },
+  Schema.Record({ key: Schema.String, value: Schema.Unknown })
+).annotations({
+  identifier: "ContentUnit",
+  description: "A unit of the version, with the fields its content type adds: " +
+    plugins.map((p) => `${p.type}: ${Object.keys(p.content.view).join(", ")}`).join("; ")
+})
 
 export const ContentPage = Schema.Struct({
   items: Schema.Array(ContentUnitView),
@@ -292,7 +320,7 @@ const ContentQuery = Schema.Struct({
   limit: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 10_000)))
 })
 
-export const RepositoriesGroup = makeGroup("repositories", "repositories", RepositoryFields, RepositoryView)
+export const RepositoriesGroup = makeGroup("repositories", "repositories", RepositoryFields, RepositoryView, {}, { type: ContentType })
   .add(
     HttpApiEndpoint.get("versions", "/repositories/:name/versions").setPath(NamePath).addSuccess(Schema.Array(VersionView))
       .annotate(OpenApi.Description, "The versions something holds, newest first; a released version is gone from here at once.")
@@ -316,7 +344,7 @@ export const RepositoriesGroup = makeGroup("repositories", "repositories", Repos
     HttpApiEndpoint.get("content", "/repositories/:name/versions/:number/content").setPath(VersionPath).setUrlParams(ContentQuery)
       .addSuccess(ContentPage).annotate(OpenApi.Description, "404 for a version that does not exist or was released.")
   )
-export const RemotesGroup = makeGroup("remotes", "remotes", RemoteFields, RemoteView)
+export const RemotesGroup = makeGroup("remotes", "remotes", RemoteFields, RemoteView, {}, { type: ContentType })
 export const DistributionsGroup = makeGroup("distributions", "distributions", DistributionFields, DistributionView)
   .add(
     HttpApiEndpoint.post("sign", "/distributions/:name/sign").setPath(NamePath).setPayload(SignRequest).addSuccess(SignedUrl)

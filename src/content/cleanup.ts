@@ -9,7 +9,7 @@
  * - a content unit is owned by any `repository_content` row (which some version holds: the rows
  *   only released versions held went in the first step), or by an unsettled task that holds it
  *   (`task_holds`: a `repository.modify` adding or removing it, from its submission);
- * - an artifact is owned by `content_artifacts`, a publication's manifest, an `uploads` row (the
+ * - an artifact is owned by `content_artifacts`, a publication's generated files, an `uploads` row (the
  *   expired ones are deleted first, so the remaining ones are unexpired), `task_artifacts` (an
  *   unsettled task using it), or `task_holds` (a `repository.modify` adding `{ "artifact": id }`).
  *
@@ -110,7 +110,7 @@ const unitUnowned = (after: string) =>
 /** For an artifact `a`; `after` bounds the owners read (any lower bound of the `a.id`s looked at). */
 const artifactUnowned = (after: string) =>
   sql`NOT EXISTS (SELECT 1 FROM content_artifacts ca WHERE ca.artifact_id = a.id AND ca.artifact_id > ${after})
-  AND NOT EXISTS (SELECT 1 FROM publications pb WHERE pb.manifest_artifact_id = a.id AND pb.manifest_artifact_id > ${after})
+  AND NOT EXISTS (SELECT 1 FROM publication_files pf WHERE pf.artifact_id = a.id AND pf.artifact_id > ${after})
   AND NOT EXISTS (SELECT 1 FROM uploads up WHERE up.artifact_id = a.id AND up.artifact_id > ${after})
   AND NOT EXISTS (SELECT 1 FROM task_artifacts ta WHERE ta.artifact_id = a.id AND ta.artifact_id > ${after})
   AND NOT EXISTS (SELECT 1 FROM task_holds th WHERE th.artifact_id = a.id)`

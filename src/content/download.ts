@@ -346,9 +346,9 @@ interface AttemptState {
  * One GET, up to its response head. Plain callbacks rather than a race with a timer fiber: this
  * runs once per file of a sync. Interrupting it aborts the request.
  */
-const requestHead = (url: URL, via: Route, state: AttemptState, idleMs: number, totalMs: number | undefined, limit: number | undefined) =>
+const requestHead = (url: URL, via: Route, state: AttemptState, idleMs: number, totalMs: number | undefined, limits: Limits) =>
   Effect.async<Exchange, AttemptFailure>((resume) => {
-    const ex = new Exchange(limit)
+    const ex = new Exchange(limits.exact ?? limits.max)
     state.current = ex
     if (totalMs !== undefined && state.timer === undefined) {
       // From the first request of the attempt (not from the wait for the rate limit before it).
@@ -361,7 +361,8 @@ const requestHead = (url: URL, via: Route, state: AttemptState, idleMs: number, 
       if (err === undefined) resume(Effect.succeed(ex))
       else resume(Effect.fail(classify(state.timedOut ? new Abort("total") : err, { idleMs, totalMs })))
     }
-    const headers = url.origin === via.origin ? { ...BASE_HEADERS, ...via.headers } : BASE_HEADERS
+    const base = limits.accept === undefined ? BASE_HEADERS : { ...BASE_HEADERS, accept: limits.accept }
+    const headers = url.origin === via.origin ? { ...base, ...via.headers } : base
     try {
       via.dispatcher.dispatch(
         { origin: url.origin, path: url.pathname + url.search, method: "GET", headers, headersTimeout: idleMs, bodyTimeout: idleMs },
@@ -373,15 +374,15 @@ const requestHead = (url: URL, via: Route, state: AttemptState, idleMs: number, 
     return Effect.sync(() => ex.abort(new Abort("interrupted")))
   })
 
-/** GET `start`, following up to `maxRedirects` redirects; succeeds with a 200 response only. */
-const follow = (start: URL, via: Route, state: AttemptState, opts: RetryOptions, limit: number | undefined) =>
+/** GET `start`, following up to `maxRedirects` redirects; succeeds with a 200 response only, and the URL that gave it. */
+const follow = (start: URL, via: Route, state: AttemptState, opts: RetryOptions, limits: Limits) =>
   Effect.gen(function*() {
     let url = start
     for (let hop = 0;; hop++) {
       if (via.pace !== undefined) yield* via.pace
-      const ex = yield* requestHead(url, via, state, opts.timeoutMs, via.totalTimeoutMs, limit)
+      const ex = yield* requestHead(url, via, state, opts.timeoutMs, via.totalTimeoutMs, limits)
       const via_ = hop === 0 ? "" : ` (from ${shownUrl(url)} after ${hop} redirect${hop === 1 ? "" : "s"})`
-      if (ex.status === 200) return ex
+      if (ex.status === 200) return { ex, url }
       ex.discard()
       if (REDIRECTS.has(ex.status)) {
         if (hop >= opts.maxRedirects) {
@@ -427,11 +428,20 @@ const follow = (start: URL, via: Route, state: AttemptState, opts: RetryOptions,
     }
   })
 
+/** What is asked for, and what the body must be. */
 interface Limits {
   /** The body must be exactly this long. */
   readonly exact?: number | undefined
   /** The body may be at most this long. */
   readonly max?: number | undefined
+  /** The `accept` header to send (a document with several formats); none by default. */
+  readonly accept?: string | undefined
+}
+
+/** The response a body belongs to: the URL that answered it (after redirects) and its content type. */
+export interface ResponseHead {
+  readonly url: string
+  readonly contentType: string | undefined
 }
 
 interface BodyState {
@@ -509,14 +519,14 @@ const attempt = <A, E, R>(
   start: URL,
   via: Route,
   limits: Limits,
-  sink: (body: AsyncIterable<Uint8Array>) => Effect.Effect<A, E, R>,
+  sink: (body: AsyncIterable<Uint8Array>, head: ResponseHead) => Effect.Effect<A, E, R>,
   opts: RetryOptions
 ): Effect.Effect<A, E | AttemptFailure | DbError, R> =>
   Effect.acquireUseRelease(
     Effect.sync((): AttemptState => ({ current: undefined, timedOut: false, timer: undefined })),
     (state) =>
       Effect.gen(function*() {
-        const ex = yield* follow(start, via, state, opts, limits.exact ?? limits.max)
+        const { ex, url } = yield* follow(start, via, state, opts, limits)
         const length = contentLength(ex.headers)
         if (length !== undefined) {
           // The headers already say the body is wrong: fail before reading any of it.
@@ -539,7 +549,8 @@ const attempt = <A, E, R>(
           }
         }
         const body: BodyState = { started: false, completed: false, bytes: 0, failure: undefined }
-        const out = yield* sink(bodyOf(ex, state, body, limits, length, opts.timeoutMs, via.totalTimeoutMs)).pipe(
+        const head = { url: url.href, contentType: header(ex.headers, "content-type") }
+        const out = yield* sink(bodyOf(ex, state, body, limits, length, opts.timeoutMs, via.totalTimeoutMs), head).pipe(
           // However the sink reported it (its own error, a defect), a failure of the body is ours.
           Effect.catchAllCause((cause): Effect.Effect<never, E | AttemptFailure> =>
             body.failure !== undefined && !Cause.isInterruptedOnly(cause)
@@ -581,7 +592,7 @@ const isAttemptFailure = (e: unknown): e is AttemptFailure => e instanceof Attem
 const get = <A, E, R>(
   url: string,
   limits: Limits,
-  sink: (body: AsyncIterable<Uint8Array>) => Effect.Effect<A, E, R>,
+  sink: (body: AsyncIterable<Uint8Array>, head: ResponseHead) => Effect.Effect<A, E, R>,
   opts: RetryOptions,
   relativePath: string | undefined
 ): Effect.Effect<A, E | DownloadError | RemoteUrlError | DbError, R> =>
@@ -619,7 +630,14 @@ const get = <A, E, R>(
   })
 
 /**
- * Download `url`, a file of `expected.size` bytes, into `sink`. The sink gets the body as an
+ * A file whose size the upstream does not announce (a simple index's HTML page lists digests, not
+ * sizes) is read up to this many bytes; its digest still decides whether it is kept.
+ */
+export const UNSIZED_MAX_BYTES = 16 * 1024 * 1024 * 1024
+
+/**
+ * Download `url`, a file of `expected.size` bytes (or at most UNSIZED_MAX_BYTES when the size is
+ * not known), into `sink`. The sink gets the body as an
  * AsyncIterable it must read to its end (it stores the bytes and checks `expected.sha256`: the
  * bytes are hashed once, where they are written). The iterable fails as soon as more than
  * `expected.size` bytes arrive, and at its end if fewer did. On a retryable fault the sink is
@@ -630,34 +648,39 @@ const get = <A, E, R>(
  */
 export const download = <A, E, R>(
   url: string,
-  expected: { readonly size: number; readonly sha256: string },
+  expected: { readonly size: number | undefined; readonly sha256: string },
   sink: (body: AsyncIterable<Uint8Array>) => Effect.Effect<A, E, R>,
   opts: DownloadOptions
 ): Effect.Effect<A, E | DownloadError | RemoteUrlError | DbError, R> =>
-  get(url, { exact: expected.size }, sink, opts, opts.relativePath)
+  get(url, expected.size === undefined ? { max: UNSIZED_MAX_BYTES } : { exact: expected.size }, sink, opts, opts.relativePath)
 
-/** A text document (a manifest), UTF-8, at most `maxBytes`, with the same retries as `download`. */
-export const fetchText = (url: string, opts: FetchTextOptions): Effect.Effect<string, DownloadError | RemoteUrlError | DbError> =>
+/** A fetched document: its bytes, and the response they came with. */
+export interface FetchedDocument extends ResponseHead {
+  readonly body: Uint8Array
+}
+
+/**
+ * A document of at most `maxBytes` (an index page), with the same retries as `download`, asking
+ * for the formats `accept` lists; its bytes as they came, the URL that answered and the content
+ * type it declared, so that the caller parses what the server chose.
+ */
+export const fetchDocument = (
+  url: string,
+  opts: FetchTextOptions & { readonly accept?: string | undefined }
+): Effect.Effect<FetchedDocument, DownloadError | RemoteUrlError | DbError> =>
   get(
     url,
-    { max: opts.maxBytes },
-    (body) =>
+    { max: opts.maxBytes, accept: opts.accept },
+    (body, head) =>
       Effect.tryPromise({
         try: async () => {
           const parts: Array<Uint8Array> = []
           for await (const chunk of body) parts.push(chunk)
-          return Buffer.concat(parts)
+          return { ...head, body: new Uint8Array(Buffer.concat(parts)) }
         },
         // Only the body's own failures can get here, and `attempt` substitutes those.
         catch: (cause) => new AttemptFailure({ reason: "network", detail: describe(cause), retryable: true, cause })
-      }).pipe(
-        Effect.flatMap((bytes) =>
-          Effect.try({
-            try: () => new TextDecoder("utf-8", { fatal: true }).decode(bytes),
-            catch: () => new AttemptFailure({ reason: "content", detail: "the body is not valid UTF-8", retryable: false })
-          })
-        )
-      ),
+      }),
     {
       timeoutMs: opts.timeoutMs,
       retries: opts.retries ?? 3,
@@ -667,4 +690,21 @@ export const fetchText = (url: string, opts: FetchTextOptions): Effect.Effect<st
       via: opts.via
     },
     undefined
-  ) as Effect.Effect<string, DownloadError | RemoteUrlError | DbError>
+  ) as Effect.Effect<FetchedDocument, DownloadError | RemoteUrlError | DbError>
+
+/** A text document (a manifest), UTF-8, at most `maxBytes`, with the same retries as `download`. */
+export const fetchText = (url: string, opts: FetchTextOptions): Effect.Effect<string, DownloadError | RemoteUrlError | DbError> =>
+  fetchDocument(url, opts).pipe(
+    Effect.flatMap((doc) =>
+      Effect.try({
+        try: () => new TextDecoder("utf-8", { fatal: true }).decode(doc.body),
+        catch: () =>
+          new DownloadError({
+            message: `GET ${shownUrl(new URL(doc.url))} failed after 1 attempt: the body is not valid UTF-8`,
+            url: shownUrl(new URL(doc.url)),
+            attempts: 1,
+            reason: "content"
+          })
+      })
+    )
+  )

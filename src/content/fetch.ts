@@ -33,9 +33,13 @@ import { ArtifactStorage, type BadDigest, type StorageError } from "./storage.js
 export interface RemoteFile {
   readonly url: string
   readonly sha256: string
-  readonly size: number
+  /** Undefined when the upstream does not say: the stored bytes tell (`onAdopted` gets it). */
+  readonly size: number | undefined
   readonly relativePath: string
 }
+
+/** A file once stored: its size is known. */
+export type StoredFile = RemoteFile & { readonly size: number }
 
 /** Fetching one file failed for good; `cause` says why (download, storage, digest, database). */
 export class FetchFailed extends Data.TaggedError("FetchFailed")<{
@@ -55,7 +59,7 @@ export interface FetchAllOptions {
   /** How to reach the remote (`./remote-access.ts`): its route, timeouts and retries. */
   readonly download: RetryOptions
   /** Called once per file, after its artifact is adopted (owned by the task). */
-  readonly onAdopted: (file: RemoteFile, artifactId: string) => Effect.Effect<void>
+  readonly onAdopted: (file: StoredFile, artifactId: string) => Effect.Effect<void>
   /**
    * With it, a file the upstream answers 404 or 410 for does not fail the fetch: this is called
    * instead, and answers another file with the same digest to try, or undefined to give the digest
@@ -118,7 +122,7 @@ const fetchFromHost = (host: string, files: ReadonlyArray<RemoteFile>, opts: Fet
     if (remaining === 0) return
 
     const done = yield* Deferred.make<void, FetchFailed | DbError | StorageError | BadDigest>()
-    const adoptQueue = yield* Queue.unbounded<RemoteFile>()
+    const adoptQueue = yield* Queue.unbounded<StoredFile>()
     const lanes = new Set<Lane>()
     const active = () => {
       let k = 0
@@ -136,7 +140,7 @@ const fetchFromHost = (host: string, files: ReadonlyArray<RemoteFile>, opts: Fet
         ...opts.download,
         relativePath: file.relativePath
       }).pipe(
-        Effect.zipRight(Queue.offer(adoptQueue, file)),
+        Effect.flatMap((put) => Queue.offer(adoptQueue, { ...file, size: put.size })),
         Effect.catchIf(
           (e) => opts.onMissing !== undefined && isMissing(e),
           () =>

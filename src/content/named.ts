@@ -18,7 +18,9 @@ import { Conflict, InvalidRequest, NotFound, PreconditionFailed } from "../engin
 import { insertScheduleRevision, type ScheduleFields, scheduleRevisionView } from "../schedules/revisions.js"
 import { applyRetention, releaseRepository, startRepository } from "./lifecycle/retention.js"
 import { type GuardInput, guardProblem, guardView, type StoredGuard, storeGuard } from "./guards.js"
+import type { NamedKind } from "./named-lookup.js"
 import { basePathProblem } from "./policy/paths.js"
+import { defaultType, findPlugin, pluginOf, plugins } from "./registry.js"
 import { checkRemoteUrl } from "./policy/urls.js"
 import {
   openSettings,
@@ -32,7 +34,7 @@ import {
 } from "./remote-settings.js"
 import { keyringOf } from "./secrets.js"
 
-export type NamedKind = "repository" | "remote" | "distribution" | "schedule"
+export type { NamedKind }
 
 export const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
 
@@ -80,6 +82,8 @@ interface RemoteRow extends StoredSettings {
   readonly name: string
   readonly revision: string
   readonly created_at: string
+  readonly type: string
+  readonly type_fields: Readonly<Record<string, unknown>>
   readonly url: string
   readonly policy: string
   readonly download_concurrency: number
@@ -100,7 +104,7 @@ const keyring = Effect.map(
 const remoteRow = (tx: Tx, revision: string) =>
   Effect.map(
     txRows<RemoteRow>(tx, sql`
-      SELECT remote_id AS id, name, id AS revision, created_at, url, policy, download_concurrency, ${REMOTE_COLUMNS}
+      SELECT remote_id AS id, name, id AS revision, created_at, type, type_fields, url, policy, download_concurrency, ${REMOTE_COLUMNS}
       FROM remote_revisions WHERE id = ${revision}`),
     (rows) => rows[0]
   )
@@ -116,15 +120,15 @@ const remoteFieldsToRevise = (tx: Tx, revision: string) =>
     if (Either.isLeft(settings)) {
       return yield* new Conflict({ message: `remote ${r.name} cannot be changed by this server: ${settings.left.message}` })
     }
-    return { url: r.url, policy: r.policy, download_concurrency: r.download_concurrency, ...settings.right }
+    return { type: r.type, ...r.type_fields, url: r.url, policy: r.policy, download_concurrency: r.download_concurrency, ...settings.right }
   })
 
 const revisionView = (kind: NamedKind, tx: Tx, revision: string) =>
   Effect.gen(function*() {
     switch (kind) {
       case "repository": {
-        const [r] = yield* txRows<{ id: string; name: string; revision: string; created_at: string; description: string | null; retain_versions: number | null }>(tx, sql`
-          SELECT repository_id AS id, name, id AS revision, created_at, description, retain_versions FROM repository_revisions WHERE id = ${revision}`)
+        const [r] = yield* txRows<{ id: string; name: string; revision: string; created_at: string; type: string; description: string | null; retain_versions: number | null }>(tx, sql`
+          SELECT repository_id AS id, name, id AS revision, created_at, type, description, retain_versions FROM repository_revisions WHERE id = ${revision}`)
         return r && { ...r, created_at: iso(r.created_at) }
       }
       case "remote": {
@@ -134,6 +138,8 @@ const revisionView = (kind: NamedKind, tx: Tx, revision: string) =>
           name: r.name,
           revision: r.revision,
           created_at: iso(r.created_at),
+          type: r.type,
+          ...r.type_fields,
           url: r.url,
           policy: r.policy,
           download_concurrency: r.download_concurrency,
@@ -189,15 +195,18 @@ const insertRevision = (kind: NamedKind, tx: Tx, resourceId: string, name: strin
     const revision = newId()
     switch (kind) {
       case "repository":
-        yield* txRows(tx, sql`INSERT INTO repository_revisions (id, repository_id, name, description, retain_versions)
-                              VALUES (${revision}, ${resourceId}, ${name}, ${(fields.description as string | null | undefined) ?? null},
+        yield* txRows(tx, sql`INSERT INTO repository_revisions (id, repository_id, name, type, description, retain_versions)
+                              VALUES (${revision}, ${resourceId}, ${name}, ${typeOf(fields)}, ${(fields.description as string | null | undefined) ?? null},
                                       ${(fields.retain_versions as number | null | undefined) ?? null})`)
         break
       case "remote": {
         const url = fields.url as string
         const st = storeSettings(yield* keyring, { remoteId: resourceId, revisionId: revision, url }, settingsOf(fields))
-        yield* txRows(tx, sql`INSERT INTO remote_revisions (id, remote_id, name, url, policy, download_concurrency, ${REMOTE_COLUMNS})
-                              VALUES (${revision}, ${resourceId}, ${name}, ${url}, ${fields.policy as string},
+        const type = typeOf(fields)
+        const own = Object.keys(pluginOf(type).remote.fields).filter((k) => fields[k] !== undefined)
+        const typeFields = JSON.stringify(Object.fromEntries(own.map((k) => [k, fields[k]])))
+        yield* txRows(tx, sql`INSERT INTO remote_revisions (id, remote_id, name, type, type_fields, url, policy, download_concurrency, ${REMOTE_COLUMNS})
+                              VALUES (${revision}, ${resourceId}, ${name}, ${type}, ${typeFields}::jsonb, ${url}, ${fields.policy as string},
                                       ${fields.download_concurrency as number}, ${st.proxy_url}, ${st.ca_cert}, ${st.client_cert},
                                       ${st.username}, ${sql.param([...st.header_names])}::text[], ${st.connect_timeout_ms},
                                       ${st.total_timeout_ms}, ${st.max_retries}, ${st.rate_limit},
@@ -225,9 +234,36 @@ const insertRevision = (kind: NamedKind, tx: Tx, resourceId: string, name: strin
     return revision
   })
 
+/** The content type of a repository or remote being written (fixed at creation; the default type when none is given). */
+const typeOf = (fields: Record<string, unknown>) => (fields.type as string | undefined) ?? defaultType()
+
+/**
+ * A remote's fields that its type's plugin adds (src/content/plugin.ts `remote.fields`): those of
+ * another type are refused, and the plugin checks its own.
+ */
+const typeFieldProblems = (fields: Record<string, unknown>): Array<string> => {
+  const type = typeOf(fields)
+  const plugin = findPlugin(type)
+  if (plugin === undefined) return [`type must be one of ${plugins.map((p) => p.type).join(", ")}`]
+  const problems: Array<string> = []
+  for (const other of plugins) {
+    if (other === plugin) continue
+    for (const k of Object.keys(other.remote.fields)) {
+      if (fields[k] !== undefined && !(k in plugin.remote.fields)) problems.push(`${k} is a field of ${other.type} remotes, not of ${type} ones`)
+    }
+  }
+  const own = Object.fromEntries(Object.keys(plugin.remote.fields).filter((k) => fields[k] !== undefined).map((k) => [k, fields[k]]))
+  problems.push(...(plugin.remote.check?.(own) ?? []))
+  return problems
+}
+
 const validate = (kind: NamedKind, fields: Record<string, unknown>) => {
   const problems: Array<string> = []
+  if (kind === "repository" && findPlugin(typeOf(fields)) === undefined) {
+    problems.push(`type must be one of ${plugins.map((p) => p.type).join(", ")}`)
+  }
   if (kind === "remote") {
+    problems.push(...typeFieldProblems(fields))
     const url = checkRemoteUrl(String(fields.url))
     if (Either.isLeft(url)) problems.push(url.left.message)
     problems.push(...settingsProblems(settingsOf(fields)))
@@ -411,14 +447,4 @@ export const deleteNamed = (kind: NamedKind, name: string) =>
     )
   })
 
-/**
- * For task kinds' `prepare`: a name (or a revision id) -> { id, revision, name } of its current
- * revision; undefined when there is no such resource.
- */
-export const resolveNamed = (kind: NamedKind, nameOrRevision: string) =>
-  Effect.gen(function*() {
-    const db = yield* Db
-    const [r] = yield* db.rows<{ id: string; revision: string; name: string }>(sql`
-      SELECT resource_id AS id, revision_id AS revision, name FROM names WHERE kind = ${kind} AND name = ${nameOrRevision}`)
-    return r
-  })
+export { resolveNamed } from "./named-lookup.js"

@@ -25,6 +25,7 @@ import { Db, type Tx, txRows } from "../db/client.js"
 import { NotFound } from "../engine/errors.js"
 import { heldVersions } from "./lifecycle/holders.js"
 import { holdForConsumers, keepNewVersion } from "./lifecycle/retention.js"
+import type { StoredUnit } from "./plugin.js"
 
 const newId = monotonicFactory()
 
@@ -48,6 +49,9 @@ export interface CutVersion {
   /** The future this version resolves (its payload row records it). */
   readonly futureId: string | null
 }
+
+/** A unit's repository key in SQL (null in the column: its relative path). */
+export const REPO_KEY = (alias: string) => sql.raw(`coalesce(${alias}.repo_key, ${alias}.relative_path)`)
 
 /** Content ids of version `n` of a repository, as a SQL set. */
 const contentOf = (repositoryId: string, n: number) =>
@@ -73,13 +77,14 @@ export const cutVersion = (tx: Tx, c: CutVersion) =>
     const base = c.baseNumber ?? latest.number
     const add = sql.param([...new Set(c.add)])
     // The target set, then its difference to the latest version.
-    // A version holds one unit per relative path (Pulp's file plugin does the same): an added
-    // unit replaces the base's unit at its path.
+    // A version holds one unit per repository key (Pulp's repo_key_fields; the type's plugin
+    // computed it when the unit was recorded: src/content/plugin.ts): an added unit replaces the
+    // base's unit with its key.
     const target = c.exact || c.remove === "*"
       ? sql`SELECT unnest(${add}::text[]) AS content_id`
       : sql`SELECT m.content_id FROM (${contentOf(c.repositoryId, base)}) m JOIN content_units u ON u.id = m.content_id
             WHERE m.content_id <> ALL(${sql.param([...c.remove])}::text[])
-              AND u.relative_path NOT IN (SELECT relative_path FROM content_units WHERE id = ANY(${add}::text[]))
+              AND ${REPO_KEY("u")} NOT IN (SELECT ${REPO_KEY("a")} FROM content_units a WHERE a.id = ANY(${add}::text[]))
             UNION SELECT unnest(${add}::text[])`
     const [diff] = yield* txRows<{ adds: Array<string>; removes: Array<string> }>(
       tx,
@@ -117,13 +122,9 @@ export const cutVersion = (tx: Tx, c: CutVersion) =>
     return { repository: c.repositoryId, version: id, number, created: true }
   })
 
-export interface ContentEntry {
-  readonly id: string
-  readonly relative_path: string
-  readonly sha256: string
-  readonly size: number
-  /** Stored artifact, or null while an on-demand unit has not been fetched. */
-  readonly artifact: string | null
+/** A unit of a version as the core records it (src/content/plugin.ts `StoredUnit`), with its type. */
+export interface ContentEntry extends StoredUnit {
+  readonly type: string
 }
 
 /**
@@ -139,7 +140,7 @@ export const versionContent = (versionId: string, opts: { after?: string | undef
     )
     if (!v) return yield* new NotFound({ message: `repository version ${versionId} does not exist` })
     return yield* db.rows<ContentEntry>(sql`
-      SELECT c.id, c.relative_path, c.sha256, c.size::float8 AS size, ca.artifact_id AS artifact
+      SELECT c.id, c.type, c.relative_path, c.sha256, c.size::float8 AS size, ca.artifact_id AS artifact
       FROM repository_content m
       JOIN content_units c ON c.id = m.content_id
       LEFT JOIN content_artifacts ca ON ca.content_id = c.id
@@ -185,16 +186,3 @@ export const getVersion = (name: string, number: number) =>
     return v
   })
 
-/** A page of version `number` of the repository named `name` (see versionContent), unless it was released. */
-export const versionContentByNumber = (
-  name: string,
-  number: number,
-  page: { readonly after?: string | undefined; readonly limit?: number | undefined }
-) =>
-  Effect.gen(function*() {
-    const v = yield* getVersion(name, number)
-    const limit = page.limit ?? 1000
-    const rows = yield* versionContent(v.id, { after: page.after, limit: limit + 1 })
-    const items = rows.slice(0, limit)
-    return rows.length > limit ? { items, next: items[items.length - 1]!.id } : { items }
-  })

@@ -5,13 +5,15 @@
  *   stable identity, `*_revisions` are immutable snapshots of its fields (each keeps its name), and
  *   `names` is the lookup table (kind, name) -> current revision, changed by compare-and-swap.
  * - `artifacts` are content-addressed blobs (sha256, size), stored once; `content_units` are
- *   (relative_path, sha256, size), deduplicated; `content_artifacts` links a unit to its stored
+ *   (type, relative_path, sha256, size), deduplicated; `content_artifacts` links a unit to its stored
  *   artifact (absent while an on-demand unit has not been fetched yet); `content_sources` says where
  *   an on-demand unit can be fetched from.
  * - Repository versions share membership rows: `repository_content` has one row per (repository,
  *   unit, version added), closed by `removed_in` when a later version removes it. A version that
  *   adds 10 units to a 100,000-unit base writes 10 rows.
- * - `publications` point at a version and at the stored PULP_MANIFEST artifact.
+ * - `publications` point at a version; `publication_files` are the files each generated (a
+ *   PULP_MANIFEST, index pages), stored as artifacts. Units, repositories and remotes have a `type`
+ *   (`content_types`: one per content-type plugin, src/content/plugin.ts).
  * - `distribution_paths` holds the base path of every live distribution, with an exclusion
  *   constraint that makes overlapping base paths impossible, even between racing transactions.
  * - Ownership for orphan cleanup: `uploads` (until used or expired), `task_artifacts` (while a task
@@ -57,6 +59,8 @@ export const repositoryRevisions = pgTable(
     id: text("id").primaryKey(),
     repositoryId: text("repository_id").notNull().references(() => resources.id),
     name: text("name").notNull(),
+    /** Its content type, fixed at creation (every revision repeats it). */
+    type: text("type").notNull().default("file").references(() => contentTypes.type),
     description: text("description"),
     /** Versions the repository keeps: the newest N (>= 1, a check in drizzle/), or all when null. */
     retainVersions: integer("retain_versions"),
@@ -71,7 +75,11 @@ export const remoteRevisions = pgTable(
     id: text("id").primaryKey(),
     remoteId: text("remote_id").notNull().references(() => resources.id),
     name: text("name").notNull(),
+    /** Its content type, fixed at creation (every revision repeats it). */
+    type: text("type").notNull().default("file").references(() => contentTypes.type),
     url: text("url").notNull(),
+    /** The fields its type's plugin adds (src/content/plugin.ts `remote.fields`), as given. */
+    typeFields: jsonb("type_fields").notNull().default(sql`'{}'::jsonb`),
     policy: text("policy", { enum: ["immediate", "on_demand"] }).notNull(),
     downloadConcurrency: integer("download_concurrency").notNull(),
     // The network settings (src/content/remote-settings.ts); null: the process's default.
@@ -113,16 +121,33 @@ export const artifacts = pgTable("artifacts", {
   createdAt: ts("created_at").notNull().defaultNow()
 })
 
+/**
+ * The content types this database knows: one row per content-type plugin (src/content/plugin.ts),
+ * written by the migration that brings the plugin's tables. Repositories, remotes and units name
+ * their type by foreign key, so a type no plugin registered cannot be recorded.
+ */
+export const contentTypes = pgTable("content_types", {
+  type: text("type").primaryKey()
+})
+
 export const contentUnits = pgTable(
   "content_units",
   {
     id: text("id").primaryKey(),
+    type: text("type").notNull().default("file").references(() => contentTypes.type),
+    /** What its type names a unit by: a file's relative path, a Python distribution's file name. */
     relativePath: text("relative_path").notNull(),
     sha256: text("sha256").notNull(),
     size: bigint("size", { mode: "number" }).notNull(),
+    /**
+     * Two units with the same repository key are never in one version (Pulp's repo_key_fields),
+     * computed by the type's plugin when the unit is recorded; null when it is the unit's path (file,
+     * python), so that the common case costs nothing.
+     */
+    repoKey: text("repo_key"),
     createdAt: ts("created_at").notNull().defaultNow()
   },
-  (t) => [uniqueIndex("content_units_natural").on(t.relativePath, t.sha256, t.size), index("content_units_sha256").on(t.sha256)]
+  (t) => [uniqueIndex("content_units_natural").on(t.type, t.relativePath, t.sha256, t.size), index("content_units_sha256").on(t.sha256)]
 )
 
 export const contentArtifacts = pgTable(
@@ -179,10 +204,28 @@ export const publications = pgTable(
     id: text("id").primaryKey(),
     versionId: text("version_id").notNull().references(() => repositoryVersions.id),
     futureId: text("future_id").references(() => futures.id).unique(),
-    manifestArtifactId: text("manifest_artifact_id").notNull().references(() => artifacts.id),
     createdAt: ts("created_at").notNull().defaultNow()
   },
-  (t) => [index("publications_version").on(t.versionId), index("publications_manifest").on(t.manifestArtifactId)]
+  (t) => [index("publications_version").on(t.versionId)]
+)
+
+/**
+ * The files a publication generated (a PULP_MANIFEST, simple index pages), stored as artifacts at
+ * publish time: relative path (a directory's page ends in `/`) -> artifact, with the media type it
+ * is served as. Several media types at one path are alternatives the content app negotiates by
+ * `accept`, the lowest `position` first. Deleted with their publication; the units' files are not
+ * here: they are the version's content, at the paths the type's plugin gives them.
+ */
+export const publicationFiles = pgTable(
+  "publication_files",
+  {
+    publicationId: text("publication_id").notNull().references(() => publications.id, { onDelete: "cascade" }),
+    relativePath: text("relative_path").notNull(),
+    mediaType: text("media_type").notNull(),
+    position: integer("position").notNull(),
+    artifactId: text("artifact_id").notNull().references(() => artifacts.id)
+  },
+  (t) => [primaryKey({ columns: [t.publicationId, t.relativePath, t.mediaType] }), index("publication_files_artifact").on(t.artifactId)]
 )
 
 export const distributionRevisions = pgTable(
@@ -305,6 +348,23 @@ export const taskHolds = pgTable(
     index("task_holds_artifact").on(t.artifactId).where(sql`artifact_id IS NOT NULL`),
     index("task_holds_remote_revision").on(t.remoteRevisionId).where(sql`remote_revision_id IS NOT NULL`)
   ]
+)
+
+/**
+ * Which params of which task kinds name what a task will use, for the submit hook that holds it
+ * until the task settles (src/content/sql/cairn_content_on_submitted.sql): `params.<param>` is a
+ * NamedRef of a repository (its head is held) or of a remote (its revision is held). The core's
+ * kinds and each plugin's register their rows in the migration that brings them: a plugin adds
+ * rows, it never rewrites the hook.
+ */
+export const contentHeldParams = pgTable(
+  "content_held_params",
+  {
+    kind: text("kind").notNull(),
+    param: text("param").notNull(),
+    holds: text("holds", { enum: ["repository", "remote_revision"] }).notNull()
+  },
+  (t) => [primaryKey({ columns: [t.kind, t.param] })]
 )
 
 export const slotLocks = pgTable(

@@ -141,7 +141,7 @@ const Content = ({ name, version }: { name: string; version: number }) => {
             <tbody>
               {live.data.items.map((u) => (
                 <tr key={u.id}>
-                  <td>{u.relative_path}</td>
+                  <td>{String(u.relative_path ?? "")}</td>
                   <td>{bytes(u.size)}</td>
                   <td class="id" title={u.sha256}>{u.sha256.slice(0, 16)}…</td>
                   <td>{u.artifact ? <span class="id">{u.artifact}</span> : <span class="muted">on demand, not fetched yet</span>}</td>

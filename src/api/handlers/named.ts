@@ -1,7 +1,8 @@
 /** Handlers of the three named-resource groups; the logic is in src/content/named.ts. */
 import { HttpApiBuilder, HttpServerRequest } from "@effect/platform"
 import { Effect, type Schema } from "effect"
-import { getVersion, listVersions, versionContentByNumber } from "../../content/versions.js"
+import { versionContentByNumber } from "../../content/version-content.js"
+import { getVersion, listVersions } from "../../content/versions.js"
 import { submitGraph } from "../../engine/submit.js"
 import { createNamed, deleteNamed, getNamed, listNamed, listRevisions, type NamedKind, updateNamed } from "../../content/named.js"
 import { signContentPath } from "../../content/sign.js"

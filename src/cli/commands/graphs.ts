@@ -1,12 +1,14 @@
 /**
  * Commands that submit work: `submit` (any graph, from a file or stdin), `sync` (the
- * file.sync -> file.publish -> distribution.set chain) and `gc` (orphans.cleanup).
+ * <type>.sync -> <type>.publish -> distribution.set chain, by the remote's content type) and `gc`
+ * (orphans.cleanup).
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Console, Effect, Option } from "effect"
 import { awaitFuture } from "../../client/graphs.js"
+import { named } from "../../client/named.js"
 import { CliError, common, parseDuration, readText, withClient } from "../common.js"
 import { submitAndFollow } from "../follow.js"
 import { runReporting, wait } from "./lifecycle.js"
@@ -45,7 +47,7 @@ const syncOptions = {
   wait,
   repository: Args.text({ name: "repository" }).pipe(Args.withDescription("The repository to sync into.")),
   remote: Options.text("remote").pipe(Options.withDescription("The remote to sync from.")),
-  mirror: Options.boolean("mirror").pipe(Options.withDescription("Make the new version exactly the remote's manifest (remove what it no longer lists).")),
+  mirror: Options.boolean("mirror").pipe(Options.withDescription("Make the new version exactly what the remote lists (remove what it no longer does).")),
   priority,
   attempts: Options.integer("attempts").pipe(
     Options.withDescription("How many times the sync may run before its failure is final (default 1)."),
@@ -67,6 +69,8 @@ const syncOptions = {
  * `retries` (max_attempts, retry_backoff_ms) apply to the sync, the step that talks to the network.
  */
 export const syncGraph = (o: {
+  /** The remote's content type: the chain is `<type>.sync` then `<type>.publish`. */
+  type: string
   repository: string
   remote: string
   mirror: boolean
@@ -77,8 +81,8 @@ export const syncGraph = (o: {
 }) => {
   const publish = o.publish || Option.isSome(o.distribute)
   const nodes = {
-    sync: { task: "file.sync", params: { repository: o.repository, remote: o.remote, ...(o.mirror ? { mirror: true } : {}) }, ...o.retries },
-      ...(publish ? { publish: { task: "file.publish", params: { version: { $ref: "sync.version" } } } } : {}),
+    sync: { task: `${o.type}.sync`, params: { repository: o.repository, remote: o.remote, ...(o.mirror ? { mirror: true } : {}) }, ...o.retries },
+      ...(publish ? { publish: { task: `${o.type}.publish`, params: { version: { $ref: "sync.version" } } } } : {}),
       ...(Option.isSome(o.distribute)
         ? { distribute: { task: "distribution.set", params: { distribution: o.distribute.value, publication: { $ref: "publish.publication" } } } }
         : {})
@@ -94,7 +98,14 @@ const sync = Command.make("sync", syncOptions, (c) =>
         ...(Option.isSome(c.attempts) ? { max_attempts: c.attempts.value } : {}),
         ...(backoffSeconds === undefined ? {} : { retry_backoff_ms: Math.round(backoffSeconds * 1000) })
       }
-      const done = yield* submitAndFollow(client, syncGraph({ ...c, retries }), c, c.wait)
+      // The remote's type picks the tasks (a repository of another type is refused at submission).
+      // No such remote: the default type's sync, so that the server's 400 says what is wrong
+      // with the graph (that remote among it).
+      const type = yield* named(client, "remotes").get(c.remote).pipe(
+        Effect.map((r) => r.type),
+        Effect.catchIf((e) => e.code === "not_found", () => Effect.succeed("file"))
+      )
+      const done = yield* submitAndFollow(client, syncGraph({ ...c, type, retries }), c, c.wait)
       if (done === undefined || c.json) return
       // What the user synced for: the version made, and where it is served.
       const version = yield* awaitFuture(client, done.nodes.sync!.outputs.version!)

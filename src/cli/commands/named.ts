@@ -118,11 +118,19 @@ const retain = Options.text("retain").pipe(
   Options.optional
 )
 
-const repoCreate = Command.make("create", { ...common, name: nameArg(repoKind), description, retain }, (c) =>
+/** A repository's or remote's content type, fixed at creation. */
+const contentType = Options.text("type").pipe(
+  Options.withPseudoName("TYPE"),
+  Options.withDescription("The content type, fixed at creation: file (the default) or python."),
+  Options.optional
+)
+
+const repoCreate = Command.make("create", { ...common, name: nameArg(repoKind), type: contentType, description, retain }, (c) =>
   withClient(c, (client) =>
     Effect.flatMap(
       named(client, "repositories").create({
         name: c.name,
+        ...(Option.isSome(c.type) ? { type: c.type.value } : {}),
         ...(Option.isSome(c.description) ? { description: c.description.value } : {}),
         ...(Option.isSome(c.retain) ? { retain_versions: c.retain.value as number | null } : {})
       }),
@@ -188,6 +196,17 @@ const allContent = (client: CairnClientShape, name: string, number: number) =>
     return items
   })
 
+
+/**
+ * A version's units as a table: the fields their content type shows (a file's relative_path; a
+ * Python distribution's name, version and filename), then size and digest.
+ */
+const contentTable = (items: ReadonlyArray<{ readonly [field: string]: unknown; readonly size: number; readonly sha256: string }>) => {
+  const core = new Set(["id", "sha256", "size", "artifact"])
+  const fields = Object.keys(items[0]!).filter((k) => !core.has(k))
+  return table([[...fields, "size", "sha256"], ...items.map((i) => [...fields.map((f) => String(i[f] ?? "")), String(i.size), i.sha256])])
+}
+
 const content = Command.make(
   "content",
   {
@@ -205,7 +224,7 @@ const content = Command.make(
         yield* output(c, items, () =>
           items.length === 0
             ? `version ${number} of ${c.name} is empty`
-            : table([["relative_path", "size", "sha256"], ...items.map((i) => [i.relative_path, String(i.size), i.sha256])]))
+            : contentTable(items))
       })
     )
 ).pipe(Command.withDescription("List the files of a repository version."))
@@ -225,11 +244,32 @@ const policy = Options.choice("policy", ["immediate", "on_demand"]).pipe(
   Options.optional
 )
 const concurrency = Options.integer("download-concurrency").pipe(Options.withDescription("Downloads at once (1..64)."), Options.optional)
-const manifestUrl = Args.text({ name: "manifest-url" }).pipe(Args.withDescription("The address of the remote's PULP_MANIFEST."))
+const manifestUrl = Args.text({ name: "manifest-url" }).pipe(
+  Args.withDescription("The address of the remote's PULP_MANIFEST (a file remote), or the root of a simple index ending in / (a python remote).")
+)
+/** A python remote's selection: requirements, each a project name with an optional PEP 440 specifier. */
+const requirements = (name: "include" | "exclude", what: string) =>
+  Options.text(name).pipe(
+    Options.withPseudoName("REQUIREMENT"),
+    Options.repeated,
+    Options.withDescription(`python: ${what} ("attrs", "attrs>=23", "attrs==23.1.0"); repeat for more.`)
+  )
+const includes = requirements("include", "sync only the files of these projects and versions (default: the whole index)")
+const excludes = requirements("exclude", "never sync the files of these projects and versions")
 
 const remoteCreate = Command.make(
   "create",
-  { ...common, name: nameArg(remoteKind), manifestUrl, policy, concurrency, settings: Options.all(remoteSettingsOptions) },
+  {
+    ...common,
+    name: nameArg(remoteKind),
+    manifestUrl,
+    type: contentType,
+    includes,
+    excludes,
+    policy,
+    concurrency,
+    settings: Options.all(remoteSettingsOptions)
+  },
   (c) =>
     Effect.gen(function*() {
       const settings = yield* remoteSettings(c.settings)
@@ -238,6 +278,9 @@ const remoteCreate = Command.make(
           named(client, "remotes").create({
             name: c.name,
             url: c.manifestUrl,
+            ...(Option.isSome(c.type) ? { type: c.type.value } : {}),
+            ...(c.includes.length > 0 ? { includes: c.includes } : {}),
+            ...(c.excludes.length > 0 ? { excludes: c.excludes } : {}),
             ...(Option.isSome(c.policy) ? { policy: c.policy.value } : {}),
             ...(Option.isSome(c.concurrency) ? { download_concurrency: c.concurrency.value } : {}),
             ...settings
@@ -245,7 +288,7 @@ const remoteCreate = Command.make(
           created(remoteKind, c)
         ))
     })
-).pipe(Command.withDescription("Create a remote: the PULP_MANIFEST of a file repository to sync from, and how to reach it."))
+).pipe(Command.withDescription("Create a remote: the PULP_MANIFEST of a file repository, or the simple index of a python one, to sync from, and how to reach it."))
 
 // --manifest-url, not --url: --url names the cairn server.
 const newManifestUrl = Options.text("manifest-url").pipe(Options.withDescription("The new PULP_MANIFEST address."), Options.optional)

@@ -1,6 +1,6 @@
 /**
- * The content app: `GET|HEAD /content/{base_path}/{relative_path}` (and the publication's
- * `PULP_MANIFEST`), outside `/api/v1` and without auth. `ContentApp` is a plain Node request
+ * The content app: `GET|HEAD /content/{base_path}/{relative_path}` (a unit, or a file the
+ * publication generated: a `PULP_MANIFEST`, an index page), outside `/api/v1` and without auth. `ContentApp` is a plain Node request
  * handler that the listener puts in front of the HttpApi app for the requests `isContentRequest`
  * picks (`src/api/listener.ts`; see `serve.ts` for why); `ContentAppLive` needs Db, Session,
  * ArtifactStorage and CairnConfig.

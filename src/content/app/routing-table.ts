@@ -1,6 +1,9 @@
 /**
  * The content app's routing table, in memory: base path -> distribution's publication and guard ->
- * relative path -> file (digest, size, whether the bytes are stored).
+ * relative path -> file (digest, size, whether the bytes are stored, media type). A publication's
+ * files are its version's units, each at the path its content type's plugin serves it at, and the
+ * files the publication generated (`publication_files`: a PULP_MANIFEST, index pages), which take
+ * precedence at a path both have (src/content/plugin.ts).
  *
  * Distributions change, so their table is loaded at start and reloaded on every wake-up of the
  * content store's channel `cairn_content` (sent by the transaction of every change to a
@@ -33,6 +36,7 @@ import { LRUCache } from "lru-cache"
 import { Db, DbError } from "../../db/client.js"
 import { Session } from "../../engine/session.js"
 import { type ContentGuard, contentGuard, type StoredGuard } from "../guards.js"
+import { pluginOf } from "../registry.js"
 import { versionContent } from "../versions.js"
 import { countPublicationCache } from "./metrics.js"
 import { relativePathOf } from "./paths.js"
@@ -40,9 +44,6 @@ import { makeSingleflight } from "./singleflight.js"
 
 /** The content store's notifications: distributions changed (src/content/sql/cairn_distributions_changed.sql). */
 export const CONTENT_CHANNEL = "cairn_content"
-
-/** The publication's manifest is served under this relative path. */
-export const MANIFEST_PATH = "PULP_MANIFEST"
 
 /** Publications whose file maps are kept in memory. */
 const MAX_PUBLICATIONS = 64
@@ -54,12 +55,19 @@ const MAX_PUBLICATIONS = 64
 const FRESHNESS_WAIT = Duration.seconds(1)
 
 export interface FileEntry {
-  /** The content unit; undefined for the publication's manifest. */
+  /** The content unit; undefined for a file the publication generated. */
   readonly contentId: string | undefined
   readonly sha256: string
   readonly size: number
   /** False for an on-demand unit not fetched yet; set (once) when it has been. */
   stored: boolean
+  /** Its content-type; undefined for a unit (served as application/octet-stream). */
+  readonly mediaType: string | undefined
+  /**
+   * Generated files at the same path in other media types, in the publication's order after this
+   * one (the default): the content app picks one by `accept` (negotiate.ts).
+   */
+  readonly variants?: ReadonlyArray<FileEntry>
 }
 
 export type PublicationFiles = ReadonlyMap<string, FileEntry>
@@ -83,7 +91,7 @@ export interface RoutingTableShape {
   readonly route: (segments: ReadonlyArray<string>, recheck: boolean) => Effect.Effect<Route | undefined, DbError>
   /** `route` without waiting: `NOT_CURRENT` while the table is not loaded or stale. */
   readonly routeNow: (segments: ReadonlyArray<string>) => Route | undefined | typeof NOT_CURRENT
-  /** A publication's files by relative path, its manifest included. */
+  /** A publication's files by relative path, its generated files included. */
   readonly publication: (id: string) => Effect.Effect<PublicationFiles, DbError>
   /** `publication` if its files are in memory already (counted as a hit), else undefined. */
   readonly cachedPublication: (id: string) => PublicationFiles | undefined
@@ -187,20 +195,30 @@ export const RoutingTableLive = Layer.scoped(
 
     const loadPublication = (id: string) =>
       Effect.gen(function*() {
-        const [p] = yield* db.rows<{ version_id: string; sha256: string; size: number }>(sql`
-          SELECT p.version_id, a.sha256, a.size::float8 AS size
-          FROM publications p JOIN artifacts a ON a.id = p.manifest_artifact_id WHERE p.id = ${id}`)
+        const [p] = yield* db.rows<{ version_id: string }>(sql`SELECT version_id FROM publications WHERE id = ${id}`)
         // A live distribution holds its publication; a route may be a moment old (see PublicationGone).
         if (!p) return yield* Effect.die(new PublicationGone(id))
+        const generated = yield* db.rows<{ relative_path: string; media_type: string; sha256: string; size: number }>(sql`
+          SELECT f.relative_path, f.media_type, a.sha256, a.size::float8 AS size
+          FROM publication_files f JOIN artifacts a ON a.id = f.artifact_id
+          WHERE f.publication_id = ${id} ORDER BY f.position`)
         const content = yield* versionContent(p.version_id).pipe(
           Effect.provideService(Db, db),
           Effect.catchTag("NotFound", (e) => Effect.die(e))
         )
         const files = new Map<string, FileEntry>()
         for (const c of content) {
-          files.set(c.relative_path, { contentId: c.id, sha256: c.sha256, size: c.size, stored: c.artifact !== null })
+          const path = pluginOf(c.type).publication.servedPath(c)
+          files.set(path, { contentId: c.id, sha256: c.sha256, size: c.size, stored: c.artifact !== null, mediaType: undefined })
         }
-        files.set(MANIFEST_PATH, { contentId: undefined, sha256: p.sha256, size: p.size, stored: true })
+        const byPath = new Map<string, Array<FileEntry>>()
+        for (const g of generated) {
+          const entry: FileEntry = { contentId: undefined, sha256: g.sha256, size: g.size, stored: true, mediaType: g.media_type }
+          const same = byPath.get(g.relative_path)
+          if (same === undefined) byPath.set(g.relative_path, [entry])
+          else same.push(entry)
+        }
+        for (const [path, [first, ...others]] of byPath) files.set(path, others.length === 0 ? first! : { ...first!, variants: others })
         return files as PublicationFiles
       })
 

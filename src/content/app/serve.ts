@@ -7,7 +7,7 @@
  * Everything that can be answered from the routing table is: HEAD, 304 and 416 never fetch an
  * on-demand file nor open a stored one. With CAIRN_CONTENT_REDIRECT (an object store), a GET of a
  * stored artifact is answered with a 302 to a presigned URL of it instead of its bytes; generated
- * files (the manifest) are still served here.
+ * files (a manifest, index pages) are still served here.
  *
  * Nothing a distribution serves ever goes missing under it (DESIGN.md §19: the distribution holds
  * its publication, which holds the rest), but two things can be gone by the time a request looks:
@@ -42,14 +42,22 @@ import { countResponse } from "./metrics.js"
 import { OnDemand, UpstreamUnavailable } from "./on-demand.js"
 import { contentSegments } from "./paths.js"
 import { makeBodyReader } from "./read-body.js"
-import { type FileEntry, MANIFEST_PATH, NOT_CURRENT, PublicationGone, type Route, RoutingTable } from "./routing-table.js"
+import { negotiate } from "./negotiate.js"
+import { type FileEntry, NOT_CURRENT, PublicationGone, type Route, RoutingTable } from "./routing-table.js"
 
 /** The stored bytes of a file are not there (demoted, or reclaimed under a route a moment old). */
 const bytesGone = (e: unknown) => e instanceof NotStored || (e as NodeJS.ErrnoException | undefined)?.code === "ENOENT"
 
+/** What a request found: its route, the file (the variant `accept` chose), and whether there was a choice. */
+interface Located {
+  readonly route: Route
+  readonly file: FileEntry
+  readonly negotiated: boolean
+}
+
 export type ContentRequestHandler = (req: IncomingMessage, res: ServerResponse) => void
 
-const MANIFEST_TYPE = "text/plain; charset=utf-8"
+/** A unit's content-type (a generated file has its own: `FileEntry.mediaType`). */
 const FILE_TYPE = "application/octet-stream"
 
 export const makeContentHandler = Effect.gen(function*() {
@@ -102,7 +110,7 @@ export const makeContentHandler = Effect.gen(function*() {
    * `recheck`, the routing table first catches up with every distribution change committed before
    * now (see `routing-table.ts`).
    */
-  const locate = async (req: IncomingMessage, segments: ReadonlyArray<string>, recheck: boolean): Promise<{ route: Route; file: FileEntry } | GuardRefusal | string> => {
+  const locate = async (req: IncomingMessage, segments: ReadonlyArray<string>, recheck: boolean): Promise<Located | GuardRefusal | string> => {
     const now = recheck ? NOT_CURRENT : table.routeNow(segments)
     const route = now === NOT_CURRENT ? await run(table.route(segments, recheck)) : now
     if (route === undefined) return "nothing is served at this path"
@@ -113,7 +121,8 @@ export const makeContentHandler = Effect.gen(function*() {
     if (route.publicationId === null) return `the distribution at ${route.basePath} serves no publication yet`
     const files = table.cachedPublication(route.publicationId) ?? await run(table.publication(route.publicationId))
     const file = files.get(route.relativePath)
-    return file === undefined ? `${route.basePath} has no file ${route.relativePath}` : { route, file }
+    if (file === undefined) return `${route.basePath} has no file ${route.relativePath}`
+    return { route, file: negotiate(file, req.headers.accept), negotiated: file.variants !== undefined }
   }
 
   const serve = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -138,14 +147,16 @@ export const makeContentHandler = Effect.gen(function*() {
     })
   }
 
-  const answer = async (req: IncomingMessage, res: ServerResponse, { route, file }: { route: Route; file: FileEntry }): Promise<void> => {
+  const answer = async (req: IncomingMessage, res: ServerResponse, { route, file, negotiated }: Located): Promise<void> => {
 
     const etag = etagOf(file.sha256)
     const headers: OutgoingHttpHeaders = {
       etag,
       "accept-ranges": "bytes",
-      "content-type": route.relativePath === MANIFEST_PATH ? MANIFEST_TYPE : FILE_TYPE
+      "content-type": file.mediaType ?? FILE_TYPE
     }
+    // A path with alternatives (negotiate.ts) answers by `accept`: caches must key on it.
+    if (negotiated) headers["vary"] = "accept"
     if (route.guard !== undefined) headers["cache-control"] = "private, no-cache"
     if (noneMatch(req.headers["if-none-match"], etag)) return reply(req, res, 304, headers)
 
@@ -163,7 +174,7 @@ export const makeContentHandler = Effect.gen(function*() {
     if (req.method === "HEAD") return reply(req, res, status, headers)
 
     if (!file.stored) await run(onDemand.ensureStored(file))
-    if (redirectSeconds !== undefined && route.relativePath !== MANIFEST_PATH) {
+    if (redirectSeconds !== undefined && file.contentId !== undefined) {
       // The object store serves the bytes (ranges too: the client sends its Range again to the
       // location). The URL is signed here, with no round trip; it must not outlive its signature
       // in a cache.

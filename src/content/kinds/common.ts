@@ -3,11 +3,12 @@
  * at submission, the revision it had at submission in the stored params), and turning the
  * failures of the layers below into a task's `{ code, message }`.
  */
+import { sql } from "drizzle-orm"
 import { Effect, Schema } from "effect"
-import type { DbError } from "../../db/client.js"
+import { Db, type DbError } from "../../db/client.js"
 import { TaskFailure } from "../../engine/errors.js"
 import type { ParamProblems } from "../../engine/kind.js"
-import { type NamedKind, resolveNamed } from "../named.js"
+import { type NamedKind, resolveNamed } from "../named-lookup.js"
 
 /** Future kinds of the content store. */
 export const REPOSITORY_VERSION = "repository_version"
@@ -21,11 +22,23 @@ export const DISTRIBUTION = "distribution"
 export const NamedRef = Schema.Struct({ id: Schema.String, revision: Schema.String, name: Schema.String })
 export type NamedRef = Schema.Schema.Type<typeof NamedRef>
 
+/** The content type of a repository or remote revision (fixed at creation: every revision repeats it). */
+export const revisionType = (kind: "repository" | "remote", revision: string) =>
+  Effect.flatMap(Db, (db) =>
+    db.rows<{ type: string }>(kind === "repository"
+      ? sql`SELECT type FROM repository_revisions WHERE id = ${revision}`
+      : sql`SELECT type FROM remote_revisions WHERE id = ${revision}`)).pipe(Effect.map((rows) => rows[0]?.type))
+
 /**
  * For `prepare`: replace `raw[field]`, a resource name, by its NamedRef. Problems are sentences
- * for the node's 400; other fields are left for the params Schema to check.
+ * for the node's 400; other fields are left for the params Schema to check. With `type` (a
+ * content-type plugin's kinds), a repository or remote of another type is such a problem too.
  */
-export const resolveNamedFields = (raw: unknown, fields: ReadonlyArray<readonly [field: string, kind: NamedKind]>) =>
+export const resolveNamedFields = (
+  raw: unknown,
+  fields: ReadonlyArray<readonly [field: string, kind: NamedKind]>,
+  type?: string
+) =>
   Effect.gen(function*() {
     if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return raw
     const out: Record<string, unknown> = { ...(raw as Record<string, unknown>) }
@@ -34,8 +47,15 @@ export const resolveNamedFields = (raw: unknown, fields: ReadonlyArray<readonly 
       const v = out[field]
       if (typeof v !== "string") continue // the Schema reports a missing or mistyped field
       const found = yield* resolveNamed(kind, v)
-      if (!found) problems.push(`params.${field}: no ${kind} named ${JSON.stringify(v)}`)
-      else out[field] = found
+      if (!found) {
+        problems.push(`params.${field}: no ${kind} named ${JSON.stringify(v)}`)
+        continue
+      }
+      if (type !== undefined && (kind === "repository" || kind === "remote")) {
+        const actual = yield* revisionType(kind, found.revision)
+        if (actual !== type) problems.push(`params.${field}: ${kind} ${JSON.stringify(v)} is a ${actual} ${kind}, not a ${type} one`)
+      }
+      out[field] = found
     }
     if (problems.length > 0) return yield* Effect.fail(problems as ParamProblems)
     return out

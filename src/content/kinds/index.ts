@@ -1,18 +1,20 @@
-/** The content store's task kinds (the engine's own are in src/engine/kinds). */
+/**
+ * The content store's task kinds (the engine's own are in src/engine/kinds): the core's, and each
+ * content-type plugin's own kinds with its `<type>.publish` (src/content/publish.ts).
+ */
 import type { TaskKind } from "../../engine/kind.js"
+import { publishKind } from "../publish.js"
+import { plugins } from "../registry.js"
 import type { ContentServices } from "../services.js"
 import { distributionSet } from "./distribution-set.js"
-import { filePublish } from "./file-publish.js"
-import { fileSync } from "./file-sync.js"
 import { historyPurge } from "./history-purge.js"
 import { orphansCleanup } from "./orphans-cleanup.js"
 import { repositoryModify } from "./repository-modify.js"
 import { repositoryPrune } from "./repository-prune.js"
 
 export const contentKinds: ReadonlyArray<TaskKind<any, ContentServices>> = [
-  fileSync,
+  ...plugins.flatMap((p) => [...p.kinds, publishKind(p)]),
   repositoryModify,
-  filePublish,
   distributionSet,
   orphansCleanup,
   repositoryPrune,

@@ -1,44 +1,66 @@
 /**
  * `repository.modify`: a new version from a base version (default: the latest) with content added
- * (content unit ids, or `{ relative_path, artifact }` for an uploaded artifact) and removed (ids, or
- * "*" for everything). Holds `repository:<id>` exclusively, like a sync.
+ * (content unit ids, or uploaded artifacts in the shape the repository's content type takes:
+ * `{ relative_path, artifact }` for files, src/content/plugin.ts `modify.add`) and removed (ids, or
+ * "*" for everything). Holds `repository:<id>` exclusively, like a sync. Shared by every type: the
+ * units added must be of the repository's type, and no two of them may have one repository key.
  */
 import { sql } from "drizzle-orm"
 import { Effect, Schema } from "effect"
 import { Db } from "../../db/client.js"
 import { TaskFailure } from "../../engine/errors.js"
-import { Commit, defineKind, FutureRef } from "../../engine/kind.js"
+import { Commit, defineKind, FutureRef, type ParamProblems } from "../../engine/kind.js"
+import { formatParseError } from "../../engine/submit/validate.js"
 import { ensureUnits, linkArtifacts, unitKey } from "../content-units.js"
-import { isSafeRelativePath } from "../manifest.js"
-import { cutVersion, versionValue } from "../versions.js"
-import { failWith, NamedRef, orDbFailure, REPOSITORY_VERSION, resolveNamedFields } from "./common.js"
+import { pluginOf } from "../registry.js"
+import { cutVersion, REPO_KEY, versionValue } from "../versions.js"
+import { failWith, NamedRef, orDbFailure, REPOSITORY_VERSION, resolveNamedFields, revisionType } from "./common.js"
 
-const RelativePath = Schema.String.pipe(
-  Schema.filter((p) => isSafeRelativePath(p) || "a relative path: '/'-separated, no empty, '.' or '..' segments, no leading '/'")
-)
+/** An uploaded artifact to add; its shape is the repository's type's (checked by `prepare`). */
+const Uploaded = Schema.Struct({ artifact: Schema.String }, Schema.Record({ key: Schema.String, value: Schema.Unknown }))
 
 const Params = Schema.Struct({
   repository: NamedRef,
-  add: Schema.optional(Schema.Array(Schema.Union(
-    Schema.String,
-    Schema.Struct({ relative_path: RelativePath, artifact: Schema.String })
-  ))),
+  add: Schema.optional(Schema.Array(Schema.Union(Schema.String, Uploaded))),
   remove: Schema.optional(Schema.Union(Schema.Array(Schema.String), Schema.Literal("*"))),
   base_version: Schema.optional(FutureRef(REPOSITORY_VERSION))
 }).annotations({ parseOptions: { onExcessProperty: "error" } })
+
+/** At submission: the repository by name, and every uploaded entry of `add` in its type's shape. */
+const prepare = (raw: unknown) =>
+  Effect.gen(function*() {
+    const params = (yield* resolveNamedFields(raw, [["repository", "repository"]])) as { repository?: unknown; add?: unknown }
+    const repo = params?.repository as NamedRef | undefined
+    if (typeof repo !== "object" || repo === null || !Array.isArray(params.add)) return params
+    const type = yield* revisionType("repository", repo.revision)
+    if (type === undefined) return params
+    const shape = Schema.decodeUnknownEither(pluginOf(type).modify.add, { onExcessProperty: "error" })
+    const problems: Array<string> = []
+    params.add.forEach((entry, i) => {
+      if (entry === null || typeof entry !== "object" || Array.isArray(entry)) return // the Schema reports it
+      const decoded = shape(entry)
+      if (decoded._tag === "Left") problems.push(...formatParseError(decoded.left, `params.add.${i}`))
+    })
+    if (problems.length > 0) return yield* Effect.fail(problems as ParamProblems)
+    return params
+  })
 
 export const repositoryModify = defineKind({
   name: "repository.modify",
   params: Params,
   outputs: { version: REPOSITORY_VERSION },
   resources: (p) => ({ exclusive: [`repository:${p.repository.id}`], shared: [] }),
-  prepare: (raw) => resolveNamedFields(raw, [["repository", "repository"]]),
+  prepare,
   handler: (p, ctx) =>
     Effect.gen(function*() {
       const db = yield* Db
+      const type = yield* revisionType("repository", p.repository.revision)
+      if (type === undefined) return yield* new TaskFailure({ code: "not_found", message: `repository ${p.repository.name} was deleted` })
+      const plugin = pluginOf(type)
       const add = p.add ?? []
       const ids = add.filter((a): a is string => typeof a === "string")
-      const uploads = add.filter((a): a is { relative_path: string; artifact: string } => typeof a !== "string")
+      // Checked in this shape at submission.
+      const uploads = Schema.decodeUnknownSync(Schema.Array(plugin.modify.add))(add.filter((a) => typeof a !== "string")) as ReadonlyArray<{ artifact: string }>
       const removeIds = p.remove === "*" ? [] : [...(p.remove ?? [])]
 
       let baseNumber: number | undefined
@@ -51,12 +73,20 @@ export const repositoryModify = defineKind({
         baseNumber = base.number
       }
 
-      const known = yield* db.rows<{ id: string; relative_path: string }>(
-        sql`SELECT id, relative_path FROM content_units WHERE id = ANY(${sql.param([...new Set([...ids, ...removeIds])])}::text[])`
+      const known = yield* db.rows<{ id: string; type: string; repo_key: string }>(
+        sql`SELECT u.id, u.type, ${REPO_KEY("u")} AS repo_key FROM content_units u
+            WHERE u.id = ANY(${sql.param([...new Set([...ids, ...removeIds])])}::text[])`
       )
       const missing = [...new Set([...ids, ...removeIds])].filter((id) => !known.some((k) => k.id === id))
       if (missing.length > 0) {
         return yield* new TaskFailure({ code: "not_found", message: `no content unit ${missing.slice(0, 10).join(", ")}${missing.length > 10 ? ", ..." : ""}` })
+      }
+      const foreign = known.filter((k) => ids.includes(k.id) && k.type !== type)
+      if (foreign.length > 0) {
+        return yield* new TaskFailure({
+          code: "invalid_params",
+          message: `${p.repository.name} is a ${type} repository; content unit ${foreign[0]!.id} is of type ${foreign[0]!.type}`
+        })
       }
       // Uploaded artifacts become this task's too, so that the upload expiring does not matter.
       const artifacts = yield* db.rows<{ id: string; sha256: string; size: string }>(sql`
@@ -69,24 +99,27 @@ export const repositoryModify = defineKind({
       const byId = new Map(artifacts.map((a) => [a.id, { sha256: a.sha256, size: Number(a.size) }]))
       const gone = uploads.filter((u) => !byId.has(u.artifact))
       if (gone.length > 0) return yield* new TaskFailure({ code: "not_found", message: `no artifact ${gone.map((g) => g.artifact).join(", ")}` })
+      const uploaded = yield* plugin.modify.resolve(uploads, byId)
 
-      // One unit per relative path in a version: two added units on one path is a contradiction.
-      const paths = new Map<string, number>()
-      for (const k of known) if (ids.includes(k.id)) paths.set(k.relative_path, (paths.get(k.relative_path) ?? 0) + 1)
-      for (const u of uploads) paths.set(u.relative_path, (paths.get(u.relative_path) ?? 0) + 1)
-      const dup = [...paths].find(([, n]) => n > 1)
-      if (dup) return yield* new TaskFailure({ code: "invalid_params", message: `two added content units have the relative path ${dup[0]}` })
+      // One unit per repository key in a version: two added units with one key is a contradiction.
+      const keys = new Map<string, number>()
+      for (const k of known) if (ids.includes(k.id)) keys.set(k.repo_key, (keys.get(k.repo_key) ?? 0) + 1)
+      for (const u of uploaded) {
+        const key = plugin.unit.repoKey(u.unit)
+        keys.set(key, (keys.get(key) ?? 0) + 1)
+      }
+      const dup = [...keys].find(([, n]) => n > 1)
+      if (dup) return yield* new TaskFailure({ code: "invalid_params", message: `two added content units have the ${plugin.unit.repoKeyName} ${dup[0]}` })
 
       return new Commit((tx) =>
         Effect.gen(function*() {
-          const specs = uploads.map((u) => ({ relative_path: u.relative_path, ...byId.get(u.artifact)! }))
-          const made = yield* ensureUnits(tx, specs)
-          const uploaded = specs.map((s) => made.get(unitKey(s))!)
-          yield* linkArtifacts(tx, uploads.map((u, i) => ({ content: uploaded[i]!, artifact: u.artifact })))
+          const made = yield* ensureUnits(tx, plugin, uploaded.map((u) => ({ ...u.unit, detail: u.detail })))
+          const units = uploaded.map((u) => made.get(unitKey(u.unit))!)
+          yield* linkArtifacts(tx, uploaded.map((u, i) => ({ content: units[i]!, artifact: u.artifact })))
           const v = yield* cutVersion(tx, {
             repositoryId: p.repository.id,
             baseNumber,
-            add: [...ids, ...uploaded],
+            add: [...ids, ...units],
             remove: p.remove === "*" ? "*" : removeIds,
             futureId: ctx.outputs.version!
           }).pipe(Effect.mapError(failWith("not_found")))

@@ -5,7 +5,7 @@
  *
  *   1. heads of repositories whose name is gone and that no unsettled task holds;
  *   2. publications no live distribution serves, no unsettled task holds, and whose version the
- *      repository does not keep (their manifests become orphan artifacts);
+ *      repository does not keep (their generated files become orphan artifacts);
  *   3. versions nothing holds (no keep, head, publication or task);
  *   4. membership rows no remaining version lies in (and, if still open, of a repository without a
  *      head): what only released versions held.

@@ -7,10 +7,11 @@
 --   * every resolved input future of kind repository_version or publication: the version or
 --     publication its value names (any kind of task: a task holds the rows behind its inputs). An
 --     input still pending is held by the commit that resolves it (cairn_hold_consumers);
---   * the content kinds' params: the repository of file.sync, repository.modify and
---     repository.prune (its head, so its latest version and its open membership rows), the remote
---     revision file.sync reads, the units and uploaded artifacts repository.modify adds or removes.
---     A content-type plugin whose kinds take such params adds its kinds' names here.
+--   * the params `content_held_params` names per kind: a repository (its head, so its latest
+--     version and its open membership rows: file.sync, repository.modify, repository.prune, a
+--     plugin's sync) or a remote (the revision a sync reads). A content-type plugin registers its
+--     kinds' rows there in its migration instead of editing this function;
+--   * the units and uploaded artifacts repository.modify adds or removes.
 -- Each target is locked FOR KEY SHARE first (a cleanup deleting it at this moment is waited for,
 -- and then it is simply not found), then held. A target that is gone refuses the submission: SQLSTATE
 -- CA002 with a DETAIL naming each task's problems (the engine answers 400 naming the nodes). Tasks
@@ -39,13 +40,10 @@ BEGIN
     FROM task_inputs ti JOIN futures f ON f.id = ti.future_id
     WHERE ti.task_id = ANY(v_tasks) AND f.state = 'resolved' AND f.kind IN ('repository_version', 'publication')
     UNION
-    SELECT t.id, 'repository', t.params -> 'repository' ->> 'id',
-           format('params.repository: repository %s was deleted', t.params -> 'repository' ->> 'name')
-    FROM tasks t WHERE t.id = ANY(v_tasks) AND t.kind IN ('file.sync', 'repository.modify', 'repository.prune')
-    UNION
-    SELECT t.id, 'remote_revision', t.params -> 'remote' ->> 'revision',
-           format('params.remote: remote %s was deleted', t.params -> 'remote' ->> 'name')
-    FROM tasks t WHERE t.id = ANY(v_tasks) AND t.kind = 'file.sync'
+    SELECT t.id, h.holds, t.params -> h.param ->> CASE h.holds WHEN 'repository' THEN 'id' ELSE 'revision' END,
+           format('params.%s: %s %s was deleted', h.param, CASE h.holds WHEN 'repository' THEN 'repository' ELSE 'remote' END,
+                  t.params -> h.param ->> 'name')
+    FROM tasks t JOIN content_held_params h ON h.kind = t.kind WHERE t.id = ANY(v_tasks)
     UNION
     SELECT t.id,
            CASE jsonb_typeof(e) WHEN 'string' THEN 'content' ELSE 'artifact' END,

@@ -19,6 +19,7 @@ CREATE OR REPLACE TRIGGER content_artifacts_immutable BEFORE UPDATE ON content_a
 CREATE OR REPLACE TRIGGER content_sources_immutable BEFORE UPDATE ON content_sources FOR EACH ROW EXECUTE FUNCTION cairn_refuse_update();
 CREATE OR REPLACE TRIGGER repository_versions_immutable BEFORE UPDATE ON repository_versions FOR EACH ROW EXECUTE FUNCTION cairn_refuse_update();
 CREATE OR REPLACE TRIGGER publications_immutable BEFORE UPDATE ON publications FOR EACH ROW EXECUTE FUNCTION cairn_refuse_update();
+CREATE OR REPLACE TRIGGER publication_files_immutable BEFORE UPDATE ON publication_files FOR EACH ROW EXECUTE FUNCTION cairn_refuse_update();
 CREATE OR REPLACE TRIGGER version_keeps_immutable BEFORE UPDATE ON version_keeps FOR EACH ROW EXECUTE FUNCTION cairn_refuse_update();
 CREATE OR REPLACE TRIGGER task_holds_immutable BEFORE UPDATE ON task_holds FOR EACH ROW EXECUTE FUNCTION cairn_refuse_update();
 CREATE OR REPLACE TRIGGER uploads_immutable BEFORE UPDATE ON uploads FOR EACH ROW EXECUTE FUNCTION cairn_refuse_update();

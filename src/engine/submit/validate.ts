@@ -124,7 +124,8 @@ const findRefs = (value: unknown, path: string, out: Array<FoundRef>) => {
   }
 }
 
-const formatParseError = (e: ParseResult.ParseError, prefix: string): Array<string> =>
+/** A Schema failure as sentences, each prefixed with where it is (`params.add.0.relative_path: ...`). */
+export const formatParseError = (e: ParseResult.ParseError, prefix: string): Array<string> =>
   ParseResult.ArrayFormatter.formatErrorSync(e).map((i) => {
     const at = [...(prefix ? [prefix] : []), ...i.path.map(String)].join(".")
     return at ? `${at}: ${i.message}` : i.message
