@@ -263,14 +263,16 @@ describe("python: sync, publish, distribute, pip install", () => {
     const r = await pipInstall(indexUrl, "cairn_uploaded", "cairn-uploaded")
     expect(r.ok && r.version, r.ok ? "" : r.output).toBe("0.5")
 
-    // Bytes that are no wheel, under a wheel's name: the task fails naming why, and no version is cut.
+    // Bytes that are no wheel, under a wheel's name: a 400 at submission naming why, nothing submitted.
     const junk = await upload(Buffer.from("not a zip archive at all\n"))
-    const refused = await graph({
-      modify: { task: "repository.modify", params: { repository: "uploaded", add: [{ filename: "cairn_uploaded-0.6-py3-none-any.whl", artifact: junk }] } }
+    const graphIds = async () => (await c.get("/api/v1/graphs?limit=1000")).body.items.map((g: { id: string }) => g.id)
+    const graphsBefore = await graphIds()
+    const refused = await c.post("/api/v1/graphs", {
+      nodes: { modify: { task: "repository.modify", params: { repository: "uploaded", add: [{ filename: "cairn_uploaded-0.6-py3-none-any.whl", artifact: junk }] } } }
     })
-    expect(refused.modify.state).toBe("failed")
-    expect(refused.modify.error.code).toBe("invalid_distribution")
-    expect(refused.modify.error.message).toContain("cairn_uploaded-0.6-py3-none-any.whl")
+    expect(refused.status).toBe(400)
+    expect(refused.body.error.details.nodes.modify.join(" ")).toContain("cairn_uploaded-0.6-py3-none-any.whl")
+    expect(await graphIds()).toEqual(graphsBefore)
     expect(await versionsOf("uploaded")).toEqual([1, 0])
     // A name that is no distribution's: refused at submission.
     const badName = await c.post("/api/v1/graphs", {

@@ -79,9 +79,10 @@ export interface TaskKind<P = any, R = any> {
   /**
    * At submission, before `params` decodes them: turn params as a client wrote them into their
    * stored form, e.g. a repository name into its current revision id (copy-on-write: queued work
-   * keeps the revision it was submitted with).
+   * keeps the revision it was submitted with). It runs with the services handlers get (the
+   * registry's context), so it may also look at stored bytes (an uploaded file's metadata).
    */
-  readonly prepare?: (raw: unknown) => Effect.Effect<unknown, ParamProblems | DbError, Db>
+  readonly prepare?: (raw: unknown) => Effect.Effect<unknown, ParamProblems | DbError, Db | R>
   /** Resolves to the value of each output (JSON), or a Commit that also writes payload rows. */
   readonly handler: (params: P, ctx: TaskContext) => Effect.Effect<HandlerResult, TaskFailure, R>
 }

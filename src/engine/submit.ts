@@ -10,7 +10,7 @@
  */
 import { Effect, Option } from "effect"
 import { monotonicFactory } from "ulid"
-import { Db } from "../db/client.js"
+import { Db, type DbError } from "../db/client.js"
 import { InvalidRequest } from "./errors.js"
 import { type ParamProblems, TaskKinds } from "./kind.js"
 import { futureKinds } from "./queries/submit.js"
@@ -65,7 +65,7 @@ const newId = monotonicFactory()
 /** Validates and plans `spec` without writing anything: InvalidRequest names every offending node. */
 export const prepareGraph = (spec: GraphSpec) =>
   Effect.gen(function*() {
-    const { kinds } = yield* TaskKinds
+    const { kinds, context } = yield* TaskKinds
     const db = yield* Db
     const names = Object.keys(spec.nodes)
     if (names.length === 0) return yield* new InvalidRequest({ message: "a graph needs at least one node" })
@@ -84,7 +84,9 @@ export const prepareGraph = (spec: GraphSpec) =>
       if (problems.has(node.name) || unresolved.has(node.name)) continue
       let params = storedParams(node, byName, known)
       if (node.kind.prepare) {
-        const prepared = yield* node.kind.prepare(params).pipe(
+        // With the services the kinds were registered with (the handlers' own).
+        const prepare = node.kind.prepare(params).pipe(Effect.provide(context)) as Effect.Effect<unknown, ParamProblems | DbError, Db>
+        const prepared = yield* prepare.pipe(
           Effect.map(Option.some),
           Effect.catchIf((e): e is ParamProblems => Array.isArray(e), (list) => {
             for (const m of list) problems.add(node.name, m)

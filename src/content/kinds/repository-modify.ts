@@ -42,7 +42,31 @@ const prepare = (raw: unknown) =>
       if (decoded._tag === "Left") problems.push(...formatParseError(decoded.left, `params.add.${i}`))
     })
     if (problems.length > 0) return yield* Effect.fail(problems as ParamProblems)
+    yield* checkUploads(type, params.add.filter((a) => a !== null && typeof a === "object"))
     return params
+  })
+
+/**
+ * At submission, the uploaded files themselves: the type's `resolve` reads what it needs of their
+ * bytes (a wheel's METADATA), so a file that is not what its entry says is a 400 and nothing is
+ * submitted. An artifact that does not exist, or a store that cannot be read right now, is left
+ * to the handler (it fails the task, as when it runs).
+ */
+const checkUploads = (type: string, entries: ReadonlyArray<unknown>) =>
+  Effect.gen(function*() {
+    const uploads = entries as ReadonlyArray<{ artifact: string }>
+    if (uploads.length === 0) return
+    const db = yield* Db
+    const rows = yield* db.rows<{ id: string; sha256: string; size: string }>(
+      sql`SELECT id, sha256, size FROM artifacts WHERE id = ANY(${sql.param(uploads.map((u) => u.artifact))}::text[])`)
+    const byId = new Map(rows.map((a) => [a.id, { sha256: a.sha256, size: Number(a.size) }]))
+    const present = uploads.filter((u) => byId.has(u.artifact))
+    const refused = yield* pluginOf(type).modify.resolve(present, byId).pipe(
+      Effect.as(undefined),
+      Effect.catchIf((e): e is TaskFailure => e instanceof TaskFailure && e.code.startsWith("invalid_"), (e) => Effect.succeed(e.message)),
+      Effect.catchAll(() => Effect.succeed(undefined))
+    )
+    if (refused !== undefined) return yield* Effect.fail([`params.add: ${refused}`] as ParamProblems)
   })
 
 export const repositoryModify = defineKind({

@@ -3,8 +3,9 @@
  * the distribution's file name and the uploaded artifact's id. The file name must be a wheel's or
  * an sdist's (checked with the params, at submission); the name and version are read from the file
  * itself (a wheel's METADATA, an sdist's PKG-INFO: lib/distribution.ts), which must agree with the
- * file name. A file that is not a valid distribution fails the task, naming what is wrong, and
- * nothing is kept.
+ * file name. A file that is not a valid distribution is refused at submission (repository.modify's
+ * `prepare` runs this too: a 400 naming what is wrong) and, should it get that far, fails the task
+ * before its commit: nothing is kept.
  */
 import { Effect, Either, Schema } from "effect"
 import { TaskFailure } from "../../engine/errors.js"
