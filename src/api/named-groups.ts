@@ -123,7 +123,9 @@ export const RemoteSettingsFields = {
 export const RemoteFields = {
   ...pluginRemoteFields,
   url: Schema.String.pipe(Schema.maxLength(4096)).annotations({
-    description: `what the remote syncs from, by type: ${plugins.map((p) => `${p.type}: ${p.remote.urlMeans}`).join("; ")}`
+    description: `what the remote syncs from, by type: ${plugins.map((p) => `${p.type}: ${p.remote.urlMeans}`).join("; ")}`,
+    // Without it the description would stand in the 400 where the length check's reason belongs.
+    message: () => "a URL of at most 4096 characters"
   }),
   policy: Schema.optional(Schema.Literal("immediate", "on_demand")),
   download_concurrency: Schema.optional(Schema.Int.pipe(Schema.between(1, 64))),

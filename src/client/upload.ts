@@ -69,7 +69,9 @@ const post = async (
       headers: {
         "content-type": "application/octet-stream",
         // Announced so that the server can refuse a file over its limit before any byte is sent.
-        "content-length": String(meta.size),
+        // fetch sets it itself for bytes in memory; a second one would be joined to the first
+        // ("n, n"), which an undici dispatcher refuses.
+        ...(body instanceof Uint8Array ? {} : { "content-length": String(meta.size) }),
         "x-checksum-sha256": meta.sha256,
         ...(conn.token ? { authorization: `Bearer ${conn.token}` } : {})
       },
