@@ -22,6 +22,8 @@ import { negotiate } from "../src/content/app/negotiate.js"
 import { contentSegments, relativePathOf } from "../src/content/app/paths.js"
 import type { FileEntry } from "../src/content/app/routing-table.js"
 import { migrationsFolder } from "../src/db/migrate.js"
+import { declarations } from "../src/plugins/declarations.js"
+import { plugins } from "../src/plugins/index.js"
 import { createTestDatabase } from "./support/db.js"
 import { api, type Server, startServer, until } from "./support/processes.js"
 
@@ -285,5 +287,23 @@ describe("module loading", () => {
     expect(fromPlugins.has("src/content/versions.ts"), "the walk reaches the core").toBe(true)
     expect([...fromPlugins].filter((f) => f === "src/content/registry.ts")).toEqual([])
     expect(reachable("src/content/version-content.ts").has("src/content/registry.ts"), "the check can fail").toBe(true)
+  })
+
+  it("the typed client loads the plugins' declarations, none of their server modules", () => {
+    // The client imports the API's definition, which describes every type's remote fields and
+    // content: from src/plugins/declarations.ts, not from the plugins (their syncs, the downloader).
+    const fromClient = reachable("src/client/index.ts")
+    expect(fromClient.has("src/plugins/declarations.ts"), "the walk reaches the definition's plugin list").toBe(true)
+    const server = /^src\/(plugins\/[^/]+\/(index|sync)|content\/(registry|download|fetch|versions))\.ts$/
+    expect([...fromClient].filter((f) => server.test(f))).toEqual([])
+    expect([...reachable("src/plugins/index.ts")].some((f) => server.test(f)), "the pattern names server modules").toBe(true)
+  })
+
+  it("declares every plugin, in the plugins' order, as each plugin itself says", () => {
+    expect(declarations.map((d) => d.type)).toEqual(plugins.map((p) => p.type))
+    declarations.forEach((d, i) => {
+      expect(plugins[i]!.remote).toBe(d.remote)
+      expect(plugins[i]!.content.view).toBe(d.content.view)
+    })
   })
 })

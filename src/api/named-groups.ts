@@ -5,7 +5,7 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { type Context, Schema } from "effect"
 import { GUARD_TOKEN, MAX_GUARD_TOKENS, MAX_SIGNED_SECONDS } from "../content/guards.js"
-import { plugins } from "../content/registry.js"
+import { declarations as plugins } from "../plugins/declarations.js"
 import { Authorization } from "./auth.js"
 import { strict } from "./schemas.js"
 

@@ -92,7 +92,14 @@ export interface UnitType<D = any> {
   }
 }
 
-export interface ContentPlugin<D = any> extends UnitType<D> {
+/**
+ * What the API's definition reads of a plugin, in a module of its own (`src/plugins/<type>/declaration.ts`,
+ * listed in src/plugins/declarations.ts) that imports no server code: the typed client imports that
+ * definition, and must not load the plugins' syncs and downloader with it. The plugin spreads its
+ * declaration into its definition.
+ */
+export interface PluginDeclaration {
+  readonly type: string
   readonly remote: {
     /**
      * The plugin's own remote fields, beside the generic ones (url, policy, download_concurrency,
@@ -106,6 +113,17 @@ export interface ContentPlugin<D = any> extends UnitType<D> {
     /** What `url` addresses, for the API's description of it: "the address of a PULP_MANIFEST", "the root of a simple index". */
     readonly urlMeans: string
   }
+
+  readonly content: {
+    /**
+     * How `GET .../versions/{n}/content` shows a unit of this type, beside `id`, `sha256`, `size` and
+     * `artifact` (the core's): file: `relative_path`; python: `name`, `version`, `filename`.
+     */
+    readonly view: Schema.Struct.Fields
+  }
+}
+
+export interface ContentPlugin<D = any> extends UnitType<D>, PluginDeclaration {
 
   /**
    * Its own task kinds, registered with the core's: at least `<type>.sync` (params `{ repository,
@@ -142,12 +160,7 @@ export interface ContentPlugin<D = any> extends UnitType<D> {
     readonly generate: (units: ReadonlyArray<StoredUnit>) => Effect.Effect<ReadonlyArray<GeneratedFile>, TaskFailure | DbError, Db>
   }
 
-  readonly content: {
-    /**
-     * How `GET .../versions/{n}/content` shows a unit of this type, beside `id`, `sha256`, `size` and
-     * `artifact` (the core's): file: `relative_path`; python: `name`, `version`, `filename`.
-     */
-    readonly view: Schema.Struct.Fields
+  readonly content: PluginDeclaration["content"] & {
     /** The view's fields of a page of units (one query for the page, not one per unit). */
     readonly describe: (units: ReadonlyArray<StoredUnit>) => Effect.Effect<ReadonlyArray<Readonly<Record<string, unknown>>>, DbError, Db>
   }

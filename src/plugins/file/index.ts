@@ -9,6 +9,7 @@ import { Effect, Schema } from "effect"
 import { definePlugin } from "../../content/plugin.js"
 import { isSafeRelativePath } from "../../content/policy/paths.js"
 import { formatManifest } from "./manifest.js"
+import { fileDeclaration } from "./declaration.js"
 import { fileSync } from "./sync.js"
 import { fileUnit } from "./unit.js"
 
@@ -25,7 +26,7 @@ const UploadedFile = Schema.Struct({ relative_path: RelativePath, artifact: Sche
 
 export const filePlugin = definePlugin<undefined>({
   ...fileUnit,
-  remote: { fields: {}, urlMeans: "the address of a PULP_MANIFEST" },
+  ...fileDeclaration,
   kinds: [fileSync],
   modify: {
     add: UploadedFile,
@@ -42,7 +43,7 @@ export const filePlugin = definePlugin<undefined>({
       Effect.sync(() => [{ relative_path: MANIFEST_PATH, media_type: MANIFEST_TYPE, bytes: Buffer.from(formatManifest(units), "utf8") }])
   },
   content: {
-    view: { relative_path: Schema.String },
+    ...fileDeclaration.content,
     describe: (units) => Effect.succeed(units.map((u) => ({ relative_path: u.relative_path })))
   }
 })
