@@ -46,6 +46,11 @@ const prepare = (raw: unknown) =>
     return params
   })
 
+type ArtifactRow = { readonly id: string; readonly sha256: string; readonly size: string }
+
+/** What a type's `modify.resolve` is given of the uploaded artifacts. */
+const digestsById = (rows: ReadonlyArray<ArtifactRow>) => new Map(rows.map((a) => [a.id, { sha256: a.sha256, size: Number(a.size) }]))
+
 /**
  * At submission, the uploaded files themselves: the type's `resolve` reads what it needs of their
  * bytes (a wheel's METADATA), so a file that is not what its entry says is a 400 and nothing is
@@ -57,9 +62,8 @@ const checkUploads = (type: string, entries: ReadonlyArray<unknown>) =>
     const uploads = entries as ReadonlyArray<{ artifact: string }>
     if (uploads.length === 0) return
     const db = yield* Db
-    const rows = yield* db.rows<{ id: string; sha256: string; size: string }>(
-      sql`SELECT id, sha256, size FROM artifacts WHERE id = ANY(${sql.param(uploads.map((u) => u.artifact))}::text[])`)
-    const byId = new Map(rows.map((a) => [a.id, { sha256: a.sha256, size: Number(a.size) }]))
+    const byId = digestsById(yield* db.rows<ArtifactRow>(
+      sql`SELECT id, sha256, size FROM artifacts WHERE id = ANY(${sql.param(uploads.map((u) => u.artifact))}::text[])`))
     const present = uploads.filter((u) => byId.has(u.artifact))
     const refused = yield* pluginOf(type).modify.resolve(present, byId).pipe(
       Effect.as(undefined),
@@ -113,14 +117,14 @@ export const repositoryModify = defineKind({
         })
       }
       // Uploaded artifacts become this task's too, so that the upload expiring does not matter.
-      const artifacts = yield* db.rows<{ id: string; sha256: string; size: string }>(sql`
+      const artifacts = yield* db.rows<ArtifactRow>(sql`
         WITH owned AS (
           INSERT INTO task_artifacts (task_id, artifact_id)
           SELECT ${ctx.taskId}, id FROM artifacts WHERE id = ANY(${sql.param(uploads.map((u) => u.artifact))}::text[])
           ON CONFLICT DO NOTHING
         )
         SELECT id, sha256, size FROM artifacts WHERE id = ANY(${sql.param(uploads.map((u) => u.artifact))}::text[])`)
-      const byId = new Map(artifacts.map((a) => [a.id, { sha256: a.sha256, size: Number(a.size) }]))
+      const byId = digestsById(artifacts)
       const gone = uploads.filter((u) => !byId.has(u.artifact))
       if (gone.length > 0) return yield* new TaskFailure({ code: "not_found", message: `no artifact ${gone.map((g) => g.artifact).join(", ")}` })
       const uploaded = yield* plugin.modify.resolve(uploads, byId)

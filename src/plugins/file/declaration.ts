@@ -9,4 +9,4 @@ export const fileDeclaration = {
   type: "file",
   remote: { fields: {}, urlMeans: "the address of a PULP_MANIFEST" },
   content: { view: { relative_path: Schema.String } }
-} satisfies PluginDeclaration
+} as const satisfies PluginDeclaration

@@ -4,8 +4,9 @@
  * plugin); nothing is kept beyond the core's columns.
  */
 import type { UnitType } from "../../content/plugin.js"
+import { fileDeclaration } from "./declaration.js"
 
 export const fileUnit = {
-  type: "file",
+  type: fileDeclaration.type,
   unit: { repoKey: (u) => u.relative_path, repoKeyName: "relative path" }
 } as const satisfies UnitType<undefined>

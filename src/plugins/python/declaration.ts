@@ -21,4 +21,4 @@ export const pythonDeclaration = {
     urlMeans: "the root of a simple index (PEP 503 / PEP 691), ending in /"
   },
   content: { view: { name: Schema.String, version: Schema.String, filename: Schema.String } }
-} satisfies PluginDeclaration
+} as const satisfies PluginDeclaration

@@ -9,6 +9,7 @@ import { sql } from "drizzle-orm"
 import { Effect } from "effect"
 import { Db, type DbError, type Tx, txRows } from "../../db/client.js"
 import type { StoredUnit, UnitSpec, UnitType } from "../../content/plugin.js"
+import { pythonDeclaration } from "./declaration.js"
 import type { DistributionFilename } from "./lib/names.js"
 
 export interface PythonDetail {
@@ -53,7 +54,7 @@ export const detailsOf = (units: ReadonlyArray<StoredUnit>): Effect.Effect<Reado
 
 /** The python type's unit, for recording units (src/content/content-units.ts `ensureUnits`). */
 export const pythonUnit = {
-  type: "python",
+  type: pythonDeclaration.type,
   // One file of a name per version: the same name with other bytes replaces it.
   unit: { repoKey: (u: UnitSpec) => u.relative_path, repoKeyName: "file name", record: recordDetails }
 } as const satisfies UnitType<PythonDetail>
