@@ -157,6 +157,9 @@ const churn = (r: any): Array<Target> => {
   const last = cycles.at(-1)
   const c10 = at(10)
   if (c10 === undefined || last === undefined || last.cycle <= 10) return [{ target: "cycle 100 within 5% of cycle 10 on every measure", result: "fewer than 11 cycles run", met: undefined }]
+  const total = (c: any): number => c.mirrorMs + c.cleanupMs + c.purgeMs
+  const early = cycles.filter((c) => c.cycle >= 6 && c.cycle <= 15)
+  const late = cycles.slice(-10)
   const change = (a: number, b: number) => (a === 0 ? (b === 0 ? 0 : Infinity) : (b - a) / a)
   const rows = Object.keys(c10.rows).map((t) => [t, change(c10.rows[t], last.rows[t] ?? 0)] as const)
   const worstRow = rows.reduce((w, r) => (Math.abs(r[1]) > Math.abs(w[1]) ? r : w), ["-", 0] as const)
@@ -164,7 +167,8 @@ const churn = (r: any): Array<Target> => {
     [worstRow[1] === 0 ? "rows of every table" : `rows (worst: ${worstRow[0]})`, worstRow[1]],
     ["stored bytes", change(c10.storedBytes, last.storedBytes)],
     ["database size", change(c10.databaseBytes, last.databaseBytes)],
-    ["cycle duration", change(c10.mirrorMs + c10.cleanupMs + c10.purgeMs, last.mirrorMs + last.cleanupMs + last.purgeMs)]
+    // One cycle's duration is one noisy sample: a window of ten cycles around each end, by median.
+    [`cycle duration (median of cycles ${early[0]!.cycle}-${early.at(-1)!.cycle} vs ${late[0]!.cycle}-${late.at(-1)!.cycle})`, change(median(early.map(total)), median(late.map(total)))]
   ] as const
   const reclaim = median(cycles.filter((c) => c.cycle >= 10).map((c) => c.cleanupMs + c.purgeMs))
   return [
