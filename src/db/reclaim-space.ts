@@ -60,7 +60,7 @@ export const reclaimSpace = Effect.flatMap(Db, (db) =>
       Effect.flatMap(([d, compaction]) =>
         Effect.gen(function*() {
           const ms = Math.round(Duration.toMillis(d))
-          for (const f of compaction.failed) yield* Effect.logWarning(`rebuilding the sparse index ${f.index} gave up (the next run tries again): ${f.reason}`)
+          for (const f of compaction.failed) yield* Effect.logWarning(`rebuilding or dropping the index ${f.index} gave up (the next run tries again): ${f.reason}`)
           yield* compaction.rebuilt.length + compaction.dropped.length > 0
             ? Effect.logInfo(`vacuumed cairn's tables and rebuilt sparse indexes in ${ms} ms`).pipe(
               Effect.annotateLogs({ rebuilt: compaction.rebuilt.join(" "), dropped_leftovers: compaction.dropped.join(" ") })
