@@ -64,7 +64,7 @@ export const makeExecutor = (
     }
 
     /** Starts the task in the background; it takes its slot at once. */
-    const start = (task: ClaimedTask, workerId: string) =>
+    const start = (task: ClaimedTask, workerId: string): Effect.Effect<void> =>
       Effect.suspend(() => {
         const { running: r, finished: leave } = running.add(task, workerId)
         Metrics.claimToStart(task.claimLatencyMs)
@@ -86,11 +86,16 @@ export const makeExecutor = (
           Metrics.taskFinished(task.kind, Date.now() - began, exit)
           yield* logOutcome(task, exit, Date.now() - began)
           yield* progress.flush
-          yield* completer.complete(r, exit)
+          // Its slot, refilled by the settle statement unless the worker is draining.
+          const next = yield* completer.complete(r, exit, running.draining ? 0 : 1)
+          // Started before this task leaves the table: the producer never sees the slot free.
+          for (const t of next) yield* start(t, workerId)
+          return next.length
         }).pipe(
           Effect.annotateLogs({ task: task.id, graph: task.graphId, kind: task.kind, worker: workerId }),
           Effect.ensuring(Effect.sync(leave)),
-          Effect.zipRight(finished),
+          // A slot left empty: the producer looks for work.
+          Effect.flatMap((refilled) => (refilled > 0 ? Effect.void : finished)),
           Effect.forkDaemon,
           Effect.asVoid
         )

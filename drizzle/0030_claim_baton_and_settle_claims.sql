@@ -21,6 +21,10 @@ DECLARE
   v_claimed integer;
   v_left integer;
 BEGIN
+  -- A settle that also claims asks for nothing when its task was no longer its own (queries/settle.ts).
+  IF p_limit < 1 THEN
+    RETURN;
+  END IF;
   PERFORM cairn_promote_retries();
   RETURN QUERY
   WITH picked AS (
