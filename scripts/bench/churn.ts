@@ -140,9 +140,18 @@ const main = async () => {
     .filter((g) => g.grew > 0)
     .sort((a, b) => b.grew - a.grew)
     .slice(0, 6)
+  // The database's size between the compared cycles, not only at both ends: index rebuilds make
+  // it a sawtooth, and a comparison of two cycles alone would hide how far it swings.
+  const dbMin = Math.min(...steady.map((c) => c.databaseBytes))
+  const dbMax = Math.max(...steady.map((c) => c.databaseBytes))
+  // A cycle's duration is one noisy sample: compared by the median of ten cycles at each end.
+  const cycleMs = (c: Cycle) => c.mirrorMs + c.cleanupMs + c.purgeMs
+  const early = cycles.filter((c) => c.cycle >= Math.max(1, ref.cycle - 4) && c.cycle <= ref.cycle + 5)
+  const earlyMs = summarize(early.map(cycleMs)).p50
+  const lateMs = summarize(cycles.slice(-10).map(cycleMs)).p50
   const reclaim = summarize(steady.map((c) => c.cleanupMs + c.purgeMs))
   const mirror = summarize(steady.map((c) => c.mirrorMs))
-  const flat = [...measured.map((t) => within(ref.rows[t]!, last.rows[t]!)), within(ref.storedBytes, last.storedBytes), within(ref.databaseBytes, last.databaseBytes)]
+  const flat = [...measured.map((t) => within(ref.rows[t]!, last.rows[t]!)), within(ref.storedBytes, last.storedBytes), within(ref.databaseBytes, last.databaseBytes), within(earlyMs, lateMs)]
   const table: Table = {
     title: `${flags.cycles} cycles of a ${flags.files}-file upstream, ${pct(flags.change)} replaced per cycle, retain_versions ${flags.retain}: cycle ${ref.cycle} against cycle ${last.cycle}`,
     headers: ["measure", `cycle ${ref.cycle}`, `cycle ${last.cycle}`, "change", "within 5%"],
@@ -151,10 +160,12 @@ const main = async () => {
       ["stored bytes (artifact store)", String(ref.storedBytes), String(last.storedBytes), growth(ref.storedBytes, last.storedBytes), within(ref.storedBytes, last.storedBytes) ? "yes" : "no"],
       ["database size (pg_database_size)", String(ref.databaseBytes), String(last.databaseBytes), growth(ref.databaseBytes, last.databaseBytes), within(ref.databaseBytes, last.databaseBytes) ? "yes" : "no"],
       ["cycle duration: sync -> publish -> distribute", ms(ref.mirrorMs), ms(last.mirrorMs), growth(ref.mirrorMs, last.mirrorMs), ""],
-      ["cycle duration: cleanup + purge", ms(ref.cleanupMs + ref.purgeMs), ms(last.cleanupMs + last.purgeMs), growth(ref.cleanupMs + ref.purgeMs, last.cleanupMs + last.purgeMs), ""]
+      ["cycle duration: cleanup + purge", ms(ref.cleanupMs + ref.purgeMs), ms(last.cleanupMs + last.purgeMs), growth(ref.cleanupMs + ref.purgeMs, last.cleanupMs + last.purgeMs), ""],
+      [`cycle duration, median of cycles ${early[0]?.cycle}-${early.at(-1)?.cycle} / of the last ten`, ms(earlyMs), ms(lateMs), growth(earlyMs, lateMs), within(earlyMs, lateMs) ? "yes" : "no"]
     ],
     notes: [
-      `Flat (every row count and both sizes within 5%): ${flat.every((x) => x) ? "yes" : `no (${flat.filter((x) => !x).length} measures outside)`}.`,
+      `Flat (every row count, both sizes and the cycles' median duration within 5%): ${flat.every((x) => x) ? "yes" : `no (${flat.filter((x) => !x).length} measures outside)`}.`,
+      `Database size from cycle ${ref.cycle} on: ${sig(dbMin / 1e6)} to ${sig(dbMax / 1e6)} MB (${growth(ref.databaseBytes, dbMin)} to ${growth(ref.databaseBytes, dbMax)} of cycle ${ref.cycle}'s).`,
       `Relations that grew most from cycle ${ref.cycle} to ${last.cycle}: ${growers.length === 0 ? "none" : growers.map((g) => `${g.r} +${sig(g.grew / 1e6)} MB`).join(", ")}.`,
       `From cycle ${ref.cycle} on: cleanup + purge p50 ${ms(reclaim.p50)}, max ${ms(reclaim.max)} (target < 2 s); sync -> publish -> distribute p50 ${ms(mirror.p50)}, max ${ms(mirror.max)}.`
     ]

@@ -32,7 +32,7 @@ import { bytes, median, medianRange, ms, prng, sig, sleep, summarize, type Summa
 import { type Chart, figure, PALETTE } from "./lib/svg.js"
 import type { Table } from "./lib/table.js"
 import { makeWrk, wrkBinary, wrkVersion } from "./lib/wrk.js"
-import type { Server } from "../lib/processes.js"
+import { type Server, spawnProc } from "../lib/processes.js"
 
 const { flags, out, command } = parseFlags("content", "The content app under wrk vs nginx on the same files, per artifact store.", {
   files: { default: 10000, quick: 1000, help: "files in the published repository" },
@@ -48,10 +48,13 @@ const { flags, out, command } = parseFlags("content", "The content app under wrk
 const backends = parseBackends(flags.backends)
 
 type Mix = "small" | "all"
-/** What served a run: nginx, or cairn on one artifact store. */
-type Who = "nginx" | `cairn ${BackendKind}`
-const WHO: ReadonlyArray<Who> = ["nginx", ...backends.map((b) => `cairn ${b}` as const)]
-const whoLabel = (w: Who) => (w === "nginx" ? "nginx" : `cairn, ${backendLabel(w.slice(6) as BackendKind)}`)
+/**
+ * What served a run: nginx, Node's HTTP floor (a bare node:http server with the files in memory,
+ * lib/node-floor.ts: what any Node.js server spends per request), or cairn on one artifact store.
+ */
+type Who = "nginx" | "node floor" | `cairn ${BackendKind}`
+const WHO: ReadonlyArray<Who> = ["nginx", "node floor", ...backends.map((b) => `cairn ${b}` as const)]
+const whoLabel = (w: Who) => (w === "nginx" ? "nginx" : w === "node floor" ? "node:http floor" : `cairn, ${backendLabel(w.slice(6) as BackendKind)}`)
 
 interface LoadRun {
   readonly who: Who
@@ -95,6 +98,22 @@ interface Cairn {
   readonly url: string
   readonly dataDir: string
   readonly first: FirstCosts
+}
+
+/** Node's HTTP floor (lib/node-floor.ts) serving the tree from memory. */
+const startFloor = async (dir: string) => {
+  const proc = spawnProc("node-floor", process.execPath, ["--import", "tsx", "scripts/bench/lib/node-floor.ts", dir])
+  const port = await new Promise<string>((resolve, reject) => {
+    const stop = proc.onLine((line) => {
+      const m = /^listening (\d+)$/.exec(line.trim())
+      if (m) {
+        stop()
+        resolve(m[1]!)
+      }
+    })
+    void proc.exited.then(() => reject(new Error(`node-floor exited:\n${proc.output()}`)))
+  })
+  return { proc, url: `http://127.0.0.1:${port}` }
 }
 
 const paths = (tree: Tree, mix: Mix) => tree.files.filter((f) => mix === "all" || f.size <= SMALL_FILE_MAX).map((f) => f.path)
@@ -175,6 +194,7 @@ const main = async () => {
   const tree = await makeTree(flags.files, flags.seed)
   await makeTraversable(tree.dir)
   const nginx = await startNginx(tree.dir)
+  const floor = await startFloor(tree.dir)
   // On-demand files must not be stored already: a different tree (other seed), its own upstream.
   const lazyTree = await makeTree(flags["on-demand"], flags.seed + 1000)
   await makeTraversable(lazyTree.dir)
@@ -190,6 +210,7 @@ const main = async () => {
     for (const kind of backends) cairns.push(await startCairn(pg, kind, tree, nginx.url, lazyTree, lazyUpstream.url, cleanups))
     const target = (who: Who) => {
       if (who === "nginx") return { base: nginx.url, cpu: () => cpuOfProcessTree(nginx.proc.pid), storeCpu: () => 0, db: undefined }
+      if (who === "node floor") return { base: floor.url, cpu: () => cpuOfPids([floor.proc.pid]), storeCpu: () => 0, db: undefined }
       const c = cairns.find((x) => `cairn ${x.kind}` === who)!
       return { base: `${c.server.url}/content/bench/files/`, cpu: () => cpuOfPids([c.server.pid]), storeCpu: () => cpuOfPids(c.backend.pids), db: c.url }
     }
@@ -242,6 +263,7 @@ const main = async () => {
     for (const f of cleanups.reverse()) await f().catch((e) => console.error(`clean-up: ${(e as Error).message}`))
     await wrk.close()
     await nginx.stop()
+    await floor.proc.stop()
     await lazyUpstream.stop()
     await pg.stop()
   }
@@ -251,7 +273,7 @@ const main = async () => {
   /** Median (min-max) over the rounds. */
   const cell = (rs: ReadonlyArray<LoadRun>, f: (r: LoadRun) => number) => medianRange(rs.map(f))
   const ratio = (who: Who, mix: Mix, c: number, f: (r: LoadRun) => number) => med(of(who, mix, c), f) / med(of("nginx", mix, c), f)
-  const cairnWho = WHO.filter((w) => w !== "nginx")
+  const cairnWho = WHO.filter((w) => w.startsWith("cairn"))
   const grid: Array<[Mix, number]> = (["small", "all"] as const).flatMap((mix) => flags.connections.map((c) => [mix, c] as [Mix, number]))
   const rowName = ([mix, c]: [Mix, number]) => `${mix}, c=${c}`
   const spreadNote = `Median of ${flags.rounds} round(s), (min-max) over the rounds.`
@@ -274,7 +296,10 @@ const main = async () => {
       ...WHO.flatMap((w) => (w === "nginx" ? [cell(of(w, mix, c), (r) => r.serverCpuUsPerRequest)] : [cell(of(w, mix, c), (r) => r.serverCpuUsPerRequest), `${sig(ratio(w, mix, c, (r) => r.serverCpuUsPerRequest))}x`])),
       ...(backends.includes("s3") ? [sig(med(of("cairn s3", mix, c), (r) => r.storeCpuUsPerRequest))] : [])
     ]),
-    notes: [`${spreadNote} nginx: master + worker processes; cairn: its API process, plus, on S3, the object store's process (s3rver), whose share is the last column.`]
+    notes: [
+      `${spreadNote} nginx: master + worker processes; node:http floor: its one process; cairn: its API process, plus, on S3, the object store's process (s3rver), whose share is the last column.`,
+      "node:http floor: a bare Node.js server answering from memory with the headers of cairn's cached small file (scripts/bench/lib/node-floor.ts): what Node's HTTP stack costs per request before any of cairn's work."
+    ]
   }
   const latencyTable: Table = {
     title: "Latency p50 / p90 / p99 (wrk)",

@@ -34,8 +34,9 @@
  * the transaction, the bytes and the tombstone deleted after it), FILE_CONCURRENCY at a time and,
  * for the deletes, while the next batch runs.
  *
- * At the end, the run vacuums cairn's tables (src/db/vacuum.ts), so the space of what it deleted
- * is reused by the next syncs instead of growing the database until autovacuum comes by.
+ * At the end, the run vacuums cairn's tables and rebuilds the indexes left sparse
+ * (src/db/reclaim-space.ts), so the space of what it deleted is reused by the next syncs instead
+ * of growing the database until autovacuum comes by.
  *
  * Demotion happens only for the repositories a run names (`reclaim`); an orphan unit is deleted
  * whole, with its sources.
@@ -45,7 +46,7 @@ import { Effect, ExecutionStrategy, Exit, Fiber, Layer, Scope } from "effect"
 import { Counter } from "prom-client"
 import { Db, type Tx, txRows } from "../db/client.js"
 import { deleteUnlessReferenced, pages } from "../db/referenced.js"
-import { vacuumSchema } from "../db/vacuum.js"
+import { reclaimSpace } from "../db/reclaim-space.js"
 import { metricsRegistry } from "../engine/metrics.js"
 import { digestSession, withDigestSession } from "./artifacts.js"
 import { demote } from "./lifecycle/demote.js"
@@ -371,7 +372,7 @@ export const cleanupOrphans = (opts: CleanupOptions) =>
         yield* progress(reclaimed + units + artifacts)
       }))
     if (purging) yield* Fiber.join(purging)
-    yield* vacuumSchema
+    yield* reclaimSpace
 
     const report: CleanupReport = {
       ...released,

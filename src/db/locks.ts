@@ -13,6 +13,7 @@
  * | 3     | `reaper`         | 0                    | transaction, try                       | `cairn_reap` (src/engine/sql/cairn_reap.sql): one reaper at a time (§6) |
  * | 4     | `artifactDigest` | hashtext(sha256)     | transaction, shared / try exclusive    | adopters of stored bytes share it (src/content/artifacts.ts), the orphan cleanup tries it exclusively (src/content/cleanup.ts) (§12) |
  * | 5     | `historyPurge`   | 0                    | session, try                           | the automatic history purge (src/content/lifecycle/auto-purge.ts): one at a time across the cluster (§19) |
+ * | 6     | `indexCompaction` | 0                   | session, try                           | the rebuild of sparse indexes (src/db/index-compaction.ts): one compactor at a time across the cluster (§19) |
  *
  * One-key locks `(key bigint)` are a separate space in PostgreSQL (never equal to a two-key lock):
  *
@@ -27,7 +28,8 @@ export const LockClass = {
   workerLiveness: 2,
   reaper: 3,
   artifactDigest: 4,
-  historyPurge: 5
+  historyPurge: 5,
+  indexCompaction: 6
 } as const
 
 /** The one-key advisory lock held around migrations. */

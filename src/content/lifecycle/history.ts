@@ -12,13 +12,14 @@
  * cutoff. A remote revision is also held by the sources of content synced through it and by the
  * syncs queued with it (foreign keys). Like every deleter: pages, SKIP LOCKED, the database's
  * refusal as the safety net (src/db/referenced.ts). At the end it vacuums cairn's tables
- * (src/db/vacuum.ts), so the space of what it deleted is reused at once.
+ * and rebuilds the indexes left sparse (src/db/reclaim-space.ts), so the space of what it deleted
+ * is reused at once.
  */
 import { type SQL, sql } from "drizzle-orm"
 import { Effect } from "effect"
 import { Db, txRows } from "../../db/client.js"
 import { deleteUnlessReferenced, pages } from "../../db/referenced.js"
-import { vacuumSchema } from "../../db/vacuum.js"
+import { reclaimSpace } from "../../db/reclaim-space.js"
 import { DEFAULT_PURGE_BATCH, purgeGraphs, type PurgeOptions, type PurgeReport } from "../../engine/purge.js"
 import { cutoffOf } from "../../engine/queries/purge.js"
 
@@ -120,6 +121,6 @@ export const purgeHistory = (opts: HistoryOptions) =>
       resources += n
       return progress()
     })
-    yield* vacuumSchema
+    yield* reclaimSpace
     return { ...engine, revisions, resources } satisfies HistoryReport
   })
