@@ -6,8 +6,10 @@
  * resolved input values, saving a round trip before it runs. Ready tasks are taken in submission
  * order (seq), so the oldest ready work goes first. A claim that filled its slots and saw ready work
  * left over wakes idle workers for it (the baton: wake-ups name only a few idle workers).
+ * A worker also claims in its settle statement (queries/settle.ts, `settleAndClaim`), with the
+ * columns below.
  */
-import { sql } from "drizzle-orm"
+import { type SQL, sql } from "drizzle-orm"
 import { type Tx, txRows } from "../../db/client.js"
 
 /** A task as a worker claimed it: everything it needs to run, without another statement. */
@@ -24,10 +26,11 @@ export interface ClaimedTask {
   readonly claimLatencyMs: number
 }
 
+/** The columns of a ClaimedTask, from a row of `cairn_claim` named `cl`. */
+export const claimedColumns: SQL = sql.raw(
+  `cl.id, cl.graph_id AS "graphId", cl.kind, cl.params, cl.attempts, cl.inputs, cl.outputs, cl.latency_ms AS "claimLatencyMs"`
+)
+
 /** Claims up to `limit` ready tasks for `workerId`, oldest first. */
 export const claim = (on: Tx, workerId: string, limit: number) =>
-  txRows<ClaimedTask>(
-    on,
-    sql`SELECT id, graph_id AS "graphId", kind, params, attempts, inputs, outputs, latency_ms AS "claimLatencyMs"
-        FROM cairn_claim(${workerId}, ${limit}::int)`
-  )
+  txRows<ClaimedTask>(on, sql`SELECT ${claimedColumns} FROM cairn_claim(${workerId}, ${limit}::int) cl`)

@@ -6,7 +6,8 @@
 -- tasks that are ready: a task behind an earlier conflicting one on a key is blocked, not ready,
 -- so FCFS holds whatever the priorities. Then the baton: a claim that filled every slot it asked for
 -- and saw ready work left over wakes idle workers for it (never the claimer), which covers a named
--- worker that was already claiming something else when its wake-up came.
+-- worker that was already claiming something else when its wake-up came; it looks for ready work
+-- left only when some other worker is idle (the same test cairn_notify makes).
 -- DESIGN.md §4 "Claim", "Retries", §5 "Wake-ups".
 
 CREATE OR REPLACE FUNCTION cairn_claim(p_worker text, p_limit integer)
@@ -17,6 +18,10 @@ DECLARE
   v_claimed integer;
   v_left integer;
 BEGIN
+  -- A settle that also claims asks for nothing when its task was no longer its own (queries/settle.ts).
+  IF p_limit < 1 THEN
+    RETURN;
+  END IF;
   PERFORM cairn_promote_retries();
   RETURN QUERY
   WITH picked AS (
@@ -33,7 +38,12 @@ BEGIN
      FROM task_inputs ti JOIN futures f ON f.id = ti.future_id WHERE ti.task_id = t.id),
     (SELECT coalesce(jsonb_object_agg(o.output, o.id), '{}'::jsonb) FROM futures o WHERE o.producer_task = t.id);
   GET DIAGNOSTICS v_claimed = ROW_COUNT;
-  IF v_claimed = p_limit THEN
+  -- Only when another worker is idle: cairn_notify wakes nobody else, and the count below (a walk
+  -- of the ready index past the entries of rows just claimed) was a third of a busy claim's cost.
+  IF v_claimed = p_limit AND EXISTS (
+    SELECT 1 FROM workers w
+    WHERE w.id <> p_worker AND w.slots > (SELECT count(*) FROM tasks t WHERE t.worker_id = w.id AND t.state = 'running')
+  ) THEN
     -- Our own claims are 'running' already; rows other claimers hold count too (a spare wake-up).
     SELECT count(*) INTO v_left FROM (SELECT 1 FROM tasks t WHERE t.state = 'ready' AND t.run_after IS NULL LIMIT 64) s;
     IF v_left > 0 THEN

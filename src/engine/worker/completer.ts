@@ -15,13 +15,20 @@
  * (reaped, canceled, taken over) matches no row and changes nothing. A settle that fails on the
  * database is retried for up to the heartbeat timeout; after that the reaper retries or fails the
  * task, as for a lost worker.
+ *
+ * The slot the task leaves is refilled by the settle itself when it is one autocommit statement
+ * (success without a `Commit`, failure, cancel) and the worker is not draining: it claims up to
+ * `refill` tasks in the same statement (queries/settle.ts, `settleAndClaim`) and returns them to be
+ * started in that slot, saving the claim's round trip and commit.
  */
+import type { SQL } from "drizzle-orm"
 import { Cause, Duration, Effect, Exit, Option, Schedule, Schema } from "effect"
 import { CairnConfig } from "../../config/config.js"
 import { Db, DbError } from "../../db/client.js"
 import type { TaskFailure } from "../errors.js"
 import { Commit, type HandlerResult } from "../kind.js"
 import type { Changes } from "../notify.js"
+import type { ClaimedTask } from "../queries/claim.js"
 import * as Q from "../queries/settle.js"
 import type { Running, StopReason } from "./running.js"
 
@@ -52,21 +59,31 @@ export const makeCompleter = (settled: (changes: Changes | undefined) => Effect.
   const config = yield* CairnConfig
   const db = yield* Db
 
-  /** Records the outcome: the changes it announced, or undefined if the task was no longer ours. */
-  const settle = (r: Running, exit: Exit.Exit<HandlerResult, TaskFailure>) => {
+  const nothingClaimed: ReadonlyArray<ClaimedTask> = []
+  const alone = (changes: Effect.Effect<Changes | undefined, DbError>) =>
+    Effect.map(changes, (c) => ({ changes: c, claimed: nothingClaimed }))
+  /** One autocommit statement: with a claim of up to `refill` tasks, or alone. */
+  const statement = (fn: SQL, attempt: Q.Attempt, refill: number) =>
+    refill > 0 ? Q.settleAndClaim(db.db, fn, attempt.worker, refill) : alone(Q.notified(db.db, fn))
+
+  /**
+   * Records the outcome: the changes it announced (undefined if the task was no longer ours), and
+   * the tasks claimed for its slot.
+   */
+  const settle = (r: Running, exit: Exit.Exit<HandlerResult, TaskFailure>, refill: number) => {
     const attempt: Q.Attempt = { task: r.task.id, worker: r.workerId, attempt: r.task.attempts }
     const outcome = outcomeOf(exit, r.reason)
     switch (outcome._tag) {
       case "abandon":
-        return Effect.succeed(undefined)
+        return Effect.succeed({ changes: undefined, claimed: nothingClaimed })
       case "release":
-        return Q.release(db.db, attempt)
+        return alone(Q.release(db.db, attempt))
       case "fail":
-        return Q.fail(db.db, attempt, outcome.how, outcome.code, outcome.message)
+        return statement(Q.failCall(attempt, outcome.how, outcome.code, outcome.message), attempt, refill)
       case "resolve": {
         const result = outcome.result
-        if (!(result instanceof Commit)) return Q.resolve(db.db, attempt, result)
-        return db.transaction((tx) =>
+        if (!(result instanceof Commit)) return statement(Q.resolveCall(attempt, result), attempt, refill)
+        return alone(db.transaction((tx) =>
           Effect.gen(function*() {
             yield* Q.lockTaskKeys(tx, attempt.task)
             const values = yield* result.run(tx)
@@ -77,14 +94,17 @@ export const makeCompleter = (settled: (changes: Changes | undefined) => Effect.
         ).pipe(
           Effect.catchTag("LostOwnership", () => Effect.succeed(undefined)),
           Effect.catchTag("TaskFailure", (f) => Q.fail(db.db, attempt, "failed", f.code, f.message))
-        )
+        ))
       }
     }
   }
 
-  /** Settles, retrying database errors; never fails and is not interrupted halfway. */
-  const complete = (r: Running, exit: Exit.Exit<HandlerResult, TaskFailure>) =>
-    settle(r, exit).pipe(
+  /**
+   * Settles, retrying database errors; never fails and is not interrupted halfway. Returns the
+   * tasks claimed for the slot (none if the settle could not claim, or failed).
+   */
+  const complete = (r: Running, exit: Exit.Exit<HandlerResult, TaskFailure>, refill: number) =>
+    settle(r, exit, refill).pipe(
       Effect.withSpan("cairn.settle", {
         attributes: { task: r.task.id, graph: r.task.graphId, kind: r.task.kind },
         captureStackTrace: false
@@ -93,9 +113,10 @@ export const makeCompleter = (settled: (changes: Changes | undefined) => Effect.
         while: (e) => e instanceof DbError,
         schedule: Schedule.exponential(Duration.millis(50)).pipe(Schedule.upTo(config.heartbeatTimeout))
       }),
-      Effect.flatMap(settled),
+      Effect.tap(({ changes }) => settled(changes)),
+      Effect.map(({ claimed }) => claimed),
       Effect.tapError((e) => Effect.logWarning(`could not settle task ${r.task.id}: ${e.message}; the reaper will retry it`)),
-      Effect.ignore,
+      Effect.orElseSucceed(() => nothingClaimed),
       Effect.uninterruptible
     )
 

@@ -5,7 +5,7 @@
  * progress write, and the settle (completer.ts). The task stays in the table of running tasks, and
  * so holds its slot, until it is settled.
  */
-import { Cause, Effect, Exit, Fiber, Option, Schema } from "effect"
+import { Cause, Effect, Exit, Fiber, Option, Runtime, Schema } from "effect"
 import { Db } from "../../db/client.js"
 import { TaskFailure } from "../errors.js"
 import { type HandlerResult, type Progress, type ResolvedInput, TaskKinds } from "../kind.js"
@@ -38,6 +38,11 @@ export const makeExecutor = (
     const db = yield* Db
     const registry = yield* TaskKinds
     const completer = yield* makeCompleter(settled)
+    // Every task's fiber is forked from this runtime, never from the fiber that claimed it: a task
+    // whose settle claimed the next one would otherwise be that one's parent, and each fiber's
+    // FiberRefs keep one entry per forking ancestor that changed them (annotations, spans), a stack
+    // as deep as the slot's history, copied at every change.
+    const runtime = yield* Effect.runtime<never>()
 
     /** The handler of the task's kind with its params decoded, or the failure saying why it cannot run. */
     const handlerOf = (task: ClaimedTask, workerId: string, progress: (p: Progress) => Effect.Effect<void>) => {
@@ -64,7 +69,7 @@ export const makeExecutor = (
     }
 
     /** Starts the task in the background; it takes its slot at once. */
-    const start = (task: ClaimedTask, workerId: string) =>
+    const start = (task: ClaimedTask, workerId: string): Effect.Effect<void> =>
       Effect.suspend(() => {
         const { running: r, finished: leave } = running.add(task, workerId)
         Metrics.claimToStart(task.claimLatencyMs)
@@ -86,13 +91,17 @@ export const makeExecutor = (
           Metrics.taskFinished(task.kind, Date.now() - began, exit)
           yield* logOutcome(task, exit, Date.now() - began)
           yield* progress.flush
-          yield* completer.complete(r, exit)
+          // Its slot, refilled by the settle statement unless the worker is draining.
+          const next = yield* completer.complete(r, exit, running.draining ? 0 : 1)
+          // Started before this task leaves the table: the producer never sees the slot free.
+          for (const t of next) yield* start(t, workerId)
+          return next.length
         }).pipe(
           Effect.annotateLogs({ task: task.id, graph: task.graphId, kind: task.kind, worker: workerId }),
           Effect.ensuring(Effect.sync(leave)),
-          Effect.zipRight(finished),
-          Effect.forkDaemon,
-          Effect.asVoid
+          // A slot left empty: the producer looks for work.
+          Effect.flatMap((refilled) => (refilled > 0 ? Effect.void : finished)),
+          (run) => Effect.sync(() => void Runtime.runFork(runtime)(run))
         )
       })
 

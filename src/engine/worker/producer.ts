@@ -6,7 +6,8 @@
  *   - ready work on `cairn_work` (any idle worker) or on this generation's own channel
  *     `cairn_w_<id>`, if the wake-up names this worker or nobody (it names a few idle workers when
  *     more are idle than there is work, see notify.ts);
- *   - a slot freed (the executor settled a task);
+ *   - a slot freed (the executor settled a task, and its settle statement claimed nothing for it:
+ *     completer.ts);
  *   - the slow safety-net poll (CAIRN_POLL_INTERVAL_MS).
  *
  * The same wake-ups carry cancel requests, which stop the listed tasks running here ("*": every

@@ -32,6 +32,11 @@ export class RunningTasks {
   private readonly tasks = new Map<string, Running>()
   /** Set by the drain: no more claims, and no new registration after a lost session. */
   draining = false
+  /**
+   * Worker generations that were lost. A settle can claim tasks for its slot while its generation
+   * is being lost (completer.ts); they are added stopped, never run, and left to the reaper.
+   */
+  private readonly lost = new Set<string>()
 
   constructor(readonly slots: number) {}
 
@@ -51,12 +56,14 @@ export class RunningTasks {
   /** Records a claimed task; `finished` takes it out of the table and resolves its `done`. */
   add(task: ClaimedTask, workerId: string): { readonly running: Running; readonly finished: () => void } {
     let resolveDone!: () => void
-    const running: Running = { task, workerId, reason: undefined, fiber: undefined, done: new Promise((res) => (resolveDone = res)) }
+    const reason: StopReason | undefined = this.lost.has(workerId) ? "lost" : undefined
+    const running: Running = { task, workerId, reason, fiber: undefined, done: new Promise((res) => (resolveDone = res)) }
     this.tasks.set(task.id, running)
     return {
       running,
       finished: () => {
-        this.tasks.delete(task.id)
+        // A settle that claims can claim its own task again (a retry), added before this one leaves.
+        if (this.tasks.get(task.id) === running) this.tasks.delete(task.id)
         resolveDone()
       }
     }
@@ -78,6 +85,7 @@ export class RunningTasks {
 
   /** A lost generation: stops, without settling, every task it claimed. */
   abandon(workerId: string) {
+    this.lost.add(workerId)
     return Effect.forEach(this.values().filter((r) => r.workerId === workerId), (r) => this.stop(r, "lost"), { discard: true })
   }
 
