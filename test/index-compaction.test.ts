@@ -6,7 +6,7 @@
  */
 import pg from "pg"
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
-import { LockClass } from "../src/db/locks.js"
+import { LockClass, MIGRATION_LOCK } from "../src/db/locks.js"
 import { compactIndexes, indexDensities, isSparse } from "../src/db/index-compaction.js"
 import { createTestDatabase } from "./support/db.js"
 
@@ -113,6 +113,77 @@ describe("index compaction", () => {
     const file = await fileOf("sparse_pkey")
     expect((await compactIndexes(db)).rebuilt).toEqual([])
     expect(await fileOf("sparse_pkey")).toBe(file)
+  })
+
+  it("estimates every index shape within 25% of a fresh build: multi-column, partial, and deduplicated duplicate keys", async () => {
+    await db.query("DROP TABLE IF EXISTS shapes")
+    await db.query(`CREATE TABLE shapes (id text PRIMARY KEY, repo text NOT NULL, version int NOT NULL, removed int)`)
+    await db.query("CREATE INDEX shapes_repo_version ON shapes (repo, version)")
+    await db.query("CREATE INDEX shapes_current ON shapes (repo, id) WHERE removed IS NULL")
+    await db.query("CREATE UNIQUE INDEX shapes_repo_id ON shapes (repo, id)")
+    await db.query(`INSERT INTO shapes SELECT '01J' || lpad(i::text, 23, '0'), 'repo-' || (i % 3), i / 400, CASE WHEN i % 4 = 0 THEN i END
+                    FROM generate_series(1, 30000) i`)
+    await db.query("REINDEX TABLE shapes")
+    await db.query("ANALYZE shapes")
+    for (const index of ["shapes_pkey", "shapes_repo_version", "shapes_current", "shapes_repo_id"]) {
+      const d = (await density(index))!
+      expect(d.pages / d.estimatedPages, index).toBeGreaterThan(0.8)
+      expect(d.pages / d.estimatedPages, index).toBeLessThan(1.25)
+    }
+  })
+
+  it("rebuilds a sparse index of duplicated, time-ordered keys (a version number), estimated with deduplication", async () => {
+    await db.query("DROP TABLE IF EXISTS versions")
+    await db.query("CREATE TABLE versions (id text PRIMARY KEY, version int NOT NULL) WITH (autovacuum_enabled = false)")
+    await db.query("CREATE INDEX versions_version ON versions (version)")
+    // 200 versions, 1,000 rows each, added in order; then nine rows in ten deleted evenly.
+    for (let v = 0; v < 200; v++) {
+      await db.query(`INSERT INTO versions SELECT '01J' || lpad((${v * 1000} + i)::text, 23, '0'), ${v} FROM generate_series(1, 1000) i`)
+    }
+    await db.query("DELETE FROM versions WHERE right(id, 1) <> '0'")
+    await db.query("VACUUM ANALYZE versions")
+    const before = (await density("versions_version"))!
+    expect(isSparse(before)).toBe(true)
+    expect((await compactIndexes(db)).rebuilt).toContain("public.versions_version")
+    const after = (await density("versions_version"))!
+    expect(after.pages).toBeLessThan(before.pages / 2)
+    expect(isSparse(after)).toBe(false)
+  })
+
+  it("a rebuild that gives up ends the run: what held it up would hold up the next one too", async () => {
+    await db.query("DROP TABLE IF EXISTS sparse2")
+    await db.query("CREATE TABLE sparse2 (LIKE sparse INCLUDING ALL) WITH (autovacuum_enabled = false)")
+    await db.query("INSERT INTO sparse2 SELECT '01J' || lpad(i::text, 23, '0'), i FROM generate_series(1, 20000) i")
+    await db.query("DELETE FROM sparse2 WHERE n % 10 <> 0")
+    await db.query("VACUUM ANALYZE sparse2")
+    const old = await connect()
+    try {
+      await old.query("BEGIN ISOLATION LEVEL REPEATABLE READ")
+      await old.query("SELECT count(*) FROM sparse")
+      const report = await compactIndexes(db, { lockTimeoutMs: 300 })
+      // One rebuild tried (and the drop of its copy, which may wait too), not both.
+      expect(report.failed.filter((f) => !f.index.includes("_cc"))).toHaveLength(1)
+      expect(report.rebuilt).toEqual([])
+    } finally {
+      await old.end()
+    }
+    const next = await compactIndexes(db)
+    expect(next.rebuilt).toEqual(expect.arrayContaining(["public.sparse_pkey", "public.sparse2_pkey"]))
+    expect(await invalidIndexes()).toEqual([])
+    await db.query("DROP TABLE sparse2")
+  })
+
+  it("does nothing while a migration runs (it holds the migration lock)", async () => {
+    const migrator = await connect()
+    try {
+      await migrator.query(`SELECT pg_advisory_lock(${MIGRATION_LOCK})`)
+      const file = await fileOf("sparse_pkey")
+      expect(await compactIndexes(db)).toEqual({ ran: false, rebuilt: [], dropped: [], failed: [] })
+      expect(await fileOf("sparse_pkey")).toBe(file)
+    } finally {
+      await migrator.end()
+    }
+    expect((await compactIndexes(db)).rebuilt).toContain("public.sparse_pkey")
   })
 
   it("one compactor at a time: a run that finds the lock taken does nothing", async () => {

@@ -298,7 +298,7 @@ const main = async () => {
     ]),
     notes: [
       `${spreadNote} nginx: master + worker processes; node:http floor: its one process; cairn: its API process, plus, on S3, the object store's process (s3rver), whose share is the last column.`,
-      "node:http floor: a bare Node.js server answering from memory with the headers of cairn's cached small file (scripts/bench/lib/node-floor.ts): what Node's HTTP stack costs per request before any of cairn's work."
+      "node:http floor: a bare Node.js server answering from memory with the headers of cairn's cached small file (scripts/bench/lib/node-floor.ts): what Node's HTTP stack costs per request before any of cairn's work. A floor for the small mix; in the all mix it answers from memory what cairn streams from its store."
     ]
   }
   const latencyTable: Table = {

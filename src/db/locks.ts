@@ -13,13 +13,13 @@
  * | 3     | `reaper`         | 0                    | transaction, try                       | `cairn_reap` (src/engine/sql/cairn_reap.sql): one reaper at a time (§6) |
  * | 4     | `artifactDigest` | hashtext(sha256)     | transaction, shared / try exclusive    | adopters of stored bytes share it (src/content/artifacts.ts), the orphan cleanup tries it exclusively (src/content/cleanup.ts) (§12) |
  * | 5     | `historyPurge`   | 0                    | session, try                           | the automatic history purge (src/content/lifecycle/auto-purge.ts): one at a time across the cluster (§19) |
- * | 6     | `indexCompaction` | 0                   | session, try                           | the rebuild of sparse indexes (src/db/index-compaction.ts): one compactor at a time across the cluster (§19) |
+ * | 6     | `indexCompaction`| 0                    | session, try                           | the rebuild of sparse indexes (src/db/index-compaction.ts): one compactor at a time across the cluster (§19) |
  *
  * One-key locks `(key bigint)` are a separate space in PostgreSQL (never equal to a two-key lock):
  *
  * | key         | name            | mode    | taken by |
  * |-------------|-----------------|---------|----------|
- * | 7_240_001   | `MIGRATION_LOCK` | session | src/db/migrate.ts: one process migrates at a time (drizzle's migrator takes no lock) |
+ * | 7_240_001   | `MIGRATION_LOCK` | session | src/db/migrate.ts: one process migrates at a time (drizzle's migrator takes no lock); the index compactor tries it shared (src/db/index-compaction.ts) so that no migration's DDL queues behind a rebuild |
  */
 
 /** Classes of two-key advisory locks `(class, key)`. */

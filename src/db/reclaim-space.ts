@@ -18,9 +18,10 @@
  * - Its own connection, outside any transaction (VACUUM and REINDEX CONCURRENTLY refuse to run in
  *   one) and without the pool's statement timeout: a large table takes as long as it takes, and no
  *   pooled connection is held meanwhile.
- * - Best effort: the deletes have committed; a VACUUM or rebuild that fails (a role that does not
- *   own the table gets a warning and nothing done, a lost connection) is logged, never the run's
- *   failure.
+ * - Tables this role does not own (or is not a member of the owner of) are skipped: vacuuming
+ *   and rebuilding them is their owner's business.
+ * - Best effort: the deletes have committed; a VACUUM or rebuild that fails (a lost connection, a
+ *   rebuild that waited too long) is logged, never the run's failure.
  */
 import { Duration, Effect, Redacted } from "effect"
 import pg from "pg"

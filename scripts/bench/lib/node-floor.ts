@@ -37,7 +37,6 @@ const server = createServer((req, res) => {
   })
   res.end(file.body)
 })
-server.keepAliveTimeout = 120_000
 server.listen(0, "127.0.0.1", () => {
   const address = server.address()
   console.log(`listening ${typeof address === "object" && address !== null ? address.port : ""}`)

@@ -6,6 +6,7 @@
  * A run that started on a loaded machine (1-minute load average above the core count) is not a
  * claim either way: its verdict says so, whatever the figure. Medians are over the run's rounds.
  */
+import { durationWindows, windowName } from "./churn-windows.js"
 import type { Machine } from "./report.js"
 import { median, ms, pct, sig } from "./stats.js"
 import type { Table } from "./table.js"
@@ -159,31 +160,33 @@ const sync = (r: any): Array<Target> => {
 
 const churn = (r: any): Array<Target> => {
   const cycles: Array<any> = r.cycles ?? []
+  const reference: number = r.reference ?? 10
   const at = (n: number) => cycles.find((c) => c.cycle === n)
   const last = cycles.at(-1)
-  const c10 = at(10)
-  if (c10 === undefined || last === undefined || last.cycle <= 10) return [{ target: "cycle 100 within 5% of cycle 10 on every measure", result: "fewer than 11 cycles run", met: undefined }]
+  const ref = at(reference)
+  const goal = `cycle ${last?.cycle ?? "N"} within 5% of cycle ${reference} on every measure`
+  if (ref === undefined || last === undefined || last.cycle <= reference) return [{ target: goal, result: `fewer than ${reference + 1} cycles run`, met: undefined }]
   const total = (c: any): number => c.mirrorMs + c.cleanupMs + c.purgeMs
-  const early = cycles.filter((c) => c.cycle >= 6 && c.cycle <= 15)
-  const late = cycles.slice(-10)
+  const windows = durationWindows(cycles, reference)
   const change = (a: number, b: number) => (a === 0 ? (b === 0 ? 0 : Infinity) : (b - a) / a)
-  const rows = Object.keys(c10.rows).map((t) => [t, change(c10.rows[t], last.rows[t] ?? 0)] as const)
+  const rows = Object.keys(ref.rows).map((t) => [t, change(ref.rows[t], last.rows[t] ?? 0)] as const)
   const worstRow = rows.reduce((w, r) => (Math.abs(r[1]) > Math.abs(w[1]) ? r : w), ["-", 0] as const)
-  const measures = [
+  const measures: Array<readonly [string, number]> = [
     [worstRow[1] === 0 ? "rows of every table" : `rows (worst: ${worstRow[0]})`, worstRow[1]],
-    ["stored bytes", change(c10.storedBytes, last.storedBytes)],
-    ["database size", change(c10.databaseBytes, last.databaseBytes)],
-    // One cycle's duration is one noisy sample: a window of ten cycles around each end, by median.
-    [`cycle duration (median of cycles ${early[0]!.cycle}-${early.at(-1)!.cycle} vs ${late[0]!.cycle}-${late.at(-1)!.cycle})`, change(median(early.map(total)), median(late.map(total)))]
-  ] as const
-  const reclaim = median(cycles.filter((c) => c.cycle >= 10).map((c) => c.cleanupMs + c.purgeMs))
+    ["stored bytes", change(ref.storedBytes, last.storedBytes)],
+    ["database size", change(ref.databaseBytes, last.databaseBytes)]
+  ]
+  if (windows !== undefined) {
+    measures.push([`cycle duration (median of cycles ${windowName(windows.early)} vs ${windowName(windows.late)})`, change(median(windows.early.map(total)), median(windows.late.map(total)))])
+  }
+  const reclaim = median(cycles.filter((c) => c.cycle >= reference).map((c) => c.cleanupMs + c.purgeMs))
   return [
     {
-      target: `cycle ${last.cycle} within 5% of cycle 10 on every measure`,
-      result: measures.map(([m, v]) => `${m} ${v >= 0 ? "+" : ""}${pct(v)}`).join(", "),
-      met: measures.every(([, v]) => Math.abs(v) <= 0.05)
+      target: goal,
+      result: measures.map(([m, v]) => `${m} ${v >= 0 ? "+" : ""}${pct(v)}`).join(", ") + (windows === undefined ? "; too few cycles to compare durations" : ""),
+      met: windows === undefined ? undefined : measures.every(([, v]) => Math.abs(v) <= 0.05)
     },
-    { target: "cleanup + purge of a cycle < 2 s (median from cycle 10 on)", result: ms(reclaim), met: reclaim < 2000 }
+    { target: `cleanup + purge of a cycle < 2 s (median from cycle ${reference} on)`, result: ms(reclaim), met: reclaim < 2000 }
   ]
 }
 
