@@ -570,6 +570,13 @@ describe("lifecycle against a model", () => {
     // Two repositories mirroring the same upstream (so they share units and bytes), each keeping
     // one version; one of them distributed. Each round: both sync (one publishes and distributes),
     // a cleanup, a purge and a prune run at once, while requests for every file loop until they end.
+    //
+    // The round's purge may take any graph whose tasks all settled before it started, the round's
+    // own included (a prune's or a cleanup's report holds nothing), which would leave the test
+    // polling a future that no longer exists. So the purge is submitted first, and every other
+    // graph of the round has a `hold` node that waits for the purge's report (taking no worker
+    // slot while it waits): a graph with an unsettled task is no purge's candidate, the holds
+    // settle only after the round's purge has, and the next purge comes once the round is read.
     for (const name of ["race-a", "race-b"]) expect((await c.post("/api/v1/repositories", { name, retain_versions: 1 })).status).toBe(201)
     expect((await c.post("/api/v1/distributions", { name: "race", base_path: "race" })).status).toBe(201)
     let served: Snapshot = new Map()
@@ -579,16 +586,24 @@ describe("lifecycle against a model", () => {
       const snapshot: Snapshot = new Map(files)
       const allowed = [served, snapshot]
       let over = false
+      const purge = (await submit({ purge: { task: "history.purge", params: { older_than_seconds: 0 } } })).nodes.purge!.outputs.report!
+      /** Submits the graph with a hold on the purge, and awaits `output` of `node`, then the hold. */
+      const held = (nodes: Record<string, unknown>, node: string, output: string, what: string) =>
+        submit({ ...nodes, hold: { task: "debug.sleep", params: { inputs: [{ $ref: purge }] } } }).then(async (g) => {
+          const f = await outcome(g.nodes[node]!.outputs[output]!, what)
+          await outcome(g.nodes.hold!.outputs.result!, `${what}: its hold`)
+          return f
+        })
       const work = Promise.all([
-        submit({
+        held({
           sync: syncNode("race-a"),
           publish: { task: "file.publish", params: { version: { $ref: "sync.version" } } },
           serve: { task: "distribution.set", params: { distribution: "race", publication: { $ref: "publish.publication" } } }
-        }).then((g) => outcome(g.nodes.serve!.outputs.distribution!, "race-a sync, publish, distribute")),
-        submit({ sync: syncNode("race-b") }).then((g) => outcome(g.nodes.sync!.outputs.version!, "race-b sync")),
-        submit({ clean: { task: "orphans.cleanup", params: { protection_seconds: 0 } } }).then((g) => outcome(g.nodes.clean!.outputs.report!, "cleanup")),
-        submit({ purge: { task: "history.purge", params: { older_than_seconds: 0 } } }).then((g) => outcome(g.nodes.purge!.outputs.report!, "purge")),
-        submit({ prune: { task: "repository.prune", params: { repository: "race-b", keep: 1 } } }).then((g) => outcome(g.nodes.prune!.outputs.report!, "prune"))
+        }, "serve", "distribution", "race-a sync, publish, distribute"),
+        held({ sync: syncNode("race-b") }, "sync", "version", "race-b sync"),
+        held({ clean: { task: "orphans.cleanup", params: { protection_seconds: 0 } } }, "clean", "report", "cleanup"),
+        outcome(purge, "purge"),
+        held({ prune: { task: "repository.prune", params: { repository: "race-b", keep: 1 } } }, "prune", "report", "prune")
       ]).finally(() => {
         over = true
       })
