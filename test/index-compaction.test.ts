@@ -41,12 +41,12 @@ const invalidIndexes = async () =>
  * leaf page keeps a tenth of its keys (VACUUM frees no page of it). Vacuumed and analyzed, as the
  * compactor finds tables after a cleanup.
  */
-const makeSparse = async (analyze = true) => {
-  await db.query("DROP TABLE IF EXISTS sparse")
-  await db.query("CREATE TABLE sparse (id text PRIMARY KEY, n int NOT NULL) WITH (autovacuum_enabled = false)")
-  await db.query("INSERT INTO sparse SELECT '01J' || lpad(i::text, 23, '0'), i FROM generate_series(1, 20000) i")
-  await db.query("DELETE FROM sparse WHERE n % 10 <> 0")
-  await db.query(analyze ? "VACUUM ANALYZE sparse" : "VACUUM sparse")
+const makeSparse = async (analyze = true, table = "sparse") => {
+  await db.query(`DROP TABLE IF EXISTS ${table}`)
+  await db.query(`CREATE TABLE ${table} (id text PRIMARY KEY, n int NOT NULL) WITH (autovacuum_enabled = false)`)
+  await db.query(`INSERT INTO ${table} SELECT '01J' || lpad(i::text, 23, '0'), i FROM generate_series(1, 20000) i`)
+  await db.query(`DELETE FROM ${table} WHERE n % 10 <> 0`)
+  await db.query(`${analyze ? "VACUUM ANALYZE" : "VACUUM"} ${table}`)
 }
 
 describe("index compaction", () => {
@@ -151,11 +151,7 @@ describe("index compaction", () => {
   })
 
   it("a rebuild that gives up ends the run: what held it up would hold up the next one too", async () => {
-    await db.query("DROP TABLE IF EXISTS sparse2")
-    await db.query("CREATE TABLE sparse2 (LIKE sparse INCLUDING ALL) WITH (autovacuum_enabled = false)")
-    await db.query("INSERT INTO sparse2 SELECT '01J' || lpad(i::text, 23, '0'), i FROM generate_series(1, 20000) i")
-    await db.query("DELETE FROM sparse2 WHERE n % 10 <> 0")
-    await db.query("VACUUM ANALYZE sparse2")
+    await makeSparse(true, "sparse2")
     const old = await connect()
     try {
       await old.query("BEGIN ISOLATION LEVEL REPEATABLE READ")

@@ -173,7 +173,7 @@ const main = async () => {
         : [`cycle duration, median (mean) of cycles ${windowName(windows!.early)} / ${windowName(windows!.late)}`, `${ms(durations.early)} (${ms(durations.earlyMean)})`, `${ms(durations.late)} (${ms(durations.lateMean)})`, growth(durations.early, durations.late), within(durations.early, durations.late) ? "yes" : "no"]
     ],
     notes: [
-      `Flat (every row count, both sizes and the cycles' median duration within 5%): ${flat.every((x) => x) ? "yes" : `no (${flat.filter((x) => !x).length} measures outside)`}.`,
+      `Flat (every row count, both sizes and the cycles' median duration within 5%): ${flat.every((x) => x) ? "yes" : `no (${flat.filter((x) => !x).length} measures outside)`}${durations === undefined ? " (durations not compared: too few cycles)" : ""}.`,
       `Database size from cycle ${ref.cycle} on: ${sig(dbMin / 1e6)} to ${sig(dbMax / 1e6)} MB (${growth(ref.databaseBytes, dbMin)} to ${growth(ref.databaseBytes, dbMax)} of cycle ${ref.cycle}'s).`,
       `Relations that grew most from cycle ${ref.cycle} to ${last.cycle}: ${growers.length === 0 ? "none" : growers.map((g) => `${g.r} +${sig(g.grew / 1e6)} MB`).join(", ")}.`,
       `From cycle ${ref.cycle} on: cleanup + purge p50 ${ms(reclaim.p50)}, max ${ms(reclaim.max)} (target < 2 s); sync -> publish -> distribute p50 ${ms(mirror.p50)}, max ${ms(mirror.max)}.`

@@ -68,8 +68,9 @@ export interface IndexDensity {
  * Sizes: an index tuple is an 8-byte header plus the key, padded to 8 bytes, plus a 4-byte line
  * pointer. A page has 8,152 usable bytes (8 KiB pages; `block_size` scales it), which a build fills
  * to the fill factor (90 by default) on leaves and to 70% on inner pages, and a B-tree has one
- * metapage. Nulls and deduplicated duplicates make a real index smaller than the estimate, which
- * only makes a rebuild less likely.
+ * metapage. A non-unique index without INCLUDE columns keeps a duplicated key once per posting
+ * list, with a 6-byte row pointer per tuple. Nulls make a real index smaller than the estimate,
+ * which only makes a rebuild less likely.
  */
 const DENSITY = `
   WITH ix AS (
@@ -96,7 +97,7 @@ const DENSITY = `
     FROM ix
     CROSS JOIN LATERAL unnest(ix.keys) WITH ORDINALITY AS k(attnum, n)
     JOIN pg_attribute a ON a.attrelid = ix.table_oid AND a.attnum = k.attnum
-    LEFT JOIN pg_stats s ON s.schemaname = current_schema() AND s.tablename = ix.table_name AND s.attname = a.attname
+    LEFT JOIN pg_stats s ON s.schemaname = current_schema() AND s.tablename = ix.table_name AND s.attname = a.attname AND NOT s.inherited
     GROUP BY ix.index_oid
   ), sized AS (
     -- Keys stored: a unique index, or one with INCLUDE columns (never deduplicated), stores every
