@@ -75,16 +75,16 @@ const hostOfPid = (pid: number | null) => (pid === w1.pid ? "w1" : pid === w2.pi
  * The completed execution of a settle statement (cairn_resolve/fail/release) of `task`'s attempt
  * `attempt`, sent from `addr`, in the database's statement log: alone, or as the settle that claims
  * the slot's next task (src/engine/queries/settle.ts, `settleAndClaim`), whose first parameters
- * are the settle's.
+ * are the settle's. Found by its parameters line (which carries the client's address) and the
+ * settle call in the statement above it (a statement may span lines).
  */
 const settleFrom = (log: string, addr: string, task: string, attempt: number) => {
   const lines = log.split("\n")
-  return lines.some((l, i) => {
-    if (!l.includes(`host=${addr} `) || !/duration: .* execute [^:]*: (WITH s AS MATERIALIZED \()?SELECT cairn_notify\(cairn_(resolve|fail|release)\(/.test(l)) return false
-    // Its parameters: the line after the statement's last one (a statement may span lines).
-    const params = lines.slice(i + 1, i + 12).find((p) => p.includes("parameters:")) ?? ""
-    return params.includes(`$1 = '${task}'`) && params.includes(`$3 = '${attempt}'`)
-  })
+  return lines.some((l, i) =>
+    l.includes(`host=${addr} `) && /DETAIL: +parameters:/i.test(l) && l.includes(`$1 = '${task}'`) && l.includes(`$3 = '${attempt}'`) &&
+    lines.slice(Math.max(0, i - 12), i).some((s) => /duration: .* execute /.test(s)) &&
+    lines.slice(Math.max(0, i - 12), i).some((s) => /cairn_notify\(cairn_(resolve|fail|release)\(/.test(s))
+  )
 }
 
 /**
