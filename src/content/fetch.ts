@@ -25,7 +25,7 @@ import { Chunk, Data, Deferred, Duration, Effect, Queue } from "effect"
 import { sql } from "drizzle-orm"
 import { CairnConfig } from "../config/config.js"
 import { Db, type DbError } from "../db/client.js"
-import { adoptStoredForTask } from "./artifacts.js"
+import { adoptStoredForTask, type ParentGone } from "./artifacts.js"
 import { download, DownloadError, type RetryOptions } from "./download.js"
 import { type SlotOwner, takeSlots } from "./slot-locks.js"
 import { ArtifactStorage, type BadDigest, type StorageError } from "./storage.js"
@@ -58,6 +58,11 @@ export interface FetchAllOptions {
   readonly owner: SlotOwner
   /** How to reach the remote (`./remote-access.ts`): its route, timeouts and retries. */
   readonly download: RetryOptions
+  /**
+   * Adopts a batch of stored files; by default for `owner.task` (`adoptStoredForTask`). A download
+   * shard adopts for the sync that spawned it (`adoptStoredForParent`).
+   */
+  readonly adopt?: AdoptBatch | undefined
   /** Called once per file, after its artifact is adopted (owned by the task). */
   readonly onAdopted: (file: StoredFile, artifactId: string) => Effect.Effect<void>
   /**
@@ -67,6 +72,16 @@ export interface FetchAllOptions {
    */
   readonly onMissing?: ((file: RemoteFile) => Effect.Effect<RemoteFile | undefined>) | undefined
 }
+
+/** What an adoption answers: digest -> artifact id, and digests whose bytes were taken away meanwhile. */
+export interface Adoption {
+  readonly adopted: ReadonlyMap<string, string>
+  readonly gone: ReadonlyArray<string>
+}
+
+export type AdoptBatch = (
+  batch: ReadonlyArray<StoredFile>
+) => Effect.Effect<Adoption, DbError | StorageError | BadDigest | ParentGone, Db | ArtifactStorage>
 
 /** The upstream says the file is not there (not a fault a retry could mend). */
 const isMissing = (e: unknown) => e instanceof DownloadError && e.reason === "http" && (e.status === 404 || e.status === 410)
@@ -121,7 +136,8 @@ const fetchFromHost = (host: string, files: ReadonlyArray<RemoteFile>, opts: Fet
     let remaining = todo.length
     if (remaining === 0) return
 
-    const done = yield* Deferred.make<void, FetchFailed | DbError | StorageError | BadDigest>()
+    const done = yield* Deferred.make<void, FetchFailed | DbError | StorageError | BadDigest | ParentGone>()
+    const adopt: AdoptBatch = opts.adopt ?? ((batch) => adoptStoredForTask(batch, opts.owner.task))
     const adoptQueue = yield* Queue.unbounded<StoredFile>()
     const lanes = new Set<Lane>()
     const active = () => {
@@ -130,7 +146,7 @@ const fetchFromHost = (host: string, files: ReadonlyArray<RemoteFile>, opts: Fet
       return k
     }
     /** Run in the background; its failure (or defect) ends the whole fetch. */
-    const background = <R>(eff: Effect.Effect<void, FetchFailed | DbError | StorageError | BadDigest, R>) =>
+    const background = <R>(eff: Effect.Effect<void, FetchFailed | DbError | StorageError | BadDigest | ParentGone, R>) =>
       Effect.forkScoped(eff.pipe(Effect.catchAllCause((c) => Deferred.failCause(done, c))))
     const failed = (file: RemoteFile) => (cause: { readonly _tag: string; readonly message: string }) =>
       new FetchFailed({ relativePath: file.relativePath, cause })
@@ -177,7 +193,7 @@ const fetchFromHost = (host: string, files: ReadonlyArray<RemoteFile>, opts: Fet
 
     const adopter = Effect.forever(Effect.gen(function*() {
       const batch = Chunk.toReadonlyArray(yield* Queue.takeBetween(adoptQueue, 1, ADOPT_BATCH))
-      const { adopted, gone } = yield* adoptStoredForTask(batch, opts.owner.task)
+      const { adopted, gone } = yield* adopt(batch)
       const goneSet = new Set(gone)
       for (const f of batch) {
         const id = adopted.get(f.sha256)
@@ -252,7 +268,7 @@ const fetchFromHost = (host: string, files: ReadonlyArray<RemoteFile>, opts: Fet
       // Adopt what was stored already, so that no bytes stay in the store without a row (best
       // effort: the task fails anyway, and its artifacts are orphans once it settles).
       const left = Chunk.toReadonlyArray(yield* Queue.takeAll(adoptQueue))
-      if (left.length > 0) yield* adoptStoredForTask(left, opts.owner.task).pipe(Effect.ignore)
+      if (left.length > 0) yield* adopt(left).pipe(Effect.ignore)
     }
     return yield* exit
   }))
