@@ -264,7 +264,7 @@ export const cairnConfig: Config.Config<CairnConfigShape> = Config.all({
   syncShards: positiveInt("CAIRN_SYNC_SHARDS", 0).pipe(
     Config.validate({ message: "CAIRN_SYNC_SHARDS must be from 0 to 1000", validation: (n) => n <= 1000 })
   ),
-  syncShardMinFiles: positiveInt("CAIRN_SYNC_SHARD_MIN_FILES", 1000).pipe(
+  syncShardMinFiles: positiveInt("CAIRN_SYNC_SHARD_MIN_FILES", 250).pipe(
     Config.validate({ message: "CAIRN_SYNC_SHARD_MIN_FILES must be at least 1", validation: (n) => n >= 1 })
   ),
   orphanProtection: positiveInt("CAIRN_ORPHAN_PROTECTION_SECONDS", 86_400).pipe(Config.map(Duration.seconds)),

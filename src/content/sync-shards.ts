@@ -108,6 +108,7 @@ export const downloadShard = defineKind({
 export const shardCount = (files: ReadonlyArray<ShardFile>) =>
   Effect.gen(function*() {
     const config = yield* CairnConfig
+    if (files.length < 2 * config.syncShardMinFiles) return 1
     let wanted = config.syncShards
     if (wanted === 0) {
       const db = yield* Db
