@@ -115,6 +115,42 @@ describe("download shards", () => {
       upstream.faults.clear()
     }
   })
+
+  it("a shard whose sync no longer runs that attempt writes no ownership and fails parent_gone", async () => {
+    const url = await createTestDatabase()
+    const out = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const db = yield* Db
+      yield* runWorker({ slots: 1 })
+      yield* createNamed("remote", "up-gone", { url: upstream.url, policy: "immediate", download_concurrency: 2 })
+      const [remote] = yield* db.rows<{ revision_id: string }>(sql`SELECT revision_id FROM names WHERE kind = 'remote' AND name = 'up-gone'`)
+      const settledTask = (id: string) =>
+        Effect.gen(function*() {
+          for (;;) {
+            const [t] = yield* db.rows<{ state: string; error: { code: string } | null }>(sql`SELECT state, error FROM tasks WHERE id = ${id}`)
+            if (t && ["succeeded", "failed", "canceled"].includes(t.state)) return t
+            yield* Effect.sleep(Duration.millis(20))
+          }
+        })
+      // The "sync": a task that has settled already.
+      const parent = (yield* submitGraph({ nodes: { p: { task: "debug.sleep" } } })).nodes.p!.task
+      yield* settledTask(parent)
+      const shardFiles = paths.slice(0, 3).map((p) => [upstream.sha256(p), files[p]!.length, [[p, upstream.fileUrl(p)]]])
+      const g = yield* submitGraph({
+        nodes: {
+          s: {
+            task: "content.download-shard",
+            params: { parent, parent_attempt: 1, remote_revision: remote!.revision_id, skip_missing: false, files: shardFiles }
+          }
+        }
+      })
+      const shard = yield* settledTask(g.nodes.s!.task)
+      const [owned] = yield* db.rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM task_artifacts`)
+      return { owned: owned!.n, shard }
+    })).pipe(Effect.provide(engineLayer(url))) as Effect.Effect<{ owned: number; shard: { state: string; error: { code: string } | null } }, unknown, never>)
+    expect(out.shard.state).toBe("failed")
+    expect(out.shard.error?.code).toBe("parent_gone")
+    expect(out.owned).toBe(0)
+  })
 })
 
 describe("download shards across worker processes", () => {
