@@ -91,8 +91,13 @@ const retried = defineKind({
         return yield* new TaskFailure({ code: "try_again", message: "first attempt" })
       }
       const g = yield* ctx.spawn({ nodes: { d: { task: "test.double", params: { n: 21 } } } })
+      // By now (the spawn returned) attempt 1's children are canceled, or asked to stop if running.
+      const db = yield* Db
+      const earlier = yield* db.rows<{ stopped: boolean }>(sql`
+        SELECT t.state = 'canceled' OR t.cancel_requested AS stopped FROM graphs g JOIN tasks t ON t.graph_id = g.id
+        WHERE g.parent_task = ${ctx.taskId} AND g.parent_attempt < ${ctx.attempt}`).pipe(Effect.orDie)
       const [v] = yield* ctx.awaitFutures([g.nodes.d!.outputs.out!])
-      return { out: v }
+      return { out: { value: v, earlierStopped: earlier.map((e) => e.stopped) } }
     })
 })
 
@@ -209,7 +214,7 @@ describe("child tasks", () => {
       return { earlier, parent, value: yield* valueOf(g.nodes.r!.outputs.out!) }
     }))
     expect(parent.state).toBe("succeeded")
-    expect(value).toBe(42)
+    expect(value).toEqual({ value: 42, earlierStopped: [true] })
     expect(earlier.state).toBe("canceled")
   })
 
