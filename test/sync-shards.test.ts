@@ -174,6 +174,11 @@ describe("download shards across worker processes", () => {
     for (const p of paths) upstream.faults.delay(p, 150)
     try {
       workers.push(startWorker(dbUrl, env), startWorker(dbUrl, env))
+      // Both registered before the sync starts, so that shards can run on the one without the sync.
+      await until("two registered workers", async () => {
+        const r = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM workers")
+        return r.rows[0]!.n === 2
+      }, 120_000)
       expect((await c.post("/api/v1/remotes", { name: "up", url: upstream.url, policy: "immediate", download_concurrency: 2 })).status).toBe(201)
       expect((await c.post("/api/v1/repositories", { name: "r" })).status).toBe(201)
       const submitted = await c.post("/api/v1/graphs", { nodes: { s: { task: "file.sync", params: { repository: "r", remote: "up" } } } })
