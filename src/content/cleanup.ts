@@ -30,9 +30,10 @@
  *
  * What it costs (bench:gc): each table is read once per run, in id order beside its owners (merge
  * anti-joins bounded by the page, see below); most of the time goes to the deletes themselves (the
- * foreign-key checks of every deleted row) and to the artifacts' bytes (a tombstone written before
- * the transaction, the bytes and the tombstone deleted after it), FILE_CONCURRENCY at a time and,
- * for the deletes, while the next batch runs.
+ * foreign-key checks of every deleted row: one index probe per key, the keys being ON DELETE
+ * RESTRICT, src/db/content-schema.ts) and to the artifacts' bytes (a tombstone written before the
+ * transaction, the bytes and the tombstone deleted after it), FILE_CONCURRENCY at a time. Artifact
+ * batches overlap so that the store and the database work at once (see the run below).
  *
  * At the end, the run vacuums cairn's tables and rebuilds the indexes left sparse
  * (src/db/reclaim-space.ts), so the space of what it deleted is reused by the next syncs instead
