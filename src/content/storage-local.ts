@@ -85,6 +85,15 @@ export const toStorageError = (cause: unknown, doing?: string): StorageError => 
 const io = <A>(doing: string, f: () => Promise<A>): Effect.Effect<A, StorageError> =>
   Effect.tryPromise({ try: f, catch: (e) => toStorageError(e, doing) })
 
+/** `f`, its failure a StorageError saying what was being done (for several calls in one `io`). */
+const named = async <A>(doing: string, f: () => Promise<A>): Promise<A> => {
+  try {
+    return await f()
+  } catch (e) {
+    throw toStorageError(e, doing)
+  }
+}
+
 const describe = (st: fs.Stats) =>
   st.isSymbolicLink()
     ? "a symbolic link"
@@ -250,45 +259,44 @@ export const makeLocalArtifactStorage = (rootArg: string): Effect.Effect<Artifac
      * without hard links we fall back to check-then-rename, where two simultaneous uploads of the
      * same bytes may both answer `created` (harmlessly: the bytes are identical).
      */
-    const place = (tempName: string, sha: string, size: number) =>
-      io("storing the artifact", async (): Promise<"created" | "existing" | "repaired"> => {
-        const { d1, d2, file } = dirsOf(sha)
-        // Checked every time (no cache of "known good" directories): a symlink planted in the store
-        // must never be followed, so the window between check and use stays as short as it can be.
-        await ensureDir(root, d1)
-        await ensureDir(d1, d2)
+    const place = async (tempName: string, sha: string, size: number): Promise<"created" | "existing" | "repaired"> => {
+      const { d1, d2, file } = dirsOf(sha)
+      // Checked every time (no cache of "known good" directories): a symlink planted in the store
+      // must never be followed, so the window between check and use stays as short as it can be.
+      await ensureDir(root, d1)
+      await ensureDir(d1, d2)
 
-        const existing = async (): Promise<"existing" | "repaired" | undefined> => {
-          const st = lstatOrUndefined(file)
-          if (st === undefined) return undefined
-          if (!st.isFile()) throw damaged(file, st, "regular file")
-          if (st.size === size) return "existing"
-          // A file of the wrong size under this digest was damaged (or put there by hand); the
-          // bytes we hold are verified, so they replace it, atomically.
-          await fsp.rename(tempName, file)
-          return "repaired"
-        }
-
-        for (let attempt = 0; attempt < 3; attempt++) {
-          try {
-            await fsp.link(tempName, file)
-            return "created"
-          } catch (e) {
-            const code = codeOf(e)
-            if (code === "EEXIST") {
-              const r = await existing()
-              if (r !== undefined) return r
-              continue // removed between our link and our look: try again
-            }
-            if (code === "EPERM" || code === "ENOTSUP" || code === "EOPNOTSUPP" || code === "EMLINK") break
-            throw e
-          }
-        }
-        const r = await existing()
-        if (r !== undefined) return r
+      const existing = async (): Promise<"existing" | "repaired" | undefined> => {
+        const st = lstatOrUndefined(file)
+        if (st === undefined) return undefined
+        if (!st.isFile()) throw damaged(file, st, "regular file")
+        if (st.size === size) return "existing"
+        // A file of the wrong size under this digest was damaged (or put there by hand); the
+        // bytes we hold are verified, so they replace it, atomically.
         await fsp.rename(tempName, file)
-        return "created"
-      })
+        return "repaired"
+      }
+
+      for (let attempt = 0; attempt < 3; attempt++) {
+        try {
+          await fsp.link(tempName, file)
+          return "created"
+        } catch (e) {
+          const code = codeOf(e)
+          if (code === "EEXIST") {
+            const r = await existing()
+            if (r !== undefined) return r
+            continue // removed between our link and our look: try again
+          }
+          if (code === "EPERM" || code === "ENOTSUP" || code === "EOPNOTSUPP" || code === "EMLINK") break
+          throw e
+        }
+      }
+      const r = await existing()
+      if (r !== undefined) return r
+      await fsp.rename(tempName, file)
+      return "created"
+    }
 
     // Temp names: unique per store instance and upload, without asking for random bytes per file.
     const tempBase = join(tmp, `${TEMP_PREFIX}${randomBytes(9).toString("hex")}-`)
@@ -310,12 +318,14 @@ export const makeLocalArtifactStorage = (rootArg: string): Effect.Effect<Artifac
                 expected,
                 (chunk) => io("writing a temporary file", () => writeAll(temp.fd, chunk))
               )
-              // The bytes are durable before any name points at them.
-              yield* io("flushing a temporary file", () => fsyncFd(temp.fd))
-              temp.closed = true
-              yield* io("closing a temporary file", () => closeFd(temp.fd))
-
-              const outcome = yield* place(temp.name, sha256, size)
+              // One step (one fiber suspension per file, not three), each call named in its error.
+              const outcome = yield* io("storing the artifact", async () => {
+                // The bytes are durable before any name points at them.
+                await named("flushing a temporary file", () => fsyncFd(temp.fd))
+                temp.closed = true
+                await named("closing a temporary file", () => closeFd(temp.fd))
+                return place(temp.name, sha256, size)
+              })
               if (outcome === "repaired") {
                 yield* Effect.logWarning(`artifact store: replaced a damaged copy of ${sha256} (wrong size)`)
               }
