@@ -12,13 +12,14 @@
  * atomic; "tmp" cannot collide with a fan-out directory because it is not hex.
  *
  * Crash safety: an upload is written to a temp file and fsynced, then hard-linked (or renamed)
- * to its final name, so a name only ever points at complete, durable bytes: after a crash an artifact is either
- * complete at its final name or absent. The name itself is durable once its directory is fsynced:
- * `put` does that at once, `stage` leaves it to the `persist` of the caller's batch, which runs
- * before anything commits a row for those names (a name that a crash takes away was referenced by
- * nothing). A fan-out directory is made durable (its parent fsynced) when it is made. A temp file
- * may survive a crash and is removed by the next `sweep` (at start, and by every orphan cleanup)
- * once it is an hour old (an upload in progress keeps touching its mtime).
+ * to its final name, so a name only ever points at complete, durable bytes: after a crash an
+ * artifact is either complete at its final name or absent. The name itself is durable once its
+ * directory is fsynced: `put` does that at once, `stage` leaves it to the `persist` of the
+ * caller's batch, which runs before anything commits a row for those names (a name that a crash
+ * takes away was referenced by nothing). A fan-out directory is made durable (its parent fsynced)
+ * when it is made. A temp file may survive a crash and is removed by the next `sweep` (at start,
+ * and by every orphan cleanup) once it is an hour old (an upload in progress keeps touching its
+ * mtime).
  *
  * Metadata calls (lstat of the fan-out directories and of an artifact, mkdir of a fan-out
  * directory) are synchronous: on a local filesystem they answer from the dentry cache in
@@ -106,7 +107,7 @@ const describe = (st: fs.Stats) =>
 const damaged = (p: string, st: fs.Stats, wanted: "directory" | "regular file") =>
   new StorageError({ message: `the artifact store is damaged: ${p} is ${describe(st)}, expected a ${wanted}` })
 
-/** Synchronous: see "Metadata lookups" in the header. */
+/** Synchronous: see "Metadata calls" in the header. */
 const lstatOrUndefined = (p: string): fs.Stats | undefined => fs.lstatSync(p, { throwIfNoEntry: false })
 
 /*
