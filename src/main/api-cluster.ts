@@ -112,7 +112,7 @@ export const ApiClusterLive = Layer.scopedDiscard(
     yield* Effect.addFinalizer(() => Effect.sync(stopGathers))
 
     for (let i = 0; i < config.apiProcesses; i++) fork()
-    const url = yield* Deferred.await(started).pipe(Effect.orDie)
+    const url = yield* Deferred.await(started)
     console.log(`cairn listening on ${url}`)
     yield* Effect.logInfo(`${config.apiProcesses} API processes listening`).pipe(
       Effect.annotateLogs({ pids: [...children].map((c) => c.process.pid).join(",") })
