@@ -10,8 +10,8 @@
  * (like `CAIRN_WORKERS=0` processes of a cluster), each with its own pool, session (LISTEN), route
  * table and small-file cache; every cross-request rule they apply is kept in the database.
  *
- * - Start: the start-up line is printed once every API process listens; one that exits before it
- *   listens fails the start (its own log says why), so a bad port is not retried for ever.
+ * - Start: the start-up line is printed once every API process listens; one that exits before that
+ *   fails the start (its own log says why), so a bad port is not retried for ever.
  * - A process that exits later is logged and replaced, at once the first time, then after a delay
  *   that doubles (up to 10 s) while replacements keep exiting within 10 s of their start.
  * - SIGTERM/SIGINT (the primary's scope closing): every API process gets SIGTERM and drains as a
@@ -58,6 +58,8 @@ export const ApiClusterLive = Layer.scopedDiscard(
     const children = new Set<Worker>()
     const started = yield* Deferred.make<string, Error>()
     let listening = 0
+    /** Every API process has listened once: from then on, one that exits is replaced. */
+    let up = false
     let stopping = false
     let allGone: (() => void) | undefined
     let restartDelay = FIRST_RESTART_MS
@@ -73,7 +75,10 @@ export const ApiClusterLive = Layer.scopedDiscard(
         if (m?.type !== "cairn:listening" || listened) return
         listened = true
         listening += 1
-        if (listening === config.apiProcesses) Deferred.unsafeDone(started, Exit.succeed(m.url))
+        if (listening === config.apiProcesses && !up) {
+          up = true
+          Deferred.unsafeDone(started, Exit.succeed(m.url))
+        }
         if (replacing !== undefined) log(Effect.logInfo(`API process ${child.process.pid} listening, replacing ${replacing}`))
       })
       child.once("exit", (code, signal) => {
@@ -83,11 +88,11 @@ export const ApiClusterLive = Layer.scopedDiscard(
           return
         }
         const how = describeExit(code, signal)
-        if (!listened) {
+        if (!up) {
           Deferred.unsafeDone(started, Exit.fail(new Error(`API process ${child.process.pid} exited (${how}) before it listened: its log above says why`)))
           return
         }
-        listening -= 1
+        if (listened) listening -= 1
         restartDelay = Date.now() - bornAt >= STABLE_MS ? FIRST_RESTART_MS : restartDelay
         log(Effect.logError(`API process ${child.process.pid} exited (${how}); starting another in ${restartDelay} ms`))
         const timer = setTimeout(() => {
