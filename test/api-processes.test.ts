@@ -106,14 +106,19 @@ const connect = async (s: Server, pids: ReadonlyArray<number>): Promise<Pinned> 
   return { pid, get: (path) => getOn(agent, s.url, path), close: () => agent.destroy() }
 }
 
-/** Connections until one lands on each of `pids` (the primary hands connections out in turn). */
+/**
+ * Connections until one lands on each of `pids`. Each API process accepts from the shared socket
+ * (the kernel picks which): connections are opened 8 at a time and held, so that a process busy
+ * accepting leaves the next ones to the others.
+ */
 const connectToEach = async (s: Server, pids: ReadonlyArray<number>): Promise<Map<number, Pinned>> => {
   const pinned = new Map<number, Pinned>()
   const spare: Array<Pinned> = []
-  for (let i = 0; i < 20 * pids.length && pinned.size < pids.length; i++) {
-    const c = await connect(s, pids)
-    if (pinned.has(c.pid)) spare.push(c)
-    else pinned.set(c.pid, c)
+  for (let batch = 0; batch < 20 && pinned.size < pids.length; batch++) {
+    for (const c of await Promise.all(Array.from({ length: 8 }, () => connect(s, pids)))) {
+      if (pinned.has(c.pid)) spare.push(c)
+      else pinned.set(c.pid, c)
+    }
   }
   for (const c of spare) c.close()
   expect([...pinned.keys()].sort()).toEqual([...pids].sort())

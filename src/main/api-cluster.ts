@@ -4,9 +4,9 @@
  *
  * The primary (the process `npm start` or `cairn serve` started) starts or joins the database and
  * migrates it before forking, runs the worker slots, the scheduler and the history purge itself,
- * and owns the listening socket: node:cluster hands each new connection to an API process in turn
- * (its round-robin policy on Linux; Node 20 has no SO_REUSEPORT), so a connection's requests are
- * all answered by one process. API processes run the API and the content app and nothing else
+ * and opens the listening socket, which node:cluster shares with the API processes (Node 20 has no
+ * SO_REUSEPORT): each accepts connections from it directly (SCHED_NONE, see below), so the primary
+ * is in the path of no request, and a connection's requests are all answered by one process. API processes run the API and the content app and nothing else
  * (like `CAIRN_WORKERS=0` processes of a cluster), each with its own pool, session (LISTEN), route
  * table and small-file cache; every cross-request rule they apply is kept in the database.
  *
@@ -18,8 +18,7 @@
  *   single process would (long-polls answered, idle connections closed, busy ones finished); the
  *   primary waits for all of them before its workers drain and its database closes.
  * - The primary killed (SIGKILL): its IPC channel closes, and node:cluster ends each API process at
- *   once (process.exit on 'disconnect'); the listening socket was the primary's, so nothing can be
- *   left serving.
+ *   once (process.exit on 'disconnect'), so nothing is left serving.
  */
 import cluster, { type Worker } from "node:cluster"
 import { Deferred, Effect, Exit, Layer, Runtime } from "effect"
@@ -116,6 +115,12 @@ export const ApiClusterLive = Layer.scopedDiscard(
     const stopGathers = serveMetricsGathers(() => children)
     yield* Effect.addFinalizer(() => Effect.sync(stopGathers))
 
+    // Every API process accepts from the one listening socket itself (the kernel picks which):
+    // node:cluster's default on Linux, round-robin, has the primary accept each connection and hand
+    // it over IPC, waiting for the API process's answer before the next, which put this process
+    // (and its worker slots' load) in the path of every new connection: a loaded machine took
+    // seconds to hand out a load generator's 256 connections.
+    cluster.schedulingPolicy = cluster.SCHED_NONE
     for (let i = 0; i < config.apiProcesses; i++) fork()
     const url = yield* Deferred.await(started)
     console.log(`cairn listening on ${url}`)
