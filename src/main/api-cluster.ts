@@ -6,9 +6,10 @@
  * migrates it before forking, runs the worker slots, the scheduler and the history purge itself,
  * and opens the listening socket, which node:cluster shares with the API processes (Node 20 has no
  * SO_REUSEPORT): each accepts connections from it directly (SCHED_NONE, see below), so the primary
- * is in the path of no request, and a connection's requests are all answered by one process. API processes run the API and the content app and nothing else
- * (like `CAIRN_WORKERS=0` processes of a cluster), each with its own pool, session (LISTEN), route
- * table and small-file cache; every cross-request rule they apply is kept in the database.
+ * is in the path of no request, and a connection's requests are all answered by one process. API
+ * processes run the API and the content app and nothing else (like `CAIRN_WORKERS=0` processes of
+ * a cluster), each with its own pool, session (LISTEN), route table and small-file cache; every
+ * cross-request rule they apply is kept in the database.
  *
  * - Start: the start-up line is printed once every API process listens; one that exits before that
  *   fails the start (its own log says why), so a bad port is not retried for ever.
@@ -56,6 +57,7 @@ export const ApiClusterLive = Layer.scopedDiscard(
 
     const children = new Set<Worker>()
     const started = yield* Deferred.make<string, Error>()
+    /** API processes of the first start that listen. */
     let listening = 0
     /** Every API process has listened once: from then on, one that exits is replaced. */
     let up = false
@@ -91,7 +93,6 @@ export const ApiClusterLive = Layer.scopedDiscard(
           Deferred.unsafeDone(started, Exit.fail(new Error(`API process ${child.process.pid} exited (${how}) before it listened: its log above says why`)))
           return
         }
-        if (listened) listening -= 1
         restartDelay = Date.now() - bornAt >= STABLE_MS ? FIRST_RESTART_MS : restartDelay
         log(Effect.logError(`API process ${child.process.pid} exited (${how}); starting another in ${restartDelay} ms`))
         const timer = setTimeout(() => {
