@@ -15,11 +15,15 @@
  * file) down to a fair share, floor(N / (holders + waiters)), at least one; when nobody waits and
  * it holds fewer than it could use, it takes more. So a long sync does not starve a short one.
  *
- * Adoption. A stored file is queued for adoption; one fiber adopts whatever has queued up in one
- * transaction (`adoptStoredForTask`: rows, `task_artifacts`, the digest protocol), so rows cost a
- * few statements per batch, not per file. Until then the bytes are stored but not yet referenced
- * by any row, which is harmless: only rows make an artifact visible. A digest whose bytes an orphan
- * cleanup took away between store and adoption is downloaded again (at most three times).
+ * Adoption. A lane stages each file (`ArtifactStorage.stage`: stored and verified, its name not
+ * yet durable) and queues it for adoption; one fiber takes whatever has queued up, makes the whole
+ * batch durable with one `persist` (on disk: each directory fsynced once, instead of once per
+ * file on the lane), and only then adopts it in one transaction (`adoptStoredForTask`: rows,
+ * `task_artifacts`, the digest protocol), so no row is ever committed for bytes a crash could
+ * still take away, and rows cost a few statements per batch, not per file. Until then the bytes
+ * are stored but not yet referenced by any row, which is harmless: only rows make an artifact
+ * visible. A digest whose bytes an orphan cleanup took away between store and adoption is
+ * downloaded again (at most three times).
  */
 import { Chunk, Data, Deferred, Duration, Effect, Queue } from "effect"
 import { sql } from "drizzle-orm"
@@ -137,7 +141,6 @@ const fetchFromHost = (host: string, files: ReadonlyArray<RemoteFile>, opts: Fet
     if (remaining === 0) return
 
     const done = yield* Deferred.make<void, FetchFailed | DbError | StorageError | BadDigest | ParentGone>()
-    const adopt: AdoptBatch = opts.adopt ?? ((batch) => adoptStoredForTask(batch, opts.owner.task))
     const adoptQueue = yield* Queue.unbounded<StoredFile>()
     const lanes = new Set<Lane>()
     const active = () => {
@@ -152,7 +155,7 @@ const fetchFromHost = (host: string, files: ReadonlyArray<RemoteFile>, opts: Fet
       new FetchFailed({ relativePath: file.relativePath, cause })
 
     const storeOne = (file: RemoteFile) =>
-      download(file.url, file, (body) => storage.put(body, { sha256: file.sha256, size: file.size }), {
+      download(file.url, file, (body) => storage.stage(body, { sha256: file.sha256, size: file.size }), {
         ...opts.download,
         relativePath: file.relativePath
       }).pipe(
@@ -190,6 +193,10 @@ const fetchFromHost = (host: string, files: ReadonlyArray<RemoteFile>, opts: Fet
         return release([slot])
       })))
     }
+
+    /** The durability the batch's rows will rest on, then the rows (for the task, or as `opts.adopt` says). */
+    const adoptRows: AdoptBatch = opts.adopt ?? ((batch) => adoptStoredForTask(batch, opts.owner.task))
+    const adopt = (batch: ReadonlyArray<StoredFile>) => Effect.zipRight(storage.persist(batch.map((f) => f.sha256)), adoptRows(batch))
 
     const adopter = Effect.forever(Effect.gen(function*() {
       const batch = Chunk.toReadonlyArray(yield* Queue.takeBetween(adoptQueue, 1, ADOPT_BATCH))
