@@ -139,7 +139,7 @@ describe("download shards", () => {
         nodes: {
           s: {
             task: "content.download-shard",
-            params: { parent, parent_attempt: 1, remote_revision: remote!.revision_id, skip_missing: false, files: shardFiles }
+            params: { parent, parent_attempt: 1, remote_revision: remote!.revision_id, concurrency: 2, skip_missing: false, files: shardFiles }
           }
         }
       })

@@ -121,7 +121,7 @@ export const syncEntries = <D>(
       const shardFiles = [...wanted].map(([sha, list]) => [sha, sizes.get(sha) ?? null, list.map((e) => [e.relative_path, e.url] as const)] as const)
       const shards = yield* shardCount(shardFiles)
       if (shards > 1) {
-        const got = yield* downloadInShards(ctx, { revision: p.remote.revision, skipMissing: p.skip_missing === true }, shardFiles, shards)
+        const got = yield* downloadInShards(ctx, { revision: p.remote.revision, skipMissing: p.skip_missing === true, downloadConcurrency: remote.downloadConcurrency }, shardFiles, shards)
         for (const [sha, a] of got.adopted) {
           stored.set(sha, a.id)
           sizes.set(sha, a.size)

@@ -5,9 +5,10 @@
  *
  * The sync (the parent) splits the digests it must download into `content.download-shard` tasks
  * of one child graph and awaits them, lending its slot. Each shard downloads and stores its files
- * like an in-process sync (./fetch.ts: the same host download slots, cluster-wide, and its own
- * `download_concurrency` lanes) and adopts them *for the parent* (`adoptStoredForParent`): from
- * its adoption until the parent's commit an artifact is owned by the parent's `task_artifacts`
+ * like an in-process sync (./fetch.ts: the same host download slots, cluster-wide, and an equal
+ * share of the remote's `download_concurrency` as its lanes) and adopts them *for the parent*
+ * (`adoptStoredForParent`): from its adoption until the parent's commit an artifact is owned by
+ * the parent's `task_artifacts`
  * rows, so no orphan cleanup can take it in between, whether the shard has settled or not; the
  * parent's settle hook releases them, as its own. Ownership rows are written only while the
  * parent still runs the attempt that spawned the shard: a shard of a parent that settled, or was
@@ -48,6 +49,8 @@ const ShardParams = Schema.Struct({
   parent: Schema.String,
   parent_attempt: Schema.Int,
   remote_revision: Schema.String,
+  /** Downloads at once for this shard: its share of the remote's download_concurrency. */
+  concurrency: Schema.Int.pipe(Schema.between(1, 64)),
   skip_missing: Schema.Boolean,
   files: Schema.Array(ShardFile)
 })
@@ -88,7 +91,7 @@ export const downloadShard = defineKind({
       let done = total - todo.length
       yield* ctx.progress({ done, total, unit: "files" })
       yield* fetchAll(todo.map((f) => fileOf(f, 0)!), {
-        concurrency: remote.downloadConcurrency,
+        concurrency: p.concurrency,
         owner: { task: ctx.taskId, worker: ctx.workerId },
         download: remote.options,
         adopt: (batch) => adoptStoredForParent(batch, parent),
@@ -128,7 +131,7 @@ export const shardCount = (files: ReadonlyArray<ShardFile>) =>
  */
 export const downloadInShards = (
   ctx: TaskContext,
-  remote: { readonly revision: string; readonly skipMissing: boolean },
+  remote: { readonly revision: string; readonly skipMissing: boolean; readonly downloadConcurrency: number },
   files: ReadonlyArray<ShardFile>,
   shards: number
 ) =>
@@ -142,7 +145,16 @@ export const downloadInShards = (
         task: DOWNLOAD_SHARD,
         // One retry: a shard whose worker died resumes where its adoptions stopped.
         max_attempts: 2,
-        params: { parent: ctx.taskId, parent_attempt: ctx.attempt, remote_revision: remote.revision, skip_missing: remote.skipMissing, files: list }
+        params: {
+          parent: ctx.taskId,
+          parent_attempt: ctx.attempt,
+          remote_revision: remote.revision,
+          // The sync's parallelism, shared: a shard taking all of it would leave the others waiting
+          // for the host slots' fair share (./fetch.ts) for up to a second.
+          concurrency: Math.max(1, Math.ceil(remote.downloadConcurrency / shards)),
+          skip_missing: remote.skipMissing,
+          files: list
+        }
       }
     })
     const graph = yield* ctx.spawn({ label: `download shards of task ${ctx.taskId}`, nodes })
