@@ -47,7 +47,7 @@ export const makeProducer = (running: RunningTasks) =>
             for (const t of claimed) yield* start(t, workerId)
             if (claimed.length === free) continue
           }
-          yield* Queue.take(kick).pipe(Effect.timeout(config.pollInterval), Effect.ignore)
+          yield* Queue.take(kick)
         }
       })
 
@@ -76,13 +76,19 @@ export const makeProducer = (running: RunningTasks) =>
       )
 
     /**
+     * The safety-net poll: a wake-up every poll interval, from a fiber of its own. (A timeout on
+     * the claim loop's wait would put a race of two fibers between every wake-up and its claim.)
+     */
+    const poll = Effect.forever(Effect.zipRight(Effect.sleep(config.pollInterval), wake))
+
+    /**
      * Claims for the worker generation `workerId` until interrupted. Its wake-up callback and its
      * own channel are in place first; the first claim covers whatever was sent before.
      */
     const run = (workerId: string, start: (task: ClaimedTask, workerId: string) => Effect.Effect<void>) =>
       Effect.zipRight(
         Effect.zipRight(wakeOnReady(workerId), session.listen(workerChannel(workerId))),
-        Effect.all([claimLoop(workerId, start), forwardCancels(workerId)], { concurrency: "unbounded", discard: true })
+        Effect.all([claimLoop(workerId, start), forwardCancels(workerId), poll], { concurrency: "unbounded", discard: true })
       )
 
     return { wake, run }
