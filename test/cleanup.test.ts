@@ -99,11 +99,14 @@ const rowExists = (table: "artifacts" | "content_units", id: string) =>
 
 /**
  * A table of references the ownership checks know nothing about: each row stands for a reference
- * they could not see yet (committed after their snapshot). Only the foreign key catches it.
+ * they could not see yet (committed after their snapshot). Only the foreign key catches it;
+ * declared like the real owners' keys (ON DELETE RESTRICT, src/db/content-schema.ts), so it
+ * refuses with the same SQLSTATE.
  */
 const createRaceRefs = Effect.flatMap(Db, (db) =>
   db.rows(sql`CREATE TABLE race_refs (
-    content_id text REFERENCES content_units (id), artifact_id text REFERENCES artifacts (id))`))
+    content_id text REFERENCES content_units (id) ON DELETE RESTRICT,
+    artifact_id text REFERENCES artifacts (id) ON DELETE RESTRICT)`))
 
 /** Row and bytes both there (true), both gone (false); anything else fails the test. */
 const artifactKept = (a: Art) =>

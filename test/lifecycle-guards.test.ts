@@ -2,9 +2,10 @@
  * The database refuses to delete what is still held, whatever the code does (DESIGN.md §19 "Why
  * the database refuses to lose held rows"). For every kind of holder: a row held by that holder
  * alone is made directly in SQL; deleting it is refused (SQLSTATE 23503, a foreign key or a guard
- * trigger raising the same code; CA001 for unsettled work); then, in the same transaction, the
- * holder lets go and the same DELETE succeeds, which shows that this holder, and nothing else,
- * was what kept it. Every attempt is rolled back.
+ * trigger raising the same code; 23001 for the RESTRICT keys to units and artifacts; CA001 for
+ * unsettled work); then, in the same transaction, the holder lets go and the same DELETE
+ * succeeds, which shows that this holder, and nothing else, was what kept it. Every attempt is
+ * rolled back.
  */
 import { Effect } from "effect"
 import pg from "pg"
@@ -34,6 +35,9 @@ const q = (text: string, params: Array<unknown> = []) => db.query(text, params)
  * `del` is refused with `code` while the holder holds; after `release` (in the same transaction)
  * it deletes exactly one row. Rolled back either way.
  */
+/** What a foreign key declared ON DELETE RESTRICT refuses with (those to units and artifacts). */
+const RESTRICT = "23001"
+
 const heldUntil = async (del: string, release: string, code = "23503") => {
   await q("BEGIN")
   try {
@@ -177,8 +181,8 @@ describe("the database refuses to delete what is held", () => {
     await q("INSERT INTO repository_content (repository_id, content_id, added_in, removed_in) VALUES ($1, $2, 7, 8)", [r.id, member])
     const used = await unit()
     await taskHold(open.nodes.b!.task, "content_id", used)
-    await heldUntil(`DELETE FROM content_units WHERE id = '${member}'`, `DELETE FROM repository_content WHERE content_id = '${member}'`)
-    await heldUntil(`DELETE FROM content_units WHERE id = '${used}'`, `DELETE FROM task_holds WHERE content_id = '${used}'`)
+    await heldUntil(`DELETE FROM content_units WHERE id = '${member}'`, `DELETE FROM repository_content WHERE content_id = '${member}'`, RESTRICT)
+    await heldUntil(`DELETE FROM content_units WHERE id = '${used}'`, `DELETE FROM task_holds WHERE content_id = '${used}'`, RESTRICT)
   })
 
   it("artifacts: by a unit, a publication's manifest, an upload, a task using it, a task holding it", async () => {
@@ -196,11 +200,11 @@ describe("the database refuses to delete what is held", () => {
     await q("INSERT INTO task_artifacts (task_id, artifact_id) VALUES ($1, $2)", [task, using])
     const holding = await artifact()
     await taskHold(task, "artifact_id", holding)
-    await heldUntil(`DELETE FROM artifacts WHERE id = '${linked}'`, `DELETE FROM content_artifacts WHERE content_id = '${u}'`)
-    await heldUntil(`DELETE FROM artifacts WHERE id = '${manifest}'`, `DELETE FROM publications WHERE id = '${p}'`)
-    await heldUntil(`DELETE FROM artifacts WHERE id = '${uploaded}'`, `DELETE FROM uploads WHERE artifact_id = '${uploaded}'`)
-    await heldUntil(`DELETE FROM artifacts WHERE id = '${using}'`, `DELETE FROM task_artifacts WHERE artifact_id = '${using}'`)
-    await heldUntil(`DELETE FROM artifacts WHERE id = '${holding}'`, `DELETE FROM task_holds WHERE artifact_id = '${holding}'`)
+    await heldUntil(`DELETE FROM artifacts WHERE id = '${linked}'`, `DELETE FROM content_artifacts WHERE content_id = '${u}'`, RESTRICT)
+    await heldUntil(`DELETE FROM artifacts WHERE id = '${manifest}'`, `DELETE FROM publications WHERE id = '${p}'`, RESTRICT)
+    await heldUntil(`DELETE FROM artifacts WHERE id = '${uploaded}'`, `DELETE FROM uploads WHERE artifact_id = '${uploaded}'`, RESTRICT)
+    await heldUntil(`DELETE FROM artifacts WHERE id = '${using}'`, `DELETE FROM task_artifacts WHERE artifact_id = '${using}'`, RESTRICT)
+    await heldUntil(`DELETE FROM artifacts WHERE id = '${holding}'`, `DELETE FROM task_holds WHERE artifact_id = '${holding}'`, RESTRICT)
   })
 
   it("revisions: by their name while current; a remote revision also by content sources and a task", async () => {

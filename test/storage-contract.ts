@@ -205,6 +205,34 @@ export const storageContract = (backend: Backend) => {
     })
   })
 
+  describe(`${backend.name}: stage and persist`, () => {
+    it("a staged artifact is stored and visible at once, deduplicated as put does; persist takes a batch, absent digests too", async () => {
+      const store = await makeStore()
+      const parts = [Buffer.from("staged one"), Buffer.from("staged two"), Buffer.from("")]
+      const staged = await run(Effect.forEach(parts, (b) => store.stage(chunks(b), { sha256: sha256(b), size: b.length }), { concurrency: 3 }))
+      expect(staged.map((r) => r.created)).toEqual([true, true, true])
+      for (const [i, b] of parts.entries()) {
+        expect(await run(store.stat(sha256(b)))).toEqual({ size: b.length })
+        expect((await readAll(await run(store.open(sha256(b))))).toString()).toBe(b.toString())
+      }
+      // Staging bytes already there (staged or put) keeps that copy.
+      expect(await run(store.stage(chunks(parts[0]!)))).toEqual({ sha256: sha256(parts[0]!), size: parts[0]!.length, created: false })
+      await run(store.persist([...parts.map((b) => sha256(b)), sha256("never stored"), sha256(parts[0]!)]))
+      await run(store.persist([]))
+      expect(await visible()).toEqual(parts.map((b) => sha256(b)).sort())
+      expect(await temporaries()).toEqual([])
+    })
+
+    it("refuses what put refuses, leaving nothing behind", async () => {
+      const store = await makeStore()
+      const bytes = Buffer.from("staged, but not these bytes")
+      expect((await failure(store.stage(chunks(bytes), { sha256: sha256("other") })))._tag).toBe("DigestMismatch")
+      expect((await failure(store.stage(chunks(bytes), { size: bytes.length + 1 })))._tag).toBe("SizeMismatch")
+      expect(await visible()).toEqual([])
+      expect(await temporaries()).toEqual([])
+    })
+  })
+
   describe(`${backend.name}: refused uploads leave nothing behind`, () => {
     it("DigestMismatch when the bytes do not hash to the expected digest", async () => {
       const store = await makeStore()
@@ -329,7 +357,9 @@ export const storageContract = (backend: Backend) => {
         store.tombstone(value),
         store.restore(value),
         store.purgeTombstone(value),
-        store.put(chunks(Buffer.from("x")), { sha256: value })
+        store.put(chunks(Buffer.from("x")), { sha256: value }),
+        store.stage(chunks(Buffer.from("x")), { sha256: value }),
+        store.persist([sha256("x"), value])
       ]
       for (const op of ops) expect(await failure(op)).toMatchObject({ _tag: "BadDigest", value })
       expect(store.path(value)).toBeUndefined()

@@ -133,16 +133,35 @@ describe("local files", () => {
     expect(await tmpEntries()).toEqual([])
   })
 
-  it("a tombstone is an empty file in tmp, the artifact stays in place until purged", async () => {
+  it("a tombstone is a hard link to one empty file in tmp, the artifact stays in place until purged", async () => {
     const store = await makeStore()
     const { sha256: sha } = await run(store.put(chunks(Buffer.from("tombstoned on disk"))))
     await run(store.tombstone(sha))
-    expect(await tmpEntries()).toEqual([`tomb-${sha}`])
-    expect((await fsp.stat(join(root, "tmp", `tomb-${sha}`))).size).toBe(0)
+    expect((await tmpEntries()).sort()).toEqual(["tomb-mark", `tomb-${sha}`].sort())
+    const tomb = await fsp.lstat(join(root, "tmp", `tomb-${sha}`))
+    expect(tomb.size).toBe(0)
+    expect(tomb.ino).toBe((await fsp.lstat(join(root, "tmp", "tomb-mark"))).ino)
     expect(store.path(sha)).toBe(finalPath(sha))
     await run(store.purgeTombstone(sha))
-    expect(await tmpEntries()).toEqual([])
+    expect(await tmpEntries()).toEqual(["tomb-mark"])
     expect(await visibleFiles()).toEqual([])
+  })
+
+  it("a tombstone is written when the empty file its links share is gone or is not a file", async () => {
+    const store = await makeStore()
+    const { sha256: a } = await run(store.put(chunks(Buffer.from("first"))))
+    const { sha256: b } = await run(store.put(chunks(Buffer.from("second"))))
+    await run(store.tombstone(a))
+    await fsp.unlink(join(root, "tmp", "tomb-mark"))
+    await run(store.tombstone(b)) // the mark is made again
+    expect([...(await run(store.tombstones))].sort()).toEqual([a, b].sort())
+    await run(store.restore(a))
+    await run(store.restore(b))
+    await fsp.unlink(join(root, "tmp", "tomb-mark"))
+    await fsp.mkdir(join(root, "tmp", "tomb-mark")) // links to it fail (EPERM): a file of its own
+    await run(store.tombstone(a))
+    expect(await run(store.tombstones)).toEqual([a])
+    expect((await fsp.lstat(join(root, "tmp", `tomb-${a}`))).isFile()).toBe(true)
   })
 
   it("check fails when tmp is not a directory", async () => {

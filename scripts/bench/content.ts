@@ -54,7 +54,10 @@ type Mix = "small" | "all"
  */
 type Who = "nginx" | "node floor" | `cairn ${BackendKind}`
 const WHO: ReadonlyArray<Who> = ["nginx", "node floor", ...backends.map((b) => `cairn ${b}` as const)]
-const whoLabel = (w: Who) => (w === "nginx" ? "nginx" : w === "node floor" ? "node:http floor" : `cairn, ${backendLabel(w.slice(6) as BackendKind)}`)
+/** cairn runs its default CAIRN_API_PROCESSES (one per core): API processes on the one port. */
+const API_PROCESSES = os.availableParallelism()
+const whoLabel = (w: Who) =>
+  w === "nginx" ? "nginx" : w === "node floor" ? "node:http floor" : `cairn (${API_PROCESSES} API processes), ${backendLabel(w.slice(6) as BackendKind)}`
 
 interface LoadRun {
   readonly who: Who
@@ -74,7 +77,7 @@ interface LoadRun {
   readonly statementsPerRequest: number
   /** cairn only: statements executed in its database during the run. */
   readonly statements: number
-  /** Server CPU microseconds per request (nginx: master + workers; cairn: the API process + the object store's). */
+  /** Server CPU microseconds per request (nginx: master + workers; cairn: its primary + API processes + the object store's). */
   readonly serverCpuUsPerRequest: number
   /** cairn on S3 only: the object store's (s3rver's) share of serverCpuUsPerRequest. */
   readonly storeCpuUsPerRequest: number
@@ -125,7 +128,8 @@ const startCairn = async (pg: Postgres, kind: BackendKind, tree: Tree, upstream:
   cleanups.push(() => dropDatabase(pg, url))
   const dataDir = await makeDataDir(`content-${kind}`)
   cleanups.push(() => fs.rm(dataDir, { recursive: true, force: true }))
-  const server = await startServer(url, dataDir, backend.env, cpuProfileArgs(flags.profile || undefined))
+  // Its default number of API processes (the benchmark harness pins other benchmarks to one).
+  const server = await startServer(url, dataDir, { ...backend.env, CAIRN_API_PROCESSES: undefined }, cpuProfileArgs(flags.profile || undefined))
   cleanups.push(() => stopProcs([server]).then(() => undefined))
   const workers = startWorkers(1, url, dataDir, { CAIRN_HOST_DOWNLOAD_SLOTS: "16", ...backend.env })
   let buildSeconds = NaN
@@ -212,7 +216,7 @@ const main = async () => {
       if (who === "nginx") return { base: nginx.url, cpu: () => cpuOfProcessTree(nginx.proc.pid), storeCpu: () => 0, db: undefined }
       if (who === "node floor") return { base: floor.url, cpu: () => cpuOfPids([floor.proc.pid]), storeCpu: () => 0, db: undefined }
       const c = cairns.find((x) => `cairn ${x.kind}` === who)!
-      return { base: `${c.server.url}/content/bench/files/`, cpu: () => cpuOfPids([c.server.pid]), storeCpu: () => cpuOfPids(c.backend.pids), db: c.url }
+      return { base: `${c.server.url}/content/bench/files/`, cpu: () => cpuOfProcessTree(c.server.pid), storeCpu: () => cpuOfPids(c.backend.pids), db: c.url }
     }
     for (let round = 1; round <= flags.rounds; round++) {
       for (const connections of flags.connections) {
@@ -297,7 +301,7 @@ const main = async () => {
       ...(backends.includes("s3") ? [sig(med(of("cairn s3", mix, c), (r) => r.storeCpuUsPerRequest))] : [])
     ]),
     notes: [
-      `${spreadNote} nginx: master + worker processes; node:http floor: its one process; cairn: its API process, plus, on S3, the object store's process (s3rver), whose share is the last column.`,
+      `${spreadNote} nginx: master + worker processes (one per core); node:http floor: its one process; cairn: its primary (which hands connections to the API processes) and its ${API_PROCESSES} API processes (CAIRN_API_PROCESSES' default, one per core), plus, on S3, the object store's process (s3rver), whose share is the last column.`,
       "node:http floor: a bare Node.js server answering from memory with the headers of cairn's cached small file (scripts/bench/lib/node-floor.ts): what Node's HTTP stack costs per request before any of cairn's work. A floor for the small mix; in the all mix it answers from memory what cairn streams from its store."
     ]
   }
@@ -370,7 +374,7 @@ const main = async () => {
     machine: m,
     options: flags,
     tables: [rpsTable, cpuTable, latencyTable, checkTable, firstTable],
-    results: { totalBytes: tree.totalBytes, nginx: nginx.version, wrk: wrkName, backends, first: Object.fromEntries(cairns.map((c) => [c.kind, c.first])), runs },
+    results: { totalBytes: tree.totalBytes, nginx: nginx.version, wrk: wrkName, backends, apiProcesses: API_PROCESSES, first: Object.fromEntries(cairns.map((c) => [c.kind, c.first])), runs },
     svg
   }, out)
 }

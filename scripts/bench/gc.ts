@@ -38,7 +38,8 @@ const { flags, out, command } = parseFlags("gc", "Orphan cleanup of a million co
   streams: { default: 2, help: "concurrent sync streams (each its own repository)" },
   "files-per-sync": { default: 50, quick: 20, help: "new files per sync" },
   window: { default: 40, quick: 10, help: "seconds of syncs alone before and after the cleanup" },
-  workers: { default: 2, help: "worker processes (2 slots each)" }
+  workers: { default: 2, help: "worker processes (2 slots each)" },
+  explain: { default: -1, help: "log plans of statements slower than this many ms (auto_explain; embedded server only); -1: off" }
 })
 
 const FILE_SIZE = 4096
@@ -83,7 +84,7 @@ interface SyncDone {
 const main = async () => {
   const pg = await startPostgres()
   const m = machine(pg)
-  const url = await createDatabase(pg, "gc")
+  const url = await createDatabase(pg, "gc", { explainMs: flags.explain >= 0 ? flags.explain : undefined })
   const dataDir = await makeDataDir("gc")
   const upstream = await startGenerations(flags["files-per-sync"])
   const server = await startServer(url, dataDir)
@@ -199,6 +200,7 @@ const main = async () => {
     })
   } finally {
     await stopProcs([...workers, server])
+    if (flags.explain >= 0 && pg.logFile) await fs.copyFile(pg.logFile, `${os.tmpdir()}/bench-gc-postgres.log`).then(() => console.error(`server log with plans: ${os.tmpdir()}/bench-gc-postgres.log`), () => undefined)
     await upstream.close()
     await dropDatabase(pg, url)
     await fs.rm(dataDir, { recursive: true, force: true })

@@ -1,12 +1,15 @@
 /**
- * GET /metrics: the process's registry (`src/engine/metrics.ts`: engine, content app and cleanup
+ * GET /metrics: the registry (`src/engine/metrics.ts`: engine, content app and cleanup
  * instruments) rendered by prom-client in the Prometheus text format, plus gauges read at scrape
  * time from the database (`src/engine/queries/metrics.ts`), the pool and the long-poll waiters.
+ * With several API processes, the registries of all of `serve`'s processes, added up
+ * (`cluster-metrics.ts`): a scrape means the same whichever process answers it.
  */
 import { Effect } from "effect"
 import { Gauge } from "prom-client"
 import { Db } from "../db/client.js"
 import { metricsRegistry } from "../engine/metrics.js"
+import { clusterMetricsText } from "./cluster-metrics.js"
 import { futureCounts, taskCounts, workersAlive } from "../engine/queries/metrics.js"
 import { FutureWaiters } from "./waiters.js"
 
@@ -16,8 +19,11 @@ const tasks = new Gauge({ name: "cairn_tasks", help: "Tasks by kind and state", 
 const readyQueueDepth = new Gauge({ name: "cairn_ready_queue_depth", help: "Tasks ready and waiting for a worker", registers })
 const futures = new Gauge({ name: "cairn_futures", help: "Futures by state", labelNames: ["state"] as const, registers })
 const workers = new Gauge({ name: "cairn_workers_alive", help: "Registered live workers", registers })
-const longPolls = new Gauge({ name: "cairn_long_polls", help: "Long-polls waiting in this process", registers })
-const pool = new Gauge({ name: "cairn_db_pool_connections", help: "This process's database pool", labelNames: ["state"] as const, registers })
+const longPolls = new Gauge({ name: "cairn_long_polls", help: "Long-polls waiting in this server's processes", registers })
+const pool = new Gauge({ name: "cairn_db_pool_connections", help: "The database pools of this server's processes", labelNames: ["state"] as const, registers })
+
+/** Read from the database by the process answering the scrape: never added up across processes. */
+const DATABASE_FAMILIES = new Set(["cairn_tasks", "cairn_ready_queue_depth", "cairn_futures", "cairn_workers_alive"])
 
 export const METRICS_CONTENT_TYPE = metricsRegistry.contentType
 
@@ -45,6 +51,6 @@ export const renderMetrics = Effect.gen(function*() {
     pool.set({ state: "total" }, db.pool.totalCount)
     pool.set({ state: "idle" }, db.pool.idleCount)
     pool.set({ state: "waiting" }, db.pool.waitingCount)
-    return metricsRegistry.metrics()
+    return clusterMetricsText(DATABASE_FAMILIES)
   })
 })

@@ -7,6 +7,7 @@
 import { HttpApiBuilder, HttpServer } from "@effect/platform"
 import { Context, Duration, Effect, Layer } from "effect"
 import { CairnConfig } from "../config/config.js"
+import { announceListening, isApiProcess } from "../main/api-cluster.js"
 import { isConsoleRequest, serveConsole } from "../console/serve.js"
 import { ContentApp, ContentAppLive, isContentRequest } from "../content/app/index.js"
 import { AuthorizationLive } from "./auth-live.js"
@@ -66,11 +67,15 @@ export const ServerLive = Layer.unwrapEffect(
       Layer.provideMerge(listener),
       Layer.provideMerge(FutureWaitersLive),
       // The contract's start-up line, once requests are handled (PORT=0 logs the chosen port):
-      // `serve` has installed its handler by the time its layer is built.
+      // `serve` has installed its handler by the time its layer is built. An API process of a
+      // cluster tells the primary instead, which prints it once all of them listen.
       Layer.tap((context) =>
         Effect.sync(() => {
           const addr = Context.get(context, HttpServer.HttpServer).address
-          if (addr._tag === "TcpAddress") console.log(`cairn listening on http://${addr.hostname}:${addr.port}`)
+          if (addr._tag !== "TcpAddress") return
+          const url = `http://${addr.hostname}:${addr.port}`
+          if (isApiProcess()) announceListening(url)
+          else console.log(`cairn listening on ${url}`)
         })
       )
     )

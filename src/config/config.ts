@@ -2,6 +2,7 @@
  * One typed configuration for every cairn process, read from environment variables through
  * Effect's `Config`. An invalid value fails start-up with a message naming the variable.
  */
+import { availableParallelism } from "node:os"
 import { Config, ConfigError, Context, Duration, Effect, Either, Layer, Option, Redacted } from "effect"
 
 /** Where artifact bytes live (CAIRN_STORAGE). */
@@ -40,6 +41,11 @@ export interface CairnConfigShape {
   readonly port: number
   /** Worker slots in this process (tasks it runs at once). */
   readonly workers: number
+  /**
+   * `serve`'s processes answering HTTP on the one port (src/main/api-cluster.ts): 1 answers in the
+   * process itself; more fork that many API processes, the first process keeping the worker slots.
+   */
+  readonly apiProcesses: number
   /** How long running tasks may finish after SIGTERM before they are released for retry. */
   readonly shutdownGrace: Duration.Duration
   readonly heartbeatInterval: Duration.Duration
@@ -227,6 +233,10 @@ export const cairnConfig: Config.Config<CairnConfigShape> = Config.all({
     Config.validate({ message: "PORT must be a whole number from 0 (pick a free port) to 65535", validation: (n) => n >= 0 && n <= 65535 })
   ),
   workers: positiveInt("CAIRN_WORKERS", 2),
+  // One per core, as nginx's `worker_processes auto`: a Node process answers HTTP on one core.
+  apiProcesses: positiveInt("CAIRN_API_PROCESSES", availableParallelism()).pipe(
+    Config.validate({ message: "CAIRN_API_PROCESSES must be from 1 to 256", validation: (n) => n >= 1 && n <= 256 })
+  ),
   shutdownGrace: millis("CAIRN_SHUTDOWN_GRACE_MS", 30_000),
   heartbeatInterval: millis("CAIRN_HEARTBEAT_MS", 2_000),
   heartbeatTimeout: millis("CAIRN_HEARTBEAT_TIMEOUT_MS", 15_000),

@@ -30,9 +30,10 @@
  *
  * What it costs (bench:gc): each table is read once per run, in id order beside its owners (merge
  * anti-joins bounded by the page, see below); most of the time goes to the deletes themselves (the
- * foreign-key checks of every deleted row) and to the artifacts' bytes (a tombstone written before
- * the transaction, the bytes and the tombstone deleted after it), FILE_CONCURRENCY at a time and,
- * for the deletes, while the next batch runs.
+ * foreign-key checks of every deleted row: one index probe per key, the keys being ON DELETE
+ * RESTRICT, src/db/content-schema.ts) and to the artifacts' bytes (a tombstone written before the
+ * transaction, the bytes and the tombstone deleted after it), FILE_CONCURRENCY at a time. Artifact
+ * batches overlap so that the store and the database work at once (see the run below).
  *
  * At the end, the run vacuums cairn's tables and rebuilds the indexes left sparse
  * (src/db/reclaim-space.ts), so the space of what it deleted is reused by the next syncs instead
@@ -48,7 +49,7 @@ import { Db, type Tx, txRows } from "../db/client.js"
 import { deleteUnlessReferenced, pages } from "../db/referenced.js"
 import { reclaimSpace } from "../db/reclaim-space.js"
 import { metricsRegistry } from "../engine/metrics.js"
-import { digestSession, withDigestSession } from "./artifacts.js"
+import { type DigestSession, digestSession, withDigestSession } from "./artifacts.js"
 import { demote } from "./lifecycle/demote.js"
 import { reclaimReleased } from "./lifecycle/reclaim.js"
 import { ArtifactStorage } from "./storage.js"
@@ -200,15 +201,25 @@ const dropTombstones = (storage: ArtifactStorage["Type"], digests: ReadonlyArray
       Effect.catchAll((e) => Effect.logWarning(`orphan cleanup: could not drop the tombstone of ${sha}: ${e.message}`))
     ))
 
+/** A page of orphan artifacts whose digests a batch has locked and tombstoned. */
+interface Claimed {
+  /** Candidates looked at; fewer than the batch size means this was the last page. */
+  readonly seen: number
+  /** The last candidate id, where the next page starts. */
+  readonly last: string
+  /** Where this page started: the lower bound of its owner checks. */
+  readonly after: string
+  /** The candidates whose digests are locked and tombstoned (an empty page has no session). */
+  readonly mine: ReadonlyArray<Doomed>
+  readonly session: DigestSession | undefined
+}
+
 /**
- * One batch of orphan artifacts after `after`, by the protocol of artifacts.ts, in a digest session
- * that lives in the caller's scope: exclusive digest locks (tried), tombstones, one transaction
- * deleting the rows still unowned, tombstones of the rows that stayed dropped. Deleting the bytes
- * of the rows that went (`purge`) is left to the caller, to overlap with the next batch; the
- * session, and with it the locks that keep adopters of those digests waiting, must live until
- * `purge` is done.
+ * The first half of a batch of orphan artifacts after `after`, by the protocol of artifacts.ts,
+ * in a digest session that lives in the caller's scope: the page, the exclusive digest locks
+ * (tried), the tombstones. No row is changed yet.
  */
-const artifactBatch = (cutoff: string, after: string, limit: number) =>
+const claimArtifacts = (cutoff: string, after: string, limit: number) =>
   Effect.gen(function*() {
     const db = yield* Db
     const storage = yield* ArtifactStorage
@@ -220,7 +231,7 @@ const artifactBatch = (cutoff: string, after: string, limit: number) =>
           WHERE a.id > ${after} AND a.created_at < ${cutoff}::timestamptz AND ${artifactUnowned(after)}
           ORDER BY a.id LIMIT ${limit}`)
       ))
-    const nothing = { seen: seen.length, last: seen.at(-1)?.id ?? after, deleted: 0, bytes: 0, purge: Effect.void }
+    const nothing: Claimed = { seen: seen.length, last: seen.at(-1)?.id ?? after, after, mine: [], session: undefined }
     if (seen.length === 0) return nothing
 
     const session = yield* digestSession
@@ -234,14 +245,27 @@ const artifactBatch = (cutoff: string, after: string, limit: number) =>
     yield* forEachDigest(mine.map((d) => d.sha256), storage.tombstone, (sha) => tombstoned.push(sha)).pipe(
       Effect.tapError(() => dropTombstones(storage, tombstoned))
     )
+    return { ...nothing, mine, session } satisfies Claimed
+  })
 
+/**
+ * The second half: one transaction deleting the claimed rows still unowned, the tombstones of the
+ * rows that stayed dropped. Deleting the bytes of the rows that went (`purge`) is left to the
+ * caller, to overlap with the next batch; the session, and with it the locks that keep adopters of
+ * those digests waiting, must live until `purge` is done.
+ */
+const deleteClaimed = (claimed: Claimed) =>
+  Effect.gen(function*() {
+    const storage = yield* ArtifactStorage
+    const { mine, session } = claimed
+    if (session === undefined) return { deleted: 0, bytes: 0, purge: Effect.void }
     const deleted = yield* session.transaction((tx) =>
       Effect.gen(function*() {
         yield* linearPlans(tx)
         // The statement after the locks sees every owner committed before we got them.
         const confirmed = yield* txRows<{ id: string }>(tx, sql`
           SELECT a.id FROM artifacts a
-          WHERE a.id = ANY(${ids(mine.map((d) => d.id))}) AND ${artifactUnowned(after)}
+          WHERE a.id = ANY(${ids(mine.map((d) => d.id))}) AND ${artifactUnowned(claimed.after)}
           ORDER BY a.id
           FOR UPDATE OF a SKIP LOCKED`)
         if (confirmed.length === 0) return new Set<string>()
@@ -252,7 +276,7 @@ const artifactBatch = (cutoff: string, after: string, limit: number) =>
       })
     ).pipe(
       // Not committed: every row is still there, and so are the bytes.
-      Effect.tapError(() => dropTombstones(storage, tombstoned))
+      Effect.tapError(() => dropTombstones(storage, mine.map((d) => d.sha256)))
     )
 
     yield* dropTombstones(storage, mine.filter((d) => !deleted.has(d.id)).map((d) => d.sha256))
@@ -262,7 +286,7 @@ const artifactBatch = (cutoff: string, after: string, limit: number) =>
       storage.purgeTombstone(sha).pipe(
         Effect.catchAll((e) => Effect.logWarning(`orphan cleanup: could not purge the tombstone of ${sha}: ${e.message}`))
       ))
-    return { seen: seen.length, last: seen.at(-1)!.id, deleted: gone.length, bytes: gone.reduce((n, d) => n + d.size, 0), purge }
+    return { deleted: gone.length, bytes: gone.reduce((n, d) => n + d.size, 0), purge }
   })
 
 // ---------------------------------------------------------------------------------------------
@@ -348,29 +372,40 @@ export const cleanupOrphans = (opts: CleanupOptions) =>
       units += p.deleted
       return progress(reclaimed + units)
     })
-    // After the units: the artifacts they held are orphans now and go in the same run. A batch's
-    // bytes are purged while the next batch works (its digest session lives until then), not in
-    // its way. Each batch's session lives in its own scope, closed when its purge is done, or with
-    // the run's scope if the run ends first (which drops the session and its locks).
+    // After the units: the artifacts they held are orphans now and go in the same run. Batches
+    // overlap, so that the store and the database work at the same time: a batch is claimed
+    // (page, locks, tombstones: mostly the store) while the one before it is deleted (the
+    // database), whose bytes are then purged (the store) while the next one finishes its claim.
+    // Each batch's digest session lives in its own scope, closed when its purge is done, or with
+    // the run's scope if the run ends first (which drops the session and its locks; tombstones a
+    // cut-short claim wrote are decided by the next recovery, like a crash's).
     const run = yield* Effect.scope
-    let purging: Fiber.RuntimeFiber<void> | undefined
-    yield* pages(limit, (after) =>
+    const claim = (after: string) =>
       Effect.gen(function*() {
         const scope = yield* Scope.fork(run, ExecutionStrategy.sequential)
-        return yield* artifactBatch(cutoff, after, limit).pipe(
+        return yield* claimArtifacts(cutoff, after, limit).pipe(
           Scope.extend(scope),
           Effect.onExit((exit) => exit._tag === "Failure" ? Scope.close(scope, exit) : Effect.void),
-          Effect.map((p) => ({ ...p, purge: Effect.ensuring(p.purge, Scope.close(scope, Exit.void)) }))
+          Effect.map((claimed) => ({ claimed, scope }))
         )
-      }), (p) =>
-      Effect.gen(function*() {
-        artifacts += p.deleted
-        bytes += p.bytes
-        const next = yield* Effect.fork(p.purge)
-        if (purging) yield* Fiber.join(purging)
-        purging = next
-        yield* progress(reclaimed + units + artifacts)
-      }))
+      })
+    let purging: Fiber.RuntimeFiber<void> | undefined
+    let current = yield* claim("")
+    for (;;) {
+      const { claimed, scope } = current
+      // The purge before ours ends first: never more than two batches' digest locks held at once.
+      if (purging) yield* Fiber.join(purging)
+      const next = claimed.seen < limit ? undefined : yield* Effect.fork(claim(claimed.last))
+      const done = yield* deleteClaimed(claimed).pipe(
+        Effect.onExit((exit) => exit._tag === "Failure" ? Scope.close(scope, exit) : Effect.void)
+      )
+      artifacts += done.deleted
+      bytes += done.bytes
+      purging = yield* Effect.fork(Effect.ensuring(done.purge, Scope.close(scope, Exit.void)))
+      yield* progress(reclaimed + units + artifacts)
+      if (next === undefined) break
+      current = yield* Fiber.join(next)
+    }
     if (purging) yield* Fiber.join(purging)
     yield* reclaimSpace
 

@@ -610,8 +610,22 @@ const get = <A, E, R>(
           : Effect.void
       )
     )
+    const retryable = (e: unknown): e is AttemptFailure => isAttemptFailure(e) && e.retryable
+    // The retry schedule (and its driver) only once an attempt failed: nearly every download
+    // succeeds at once, and a sync makes one per file. The schedule is handed that first failure
+    // again, so it delays and counts exactly as a retry of the whole would.
+    const retried = (first: AttemptFailure) => {
+      let replay = true
+      return Effect.suspend(() => {
+        if (!replay) return once
+        replay = false
+        return Effect.fail(first)
+      }).pipe(
+        Effect.retry({ schedule: retrySchedule(opts), while: retryable })
+      )
+    }
     return yield* once.pipe(
-      Effect.retry({ schedule: retrySchedule(opts), while: (e) => isAttemptFailure(e) && e.retryable }),
+      Effect.catchIf(retryable, retried),
       Effect.catchIf(isAttemptFailure, (f) =>
         Effect.fail(
           new DownloadError({

@@ -15,11 +15,15 @@
  * file) down to a fair share, floor(N / (holders + waiters)), at least one; when nobody waits and
  * it holds fewer than it could use, it takes more. So a long sync does not starve a short one.
  *
- * Adoption. A stored file is queued for adoption; one fiber adopts whatever has queued up in one
- * transaction (`adoptStoredForTask`: rows, `task_artifacts`, the digest protocol), so rows cost a
- * few statements per batch, not per file. Until then the bytes are stored but not yet referenced
- * by any row, which is harmless: only rows make an artifact visible. A digest whose bytes an orphan
- * cleanup took away between store and adoption is downloaded again (at most three times).
+ * Adoption. A lane stages each file (`ArtifactStorage.stage`: stored and verified, its name not
+ * yet durable) and queues it for adoption; one fiber takes whatever has queued up, makes the whole
+ * batch durable with one `persist` (on disk: each directory fsynced once, instead of once per
+ * file on the lane), and only then adopts it in one transaction (`adoptStoredForTask`: rows,
+ * `task_artifacts`, the digest protocol), so no row is ever committed for bytes a crash could
+ * still take away, and rows cost a few statements per batch, not per file. Until then the bytes
+ * are stored but not yet referenced by any row, which is harmless: only rows make an artifact
+ * visible. A digest whose bytes an orphan cleanup took away between store and adoption is
+ * downloaded again (at most three times).
  */
 import { Chunk, Data, Deferred, Duration, Effect, Queue } from "effect"
 import { sql } from "drizzle-orm"
@@ -136,7 +140,7 @@ const fetchFromHost = (host: string, files: ReadonlyArray<RemoteFile>, opts: Fet
       new FetchFailed({ relativePath: file.relativePath, cause })
 
     const storeOne = (file: RemoteFile) =>
-      download(file.url, file, (body) => storage.put(body, { sha256: file.sha256, size: file.size }), {
+      download(file.url, file, (body) => storage.stage(body, { sha256: file.sha256, size: file.size }), {
         ...opts.download,
         relativePath: file.relativePath
       }).pipe(
@@ -175,9 +179,13 @@ const fetchFromHost = (host: string, files: ReadonlyArray<RemoteFile>, opts: Fet
       })))
     }
 
+    /** The durability the batch's rows will rest on, then the rows. */
+    const adopt = (batch: ReadonlyArray<StoredFile>) =>
+      Effect.zipRight(storage.persist(batch.map((f) => f.sha256)), adoptStoredForTask(batch, opts.owner.task))
+
     const adopter = Effect.forever(Effect.gen(function*() {
       const batch = Chunk.toReadonlyArray(yield* Queue.takeBetween(adoptQueue, 1, ADOPT_BATCH))
-      const { adopted, gone } = yield* adoptStoredForTask(batch, opts.owner.task)
+      const { adopted, gone } = yield* adopt(batch)
       const goneSet = new Set(gone)
       for (const f of batch) {
         const id = adopted.get(f.sha256)
@@ -252,7 +260,7 @@ const fetchFromHost = (host: string, files: ReadonlyArray<RemoteFile>, opts: Fet
       // Adopt what was stored already, so that no bytes stay in the store without a row (best
       // effort: the task fails anyway, and its artifacts are orphans once it settles).
       const left = Chunk.toReadonlyArray(yield* Queue.takeAll(adoptQueue))
-      if (left.length > 0) yield* adoptStoredForTask(left, opts.owner.task).pipe(Effect.ignore)
+      if (left.length > 0) yield* adopt(left).pipe(Effect.ignore)
     }
     return yield* exit
   }))

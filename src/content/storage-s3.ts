@@ -534,8 +534,15 @@ export const makeS3ArtifactStorage = (opts: S3StorageOptions): Effect.Effect<Art
     yield* check
     yield* sweep
 
+    // An object is durable once the store acknowledged it: staging is putting, and there is
+    // nothing left to persist.
+    const persist: ArtifactStorageShape["persist"] = (sha256s) =>
+      Effect.asVoid(Effect.forEach(sha256s, checkSha256, { discard: true }))
+
     return ArtifactStorage.of({
       put,
+      stage: put,
+      persist,
       stat,
       open,
       path: () => undefined,

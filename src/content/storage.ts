@@ -170,6 +170,26 @@ export interface ArtifactStorageShape {
     expected?: PutExpectations
   ) => Effect.Effect<PutResult, StorageError | DigestMismatch | SizeMismatch | TooLarge | SourceError | BadDigest>
 
+  /**
+   * `put` for callers that store many artifacts and then make them referenced in one transaction
+   * (a sync's batch): the bytes are complete, verified and visible under their digest when it
+   * succeeds, exactly as with `put`, but their name is not yet durable: a crash of the machine may
+   * take it away again (the artifact is then absent, never partial). `persist` makes the names of
+   * a whole batch durable at once; it must return before anything that makes them referenced
+   * commits. Interrupted or failed, it leaves nothing behind, as `put` does.
+   */
+  readonly stage: (
+    source: ArtifactSource,
+    expected?: PutExpectations
+  ) => Effect.Effect<PutResult, StorageError | DigestMismatch | SizeMismatch | TooLarge | SourceError | BadDigest>
+
+  /**
+   * Make the names of these artifacts durable, whoever staged them (a `created: false` of `stage`
+   * may have found another process's staged copy). Digests not stored are skipped: whoever adopts
+   * them finds them absent. A backend whose writes are durable when they succeed does nothing.
+   */
+  readonly persist: (sha256s: ReadonlyArray<string>) => Effect.Effect<void, StorageError | BadDigest>
+
   /** The size of a stored artifact, or undefined if it is not stored. */
   readonly stat: (sha256: string) => Effect.Effect<{ readonly size: number } | undefined, StorageError | BadDigest>
 

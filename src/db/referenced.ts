@@ -1,7 +1,8 @@
 /**
  * The safety net of every deleter (orphan cleanup, reclaiming released things, history purge): the
  * database refuses to delete a row that something still holds, with SQLSTATE 23503 — a foreign key,
- * or a guard trigger that raises the same code (DESIGN.md §19). A deleter's candidate query leaves
+ * or a guard trigger that raises the same code (DESIGN.md §19) — or 23001, a foreign key declared
+ * ON DELETE RESTRICT (those to content units and artifacts, src/db/content-schema.ts). A deleter's candidate query leaves
  * out what it can see is held; what it cannot see yet (a hold committed after the query's snapshot)
  * makes the DELETE fail, and the batch is redone by halves, down to the single rows held now, which
  * are kept. A few rows held meanwhile in a batch of a thousand cost a few dozen statements.
@@ -12,6 +13,10 @@ import { type DbError, type Tx, txRows } from "./client.js"
 
 /** SQLSTATE foreign_key_violation: something references (holds) the row now. */
 export const FK_VIOLATION = "23503"
+/** SQLSTATE restrict_violation: the same, from a foreign key declared ON DELETE RESTRICT. */
+export const RESTRICT_VIOLATION = "23001"
+
+const held = (code: string | undefined) => code === FK_VIOLATION || code === RESTRICT_VIOLATION
 
 /** `body` inside a savepoint; None (and rolled back) if it was refused as still referenced. */
 export const unlessReferenced = <A>(tx: Tx, body: Effect.Effect<A, DbError>): Effect.Effect<Option.Option<A>, DbError> =>
@@ -22,7 +27,7 @@ export const unlessReferenced = <A>(tx: Tx, body: Effect.Effect<A, DbError>): Ef
       yield* txRows(tx, sql`RELEASE SAVEPOINT unless_referenced`)
       return Option.some(out.right)
     }
-    if (out.left.code !== FK_VIOLATION) return yield* Effect.fail(out.left)
+    if (!held(out.left.code)) return yield* Effect.fail(out.left)
     yield* txRows(tx, sql`ROLLBACK TO SAVEPOINT unless_referenced`)
     return Option.none()
   })

@@ -26,7 +26,10 @@ const fastTimings: Record<string, string> = {
   CAIRN_REAP_INTERVAL_MS: "250",
   CAIRN_POLL_INTERVAL_MS: "2000",
   CAIRN_SHUTDOWN_GRACE_MS: "5000",
-  CAIRN_LOG_LEVEL: "info"
+  CAIRN_LOG_LEVEL: "info",
+  // One process per server unless a test asks for more (test/api-processes.test.ts): a test that
+  // signals or pauses "the server" means the process that answers its requests.
+  CAIRN_API_PROCESSES: "1"
 }
 
 export const spawnCairn = (entry: "serve" | "worker", env: Record<string, string>): Proc =>

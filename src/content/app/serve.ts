@@ -34,7 +34,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:
 import { pipeline } from "node:stream/promises"
 import { CairnConfig } from "../../config/config.js"
 import { DbError } from "../../db/client.js"
-import { ArtifactStorage, NotStored } from "../storage.js"
+import { ArtifactStorage, type ByteRange, NotStored } from "../storage.js"
 import { makeBodyCache } from "./body-cache.js"
 import { GuardRefusal, guardRefusal, signedExpiry } from "./guard-check.js"
 import { etagOf, noneMatch, rangeRequest } from "./http.js"
@@ -43,7 +43,7 @@ import { OnDemand, UpstreamUnavailable } from "./on-demand.js"
 import { contentSegments } from "./paths.js"
 import { makeBodyReader } from "./read-body.js"
 import { negotiate } from "./negotiate.js"
-import { type FileEntry, NOT_CURRENT, PublicationGone, type Route, RoutingTable } from "./routing-table.js"
+import { type FileEntry, NOT_CURRENT, PublicationGone, type PublicationFiles, type Route, RoutingTable } from "./routing-table.js"
 
 /** The stored bytes of a file are not there (demoted, or reclaimed under a route a moment old). */
 const bytesGone = (e: unknown) => e instanceof NotStored || (e as NodeJS.ErrnoException | undefined)?.code === "ENOENT"
@@ -105,37 +105,72 @@ export const makeContentHandler = Effect.gen(function*() {
     return Math.max(1, Math.min(redirectSeconds!, Math.ceil(expires - Date.now() / 1000)))
   }
 
-  /**
-   * The file at `segments`, or why there is none, or why this request may not have it. With
-   * `recheck`, the routing table first catches up with every distribution change committed before
-   * now (see `routing-table.ts`).
-   */
-  const locate = async (req: IncomingMessage, segments: ReadonlyArray<string>, recheck: boolean): Promise<Located | GuardRefusal | string> => {
-    const now = recheck ? NOT_CURRENT : table.routeNow(segments)
-    const route = now === NOT_CURRENT ? await run(table.route(segments, recheck)) : now
+  /** Why `route` leads to no file for this request (nothing there, refused, nothing published yet), if it does not. */
+  const routeProblem = (req: IncomingMessage, route: Route | undefined): GuardRefusal | string | undefined => {
     if (route === undefined) return "nothing is served at this path"
     if (route.guard !== undefined) {
       const refused = guardRefusal(route.guard, route, req, Date.now())
       if (refused !== undefined) return refused
     }
     if (route.publicationId === null) return `the distribution at ${route.basePath} serves no publication yet`
-    const files = table.cachedPublication(route.publicationId) ?? await run(table.publication(route.publicationId))
+    return undefined
+  }
+
+  const fileIn = (req: IncomingMessage, route: Route, files: PublicationFiles): Located | string => {
     const file = files.get(route.relativePath)
     if (file === undefined) return `${route.basePath} has no file ${route.relativePath}`
     return { route, file: negotiate(file, req.headers.accept), negotiated: file.variants !== undefined }
   }
 
-  const serve = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const segments = contentSegments(req.url ?? "")
-    if (segments === undefined) return notFound(req, res, "not a valid content path")
+  type Found = Located | GuardRefusal | string
+
+  /**
+   * `locate` from memory alone: undefined when it would have to wait (the table stale or not
+   * loaded, the publication not loaded). The steady state, answered without a promise.
+   */
+  const locateNow = (req: IncomingMessage, segments: ReadonlyArray<string>): Found | undefined => {
+    const route = table.routeNow(segments)
+    if (route === NOT_CURRENT) return undefined
+    const problem = routeProblem(req, route)
+    if (problem !== undefined) return problem
+    const files = table.cachedPublication(route!.publicationId!)
+    return files === undefined ? undefined : fileIn(req, route!, files)
+  }
+
+  /**
+   * The file at `segments`, or why there is none, or why this request may not have it. With
+   * `recheck`, the routing table first catches up with every distribution change committed before
+   * now (see `routing-table.ts`).
+   */
+  const locate = async (req: IncomingMessage, segments: ReadonlyArray<string>, recheck: boolean): Promise<Found> => {
+    const now = recheck ? NOT_CURRENT : table.routeNow(segments)
+    const route = now === NOT_CURRENT ? await run(table.route(segments, recheck)) : now
+    const problem = routeProblem(req, route)
+    if (problem !== undefined) return problem
+    const files = table.cachedPublication(route!.publicationId!) ?? await run(table.publication(route!.publicationId!))
+    return fileIn(req, route!, files)
+  }
+
+  /** `now`: what `locateNow` found, if it found anything. */
+  const serve = async (req: IncomingMessage, res: ServerResponse, segments: ReadonlyArray<string>, now: Found | undefined): Promise<void> => {
     // A miss or a refusal is checked again against every change committed before the request: the
     // client may have just been told that the distribution it asks for was set, or its guard changed.
-    let found = await locate(req, segments, false).catch((e) => (e instanceof PublicationGone ? "gone" : Promise.reject(e)))
+    let found: Found = now ?? await locate(req, segments, false).catch((e) => (e instanceof PublicationGone ? "gone" : Promise.reject(e)))
     if (typeof found === "string" || found instanceof GuardRefusal) found = await locate(req, segments, true)
     if (typeof found === "string") return notFound(req, res, found)
     if (found instanceof GuardRefusal) return failure(req, res, found.status, found.code, found.message, found.headers)
-    const first = found
-    return answer(req, res, first).catch(async (e) => {
+    return answerFound(req, res, segments, found)
+  }
+
+  /** `answer`, and once more after routing again if the file's bytes turn out to be gone. */
+  const answerFound = (req: IncomingMessage, res: ServerResponse, segments: ReadonlyArray<string>, first: Located): void | Promise<void> => {
+    let answered: void | Promise<void>
+    try {
+      answered = answer(req, res, first)
+    } catch (e) {
+      answered = Promise.reject(e)
+    }
+    return answered?.catch(async (e) => {
       if (!bytesGone(e) || res.headersSent) throw e
       // Route again, after every change committed before now; the bytes of a file still served
       // were demoted: fetch them again (the on-demand path).
@@ -147,8 +182,8 @@ export const makeContentHandler = Effect.gen(function*() {
     })
   }
 
-  const answer = async (req: IncomingMessage, res: ServerResponse, { route, file, negotiated }: Located): Promise<void> => {
-
+  /** Answers synchronously when it can (a small file whose bytes are cached), else with a promise. */
+  const answer = (req: IncomingMessage, res: ServerResponse, { route, file, negotiated }: Located): void | Promise<void> => {
     const etag = etagOf(file.sha256)
     const headers: OutgoingHttpHeaders = {
       etag,
@@ -172,8 +207,29 @@ export const makeContentHandler = Effect.gen(function*() {
     headers["content-length"] = range === undefined ? file.size : range.end - range.start + 1
     if (range !== undefined) headers["content-range"] = `bytes ${range.start}-${range.end}/${file.size}`
     if (req.method === "HEAD") return reply(req, res, status, headers)
+    const cached = file.stored && (redirectSeconds === undefined || file.contentId === undefined) && file.size <= cache.maxEntryBytes
+    return cached ? sendCached(req, res, file, status, headers, range) : send(req, res, route, file, status, headers, range)
+  }
 
+  /** A small file's body from the cache: synchronously when it is there. */
+  const sendCached = (req: IncomingMessage, res: ServerResponse, file: FileEntry, status: number, headers: OutgoingHttpHeaders, range: ByteRange | undefined) => {
+    const loaded = cache.load(file.sha256, () => readBody(file.sha256, file.size))
+    const respond = (body: Buffer) => reply(req, res, status, headers, range === undefined ? body : body.subarray(range.start, range.end + 1))
+    return Buffer.isBuffer(loaded) ? respond(loaded) : (loaded as Promise<Buffer>).then(respond)
+  }
+
+  /** The body of a GET that is not a cached small file: fetched on demand, redirected, read or streamed. */
+  const send = async (
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: Route,
+    file: FileEntry,
+    status: number,
+    headers: OutgoingHttpHeaders,
+    range: ByteRange | undefined
+  ): Promise<void> => {
     if (!file.stored) await run(onDemand.ensureStored(file))
+    const etag = headers["etag"] as string
     if (redirectSeconds !== undefined && file.contentId !== undefined) {
       // The object store serves the bytes (ranges too: the client sends its Range again to the
       // location). The URL is signed here, with no round trip; it must not outlive its signature
@@ -183,11 +239,7 @@ export const makeContentHandler = Effect.gen(function*() {
         return reply(req, res, 302, { location, etag, "cache-control": "no-store", "content-length": 0 })
       }
     }
-    if (file.size <= cache.maxEntryBytes) {
-      const loaded = cache.load(file.sha256, () => readBody(file.sha256, file.size))
-      const body = loaded instanceof Buffer ? loaded : await loaded
-      return reply(req, res, status, headers, range === undefined ? body : body.subarray(range.start, range.end + 1))
-    }
+    if (file.size <= cache.maxEntryBytes) return sendCached(req, res, file, status, headers, range)
     const stream = await run(storage.open(file.sha256, range))
     if (res.destroyed) return void stream.destroy()
     countResponse(req.method!, status, Number(headers["content-length"]))
@@ -211,7 +263,13 @@ export const makeContentHandler = Effect.gen(function*() {
   }
 
   const handler: ContentRequestHandler = (req, res) => {
-    serve(req, res).catch((e) => fail(req, res, e))
+    const segments = contentSegments(req.url ?? "")
+    if (segments === undefined) return notFound(req, res, "not a valid content path")
+    // The steady state (a file found from memory) is answered here, without a promise if its bytes
+    // are cached; everything else (misses, refusals, loads) goes through `serve`.
+    const now = locateNow(req, segments)
+    const done = typeof now === "object" && !(now instanceof GuardRefusal) ? answerFound(req, res, segments, now) : serve(req, res, segments, now)
+    done?.catch((e) => fail(req, res, e))
   }
   return handler
 })
