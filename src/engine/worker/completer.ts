@@ -132,7 +132,7 @@ export const makeCompleter = (settled: (changes: Changes | undefined) => Effect.
     flushing--
   })
 
-  /** Joins the next batch (sent at once when none is in flight); a failed batch's settle is retried alone. */
+  /** Joins the next batch (sent at once while fewer than IN_FLIGHT are in flight); a failed batch's settle is retried alone. */
   const batched = (worker: string, s: Q.BatchSettle): Effect.Effect<Settled, DbError> =>
     Effect.suspend(() => {
       const done = Deferred.unsafeMake<Settled | undefined>(FiberId.none)
