@@ -7,7 +7,7 @@ import { Effect, Schema } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { defineKind } from "../src/engine/kind.js"
-import { pendingInputs, planGraph, stableTopologicalOrder } from "../src/engine/submit/plan.js"
+import { planGraph, stableTopologicalOrder } from "../src/engine/submit/plan.js"
 import type { RefTarget, ValidNode } from "../src/engine/submit/validate.js"
 
 const local = (node: string, output = "out"): RefTarget => ({ local: true, node, output })
@@ -92,7 +92,7 @@ const node = (name: string, refs: Array<RefTarget>, exclusive: Array<string> = [
   retryBackoffMs: name === "b" ? 250 : 0
 })
 
-describe("planGraph and pendingInputs", () => {
+describe("planGraph", () => {
   const plan = planGraph([
     node("a", [{ local: false, future: "R" }, { local: false, future: "F" }, { local: false, future: "R" }], ["k1"], ["k2"]),
     node("b", [local("a"), local("a"), local("a", "other"), { local: false, future: "P" }], ["k2"]),
@@ -122,19 +122,5 @@ describe("planGraph and pendingInputs", () => {
       { task: "task-c", key: "k3", exclusive: false }
     ])
     expect(plan.allKeys).toEqual(["k1", "k2", "k3"])
-    expect([...plan.external].sort()).toEqual(["F", "P", "R"])
-  })
-
-  it("counts every input but a resolved external one, and cascades from failed and canceled ones", () => {
-    const { tasks, failed } = pendingInputs(plan, [
-      { id: "R", state: "resolved" },
-      { id: "F", state: "failed" },
-      { id: "P", state: "pending" }
-    ])
-    expect(tasks.map((t) => [t.node, t.pending_inputs])).toEqual([["a", 1], ["b", 3], ["c", 0]])
-    expect(failed).toEqual(["F"])
-    const canceled = pendingInputs(plan, [{ id: "R", state: "canceled" }, { id: "F", state: "resolved" }, { id: "P", state: "resolved" }])
-    expect(canceled.tasks.map((t) => t.pending_inputs)).toEqual([1, 2, 0])
-    expect(canceled.failed).toEqual(["R"])
   })
 })

@@ -30,6 +30,18 @@ export const toDbError = (cause: unknown): DbError => {
 /** SQLSTATEs that mean "run the whole transaction again". */
 const retryable = (e: DbError) => e.code === "40P01" || e.code === "40001"
 
+/**
+ * Runs `once` (a transaction, or one autocommit statement) again on deadlock or serialization
+ * failure: PostgreSQL resolved the conflict by aborting it, and nothing it did was committed.
+ */
+export const retryConflicts = <A, E, R>(once: Effect.Effect<A, E, R>) =>
+  once.pipe(
+    Effect.retry({
+      while: (e) => e instanceof DbError && retryable(e),
+      schedule: Schedule.exponential(Duration.millis(5)).pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(20)))
+    })
+  )
+
 export interface DbShape {
   readonly pool: pg.Pool
   readonly db: Tx
@@ -121,12 +133,7 @@ export const makeDb = (url: Redacted.Redacted<string>, poolSize: number, options
           // After a failure the connection may be broken (that is often why it failed): drop it.
           Effect.sync(() => client.release(exit._tag === "Failure" ? true : undefined))
       )
-      return once.pipe(
-        Effect.retry({
-          while: (e) => e instanceof DbError && retryable(e),
-          schedule: Schedule.exponential(Duration.millis(5)).pipe(Schedule.jittered, Schedule.intersect(Schedule.recurs(20)))
-        })
-      )
+      return retryConflicts(once)
     }
 
     return Db.of({

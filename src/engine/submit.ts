@@ -1,8 +1,8 @@
 /**
  * Graph submission: validate the whole graph (submit/validate.ts), plan its rows (submit/plan.ts),
- * then write it in one transaction (submit/write.ts). `prepareGraph` is the first two steps alone:
- * schedules validate a graph with it at create and update without submitting it, and at each tick
- * write what it prepared inside their own claim transaction (src/schedules/ticks.ts).
+ * then write it with one statement (submit/write.ts, cairn_submit). `prepareGraph` is the first two
+ * steps alone: schedules validate a graph with it at create and update without submitting it, and
+ * at each tick write what it prepared inside their own claim transaction (src/schedules/ticks.ts).
  *
  * Validation happens before anything is written and reports every offending node at once
  * (`details.nodes.<name>` is a list of sentences); only two of its steps read the database: the

@@ -14,7 +14,7 @@
  *      waits on the first's row lock, then finds tick = T and changes nothing. A claim of an older
  *      tick than one already claimed changes nothing either, so a slow process never submits a
  *      tick after a later one.
- *   3. the graph, written by the engine's own submission steps in this transaction
+ *   3. the graph, written by the engine's own submission call (cairn_submit) in this transaction
  *      (writeGraphIn), labelled "<name> <tick>";
  *   4. the tick's row in `schedule_ticks`, keyed by (schedule, tick), pointing at the graph: the
  *      history that GET /api/v1/schedules/{name}/graphs lists, and a second guard (a second row

@@ -6,7 +6,7 @@
  * would deadlock a node that needs the output of a later node holding the same key. When body order
  * is already topological (the usual case) it is exactly body order.
  */
-import type { FutureInsert, InputInsert, KeyInsert, LockedFuture, TaskInsert } from "../queries/submit.js"
+import type { FutureInsert, InputInsert, KeyInsert, TaskInsert } from "../queries/submit.js"
 import type { ReferencingNode, ValidNode } from "./validate.js"
 
 /**
@@ -44,16 +44,17 @@ export const stableTopologicalOrder = <N extends Pick<ReferencingNode, "name" | 
   return { order, cyclic }
 }
 
-/** A graph's rows, its nodes in FCFS order; `pending_inputs` is filled in under the locks (`pendingInputs`). */
+/**
+ * A graph's rows, its nodes in FCFS order. What depends on the database's state at the write (the
+ * external inputs' states, hence the pending input counts) is decided by cairn_submit under its locks.
+ */
 export interface GraphPlan {
-  readonly tasks: ReadonlyArray<Omit<TaskInsert, "pending_inputs">>
+  readonly tasks: ReadonlyArray<TaskInsert>
   readonly futures: ReadonlyArray<FutureInsert>
   readonly inputs: ReadonlyArray<InputInsert>
   readonly keys: ReadonlyArray<KeyInsert>
-  /** Every distinct resource key, to lock before any row. */
+  /** Every distinct resource key. */
   readonly allKeys: ReadonlyArray<string>
-  /** Input futures of earlier graphs, to lock FOR SHARE. */
-  readonly external: ReadonlyArray<string>
 }
 
 /** The rows of `ordered` (valid nodes in FCFS order). */
@@ -82,21 +83,5 @@ export const planGraph = (ordered: ReadonlyArray<ValidNode>): GraphPlan => {
     ...n.exclusive.map((key) => ({ task: n.taskId, key, exclusive: true })),
     ...n.shared.map((key) => ({ task: n.taskId, key, exclusive: false }))
   ])
-  const external = [...new Set(ordered.flatMap((n) => n.refs.flatMap((r) => (r.local ? [] : [r.future]))))]
-  return { tasks, futures, inputs, keys, allKeys: [...new Set(keys.map((k) => k.key))], external }
-}
-
-/**
- * Each task's `pending_inputs`, given the states of its external inputs as locked: every input
- * counts except a resolved external one. This graph's own futures and pending external ones are
- * released when they settle; failed or canceled ones are never released, because their consumers
- * are settled at once by a cascade (`failed`, the futures to cascade from).
- */
-export const pendingInputs = (plan: GraphPlan, external: ReadonlyArray<LockedFuture>) => {
-  const failed = external.filter((f) => f.state === "failed" || f.state === "canceled").map((f) => f.id)
-  const resolved = new Set(external.filter((f) => f.state === "resolved").map((f) => f.id))
-  const pending = new Map<string, number>()
-  for (const i of plan.inputs) if (!resolved.has(i.future)) pending.set(i.task, (pending.get(i.task) ?? 0) + 1)
-  const tasks: Array<TaskInsert> = plan.tasks.map((t) => ({ ...t, pending_inputs: pending.get(t.id) ?? 0 }))
-  return { tasks, failed }
+  return { tasks, futures, inputs, keys, allKeys: [...new Set(keys.map((k) => k.key))] }
 }

@@ -1,30 +1,26 @@
 /**
- * Writing a planned graph: one transaction.
+ * Writing a planned graph: one call of cairn_submit (src/engine/sql/cairn_submit.sql), which locks
+ * the graph's resource keys, locks its external inputs FOR SHARE and counts each task's pending
+ * inputs from their states, inserts every row, settles at once the consumers of failed or canceled
+ * inputs, runs the submit hooks, enqueues the tasks, sends the one NOTIFY and refreshes the
+ * planner's statistics when the graph is large.
  *
- *   1. lock every resource key the graph uses (cairn_lock_keys: per key, in hash order; keys come
- *      before any row lock, the engine-wide order that keeps transactions from deadlocking);
- *   2. lock the referenced futures of earlier graphs FOR SHARE and read their states (a settle of one
- *      of them either committed before, and we see it settled, or waits for us, and then sees our
- *      consumers), which decide the pending input counts;
- *   3. insert graph, tasks (seq in FCFS order), futures, input edges and key rows: one statement;
- *      A referenced future that is gone by now (history.purge deleted it after validation saw it)
- *      refuses the submission: 400 naming the nodes;
- *   4. settle at once the tasks whose inputs already failed or were canceled (cascade);
- *   5. let other modules hold what the tasks will use (cairn_on_submitted runs the registered
- *      submit hooks; one refuses with SQLSTATE CA002, which is a 400 naming the nodes), enqueue the
- *      tasks (cairn_enqueue: key rows with no earlier conflict become free; tasks with nothing to
- *      wait for become ready) and send one NOTIFY; and, if the graph is large next to the tasks the
- *      planner knows of, analyze the engine's tables before committing (cairn_refresh_statistics),
- *      so that its first failure or claim is not planned from statistics that predate it.
+ * A plain submission is that call alone, one autocommit statement on a pooled connection: one
+ * round trip, no BEGIN or COMMIT (DESIGN.md §15 "Submission's round trips"); a deadlock or
+ * serialization failure runs it again, as it would a transaction. A schedule's tick makes the same
+ * call inside its own claim transaction (`writeGraphIn`).
+ *
+ * A refusal is SQLSTATE CA002 with a DETAIL { task id: [sentence, ...] }, from a submit hook (a
+ * named resource deleted since validation) or from cairn_submit itself (an external input purged
+ * since validation saw it): a 400 naming the nodes, with nothing written.
  */
 import { Effect } from "effect"
-import { Db, type DbError, type Tx } from "../../db/client.js"
+import { Db, type DbError, retryConflicts, type Tx } from "../../db/client.js"
 import { InvalidRequest } from "../errors.js"
-import { toChanges } from "../notify.js"
 import * as Q from "../queries/submit.js"
-import { type GraphPlan, pendingInputs } from "./plan.js"
+import type { GraphPlan } from "./plan.js"
 
-/** SQLSTATE a submit hook raises to refuse a submission (src/engine/sql/cairn_on_submitted.sql). */
+/** SQLSTATE of a refused submission (src/engine/sql/cairn_submit.sql, cairn_on_submitted.sql). */
 export const SUBMISSION_REFUSED = "CA002"
 
 const refused = (sentences: Record<string, Array<string>>) => {
@@ -35,8 +31,8 @@ const refused = (sentences: Record<string, Array<string>>) => {
   })
 }
 
-/** Per node, the sentences of a submit hook's refusal (its DETAIL: task id -> sentences). */
-const hookProblems = (e: DbError, plan: GraphPlan): InvalidRequest | DbError => {
+/** Per node, the sentences of a refusal (its DETAIL: task id -> sentences). */
+const refusal = (e: DbError, plan: GraphPlan): InvalidRequest | DbError => {
   let cause = e.cause as { detail?: unknown; cause?: unknown } | undefined
   while (cause && typeof cause.detail !== "string" && cause.cause) cause = cause.cause as typeof cause
   let detail: Record<string, Array<string>> = {}
@@ -52,29 +48,14 @@ const hookProblems = (e: DbError, plan: GraphPlan): InvalidRequest | DbError => 
 
 type GraphRow = { readonly id: string; readonly label: string | null }
 
-export const writeGraph = (graph: GraphRow, plan: GraphPlan) =>
-  Effect.flatMap(Db, (db) => db.transaction((tx) => writeGraphIn(tx, graph, plan)))
+const submit = (on: Tx, graph: GraphRow, plan: GraphPlan) =>
+  Q.submit(on, { ...graph, tasks: plan.tasks, futures: plan.futures, inputs: plan.inputs, keys: plan.keys }).pipe(
+    Effect.catchIf((e) => e.code === SUBMISSION_REFUSED, (e) => Effect.fail(refusal(e, plan)))
+  )
 
-/** The same steps in a transaction the caller owns (a schedule's tick commits its claim with them). */
-export const writeGraphIn = (tx: Tx, graph: GraphRow, plan: GraphPlan) =>
-  Effect.gen(function*() {
-    if (plan.allKeys.length > 0) yield* Q.lockKeys(tx, plan.allKeys)
-    const external = plan.external.length > 0 ? yield* Q.lockFutures(tx, plan.external) : []
-    if (external.length < plan.external.length) {
-      const found = new Set(external.map((f) => f.id))
-      const gone = new Set(plan.external.filter((f) => !found.has(f)))
-      const byNode: Record<string, Array<string>> = Object.create(null)
-      for (const i of plan.inputs) {
-        if (!gone.has(i.future)) continue
-        const node = plan.tasks.find((t) => t.id === i.task)!.node
-        ;(byNode[node] ??= []).push(`input ${i.future} no longer exists (its graph was purged)`)
-      }
-      return yield* refused(byNode)
-    }
-    const { tasks, failed } = pendingInputs(plan, external)
-    yield* Q.insertGraph(tx, { ...graph, tasks, futures: plan.futures, inputs: plan.inputs, keys: plan.keys })
-    const changes = failed.length > 0 ? yield* Q.settleConsumers(tx, failed) : toChanges({})
-    yield* Q.enqueue(tx, tasks.map((t) => t.id), changes).pipe(
-      Effect.catchIf((e) => e.code === SUBMISSION_REFUSED, (e) => Effect.fail(hookProblems(e, plan)))
-    )
-  })
+/** One autocommit statement. */
+export const writeGraph = (graph: GraphRow, plan: GraphPlan) =>
+  Effect.flatMap(Db, (db) => retryConflicts(submit(db.db, graph, plan)))
+
+/** The same call in a transaction the caller owns (a schedule's tick commits its claim with it). */
+export const writeGraphIn = (tx: Tx, graph: GraphRow, plan: GraphPlan) => submit(tx, graph, plan)

@@ -47,16 +47,26 @@ export const makeProducer = (running: RunningTasks) =>
             for (const t of claimed) yield* start(t, workerId)
             if (claimed.length === free) continue
           }
-          yield* Queue.take(kick).pipe(Effect.timeout(config.pollInterval), Effect.ignore)
+          yield* Queue.take(kick)
         }
       })
 
-    /** Ready work wakes the claim loop; cancel requests stop our tasks. */
-    const forward = (workerId: string) =>
+    /**
+     * Ready work wakes the claim loop from the notification's own callback (`onWakeup`), so that
+     * the claim is sent without first waiting for another fiber to take the wake-up off the
+     * session's PubSub: at idle that hop sits between a submission's commit and its task's claim.
+     */
+    const wakeOnReady = (workerId: string) =>
+      session.onWakeup((w) => {
+        if (w.ready > 0 && (w.workers === undefined || w.workers.includes(workerId))) Queue.unsafeOffer(kick, undefined)
+      })
+
+    /** Cancel requests stop our tasks. */
+    const forwardCancels = (workerId: string) =>
       Stream.fromPubSub(session.wakeups).pipe(
+        Stream.filter((w) => w.cancel === "*" || w.cancel.length > 0),
         Stream.runForEach((w) =>
           Effect.gen(function*() {
-            if (w.ready > 0 && (w.workers === undefined || w.workers.includes(workerId))) yield* wake
             const cancels = w.cancel === "*"
               ? yield* Q.cancelRequested(db.db, workerId).pipe(Effect.orElseSucceed(() => []))
               : w.cancel
@@ -66,13 +76,19 @@ export const makeProducer = (running: RunningTasks) =>
       )
 
     /**
-     * Claims for the worker generation `workerId` until interrupted. Its own channel is listened on
-     * first; the first claim covers whatever was sent before.
+     * The safety-net poll: a wake-up every poll interval, from a fiber of its own. (A timeout on
+     * the claim loop's wait would put a race of two fibers between every wake-up and its claim.)
+     */
+    const poll = Effect.forever(Effect.zipRight(Effect.sleep(config.pollInterval), wake))
+
+    /**
+     * Claims for the worker generation `workerId` until interrupted. Its wake-up callback and its
+     * own channel are in place first; the first claim covers whatever was sent before.
      */
     const run = (workerId: string, start: (task: ClaimedTask, workerId: string) => Effect.Effect<void>) =>
       Effect.zipRight(
-        session.listen(workerChannel(workerId)),
-        Effect.all([claimLoop(workerId, start), forward(workerId)], { concurrency: "unbounded", discard: true })
+        Effect.zipRight(wakeOnReady(workerId), session.listen(workerChannel(workerId))),
+        Effect.all([claimLoop(workerId, start), forwardCancels(workerId), poll], { concurrency: "unbounded", discard: true })
       )
 
     return { wake, run }
