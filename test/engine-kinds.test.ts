@@ -72,7 +72,7 @@ const SlowDb = Layer.effect(
         const text = dialect.sqlToQuery(q)
         const slow = text.sql.includes("SET progress") && text.params.some((p) => String(p).includes(`"done":1`))
           ? 500
-          : text.sql.includes("cairn_resolve") ? 1000 : 0
+          : text.sql.includes("cairn_settle_batch") ? 1000 : 0
         return slow === 0 ? db.rows<R>(q) : Effect.zipRight(Effect.sleep(Duration.millis(slow)), db.rows<R>(q))
       }
     })

@@ -928,7 +928,7 @@ describe("engine properties", () => {
         numRuns: NUM_RUNS,
         plugins: [fc.interruptAfterTimeLimit(240_000, { failOnInterrupt: true })],
         // Always: a failed attempt whose retry goes first, so the settle that fails it claims the
-        // same task again for its slot (queries/settle.ts, settleAndClaim), while other work is
+        // same task again for its slot (queries/settle.ts, settleBatch), while other work is
         // ready and the failure's wake-up reaches this worker.
         examples: [[[[
           { ms: 150, priority: 1, maxAttempts: 2, failOn: [1], exclusive: [], shared: [], inputs: [] },

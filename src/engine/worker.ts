@@ -13,9 +13,10 @@
  *             progress is written throttled, one write at a time, the last one before the settle
  *             (progress.ts).
  *   settle    one function call per outcome (cairn_resolve / cairn_fail / cairn_release), each
- *             naming worker and attempt, so a worker that lost its task changes nothing; the same
- *             statement claims a task for the slot it frees, when it can (completer.ts,
- *             queries/settle.ts).
+ *             naming worker and attempt, so a worker that lost its task changes nothing; the
+ *             settles that come due while one is in flight go together in one statement
+ *             (cairn_settle_batch), which claims the tasks for the slots they free, when it can
+ *             (completer.ts, queries/settle.ts).
  *   heartbeat every CAIRN_HEARTBEAT_MS; a worker that cannot heartbeat for 60% of the timeout fences
  *             itself (stops its tasks) before anyone else may declare it dead and retry them
  *             (liveness.ts).

@@ -72,19 +72,23 @@ describe("a cluster on separate network hosts", () => {
 const hostOfPid = (pid: number | null) => (pid === w1.pid ? "w1" : pid === w2.pid ? "w2" : undefined)
 
 /**
- * The completed execution of a settle statement (cairn_resolve/fail/release) of `task`'s attempt
- * `attempt`, sent from `addr`, in the database's statement log: alone, or as the settle that claims
- * the slot's next task (src/engine/queries/settle.ts, `settleAndClaim`), whose first parameters
- * are the settle's. Found by its parameters line (which carries the client's address) and the
+ * The completed execution of a settle statement of `task`'s attempt `attempt`, sent from `addr`,
+ * in the database's statement log: a handed-back task's cairn_release (the task and attempt are
+ * its first and third parameters), or a batch of settles (src/engine/queries/settle.ts,
+ * `settleBatch`: cairn_settle_batch, whose second parameter lists each settle as {"t": task,
+ * "a": attempt, ...}). Found by its parameters line (which carries the client's address) and the
  * settle call in the statement above it (a statement may span lines).
  */
 const settleFrom = (log: string, addr: string, task: string, attempt: number) => {
   const lines = log.split("\n")
-  return lines.some((l, i) =>
-    l.includes(`host=${addr} `) && /DETAIL: +parameters:/i.test(l) && l.includes(`$1 = '${task}'`) && l.includes(`$3 = '${attempt}'`) &&
-    lines.slice(Math.max(0, i - 12), i).some((s) => /duration: .* execute /.test(s)) &&
-    lines.slice(Math.max(0, i - 12), i).some((s) => /cairn_notify\(cairn_(resolve|fail|release)\(/.test(s))
-  )
+  return lines.some((l, i) => {
+    if (!(l.includes(`host=${addr} `) && /DETAIL: +parameters:/i.test(l))) return false
+    const above = lines.slice(Math.max(0, i - 12), i)
+    if (!above.some((s) => /duration: .* execute /.test(s))) return false
+    const alone = l.includes(`$1 = '${task}'`) && l.includes(`$3 = '${attempt}'`) && above.some((s) => /cairn_notify\(cairn_(resolve|fail|release)\(/.test(s))
+    const batched = l.includes(`"t":"${task}","a":${attempt},`) && above.some((s) => /cairn_settle_batch\(/.test(s))
+    return alone || batched
+  })
 }
 
 /**

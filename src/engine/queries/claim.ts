@@ -6,7 +6,7 @@
  * resolved input values, saving a round trip before it runs. Ready tasks are taken in submission
  * order (seq), so the oldest ready work goes first. A claim that filled its slots and saw ready work
  * left over wakes idle workers for it (the baton: wake-ups name only a few idle workers).
- * A worker also claims in its settle statement (queries/settle.ts, `settleAndClaim`), with the
+ * A worker also claims in its settle statement (queries/settle.ts, `settleBatch`), with the
  * columns below.
  */
 import { type SQL, sql } from "drizzle-orm"

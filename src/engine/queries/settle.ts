@@ -7,10 +7,12 @@
  * on the pool it is one autocommit statement (one round trip, the NOTIFY in the same implicit
  * transaction); inside a `Commit` transaction it is the last statement before COMMIT.
  *
- * A worker that has a slot to fill settles and claims in one statement (`settleAndClaim`): half the
- * round trips and commits of a busy slot's cycle. The claim runs after the settle (it is a lateral
- * join on the settle's result), so it sees what the settle made ready, and claims nothing when the
- * settle matched nothing: a worker that lost its task may have lost its registration too.
+ * A worker settles its autocommit settles in batches (`settleBatch`, src/engine/sql/
+ * cairn_settle_batch.sql: each settle fenced as above) and claims the tasks for the slots they free
+ * in the same statement: one round trip and one commit for a batch. The claim runs after the
+ * settles (it is a lateral join on their result), so it sees what they made ready, and claims
+ * nothing for a settle that matched nothing: a worker that lost its task may have lost its
+ * registration too.
  */
 import { type SQL, sql } from "drizzle-orm"
 import { Effect } from "effect"
@@ -37,25 +39,49 @@ export const notified = (on: Tx, fn: SQL): Effect.Effect<Changes | undefined, Db
   )
 
 /**
- * `notified(fn)` and then, in the same statement, `cairn_claim` of up to `limit` tasks for the
- * attempt's worker, or of none when `fn` matched nothing.
+ * One settle of a batch (cairn_settle_batch's element): a success with its output values, or a
+ * failure or cancel; `refill` tasks are claimed for its slot if it matched.
  */
-export const settleAndClaim = (
+export type BatchSettle =
+  | { readonly task: string; readonly attempt: number; readonly refill: number; readonly values: OutputValues }
+  | {
+    readonly task: string
+    readonly attempt: number
+    readonly refill: number
+    readonly how: "failed" | "canceled"
+    readonly code: string
+    readonly message: string
+  }
+
+const batchElement = (s: BatchSettle) =>
+  "values" in s
+    ? { t: s.task, a: s.attempt, n: s.refill, v: s.values }
+    : { t: s.task, a: s.attempt, n: s.refill, s: s.how, c: s.code, m: s.message }
+
+/**
+ * The settles of one worker generation in one autocommit statement (cairn_settle_batch, each still
+ * fenced by task, worker and attempt), then, in the same statement, `cairn_claim` of the tasks for
+ * the slots of those that matched. `changes[i]` is what settle i changed (the batch's wake-up is
+ * sent once), or undefined when its task was no longer this attempt's.
+ */
+export const settleBatch = (
   on: Tx,
-  fn: SQL,
   worker: string,
-  limit: number
-): Effect.Effect<{ readonly changes: Changes | undefined; readonly claimed: ReadonlyArray<ClaimedTask> }, DbError> =>
+  settles: ReadonlyArray<BatchSettle>
+): Effect.Effect<{ readonly changes: ReadonlyArray<Changes | undefined>; readonly claimed: ReadonlyArray<ClaimedTask> }, DbError> =>
   Effect.map(
-    txRows<ClaimedTask & { c: unknown }>(
+    txRows<ClaimedTask & { b: { results: Array<unknown>; claim: number } }>(
       on,
-      sql`WITH s AS MATERIALIZED (SELECT cairn_notify(${fn}) AS c)
-          SELECT s.c, ${claimedColumns}
-          FROM s LEFT JOIN LATERAL cairn_claim(${worker}, CASE WHEN s.c IS NULL THEN 0 ELSE ${limit}::int END) cl ON true`
+      sql`WITH s AS MATERIALIZED (SELECT cairn_settle_batch(${worker}, ${JSON.stringify(settles.map(batchElement))}::jsonb) AS b)
+          SELECT s.b, ${claimedColumns}
+          FROM s LEFT JOIN LATERAL cairn_claim(${worker}, (s.b->>'claim')::int) cl ON true`
     ),
     (rows) => ({
-      changes: rows[0]?.c == null ? undefined : toChanges(rows[0].c),
-      claimed: rows.filter((r) => r.id != null).map(({ c: _, ...task }) => task)
+      changes: settles.map((_, i) => {
+        const c = rows[0]?.b.results[i]
+        return c == null ? undefined : toChanges(c)
+      }),
+      claimed: rows.filter((r) => r.id != null).map(({ b: _, ...task }) => task)
     })
   )
 

@@ -6,6 +6,8 @@
 -- DESIGN.md §4 "FCFS queues" (Lock order: keys before rows).
 
 CREATE OR REPLACE FUNCTION cairn_lock_task_keys(p_tasks text[], p_downstream boolean) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  v_keys text[];
 BEGIN
   IF p_downstream THEN
     PERFORM cairn_lock_keys(array(
@@ -20,6 +22,10 @@ BEGIN
       )
       SELECT tk.key FROM cone JOIN task_keys tk ON tk.task_id = cone.task_id));
   ELSE
-    PERFORM cairn_lock_keys(array(SELECT key FROM task_keys WHERE task_id = ANY(p_tasks)));
+    -- Most tasks have no keys: then one index probe and no lock call.
+    SELECT array_agg(key) INTO v_keys FROM task_keys WHERE task_id = ANY(p_tasks);
+    IF v_keys IS NOT NULL THEN
+      PERFORM cairn_lock_keys(v_keys);
+    END IF;
   END IF;
 END $$;

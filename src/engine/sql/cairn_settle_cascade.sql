@@ -117,12 +117,12 @@ BEGIN
     WHERE ti.future_id = ANY(v_failed_all) AND t.state = 'blocked';
   END LOOP;
 
-  -- FCFS release.
-  PERFORM cairn_lock_keys(array(SELECT key FROM task_keys WHERE task_id = ANY(v_settled)));
-  WITH gone AS (DELETE FROM task_keys WHERE task_id = ANY(v_settled) RETURNING key)
-  SELECT coalesce(array_agg(DISTINCT key), '{}') INTO v_keys FROM gone;
-
+  -- FCFS release (nothing to lock or delete for tasks without keys: one index probe).
+  SELECT coalesce(array_agg(DISTINCT key), '{}') INTO v_keys FROM task_keys WHERE task_id = ANY(v_settled);
   IF cardinality(v_keys) > 0 THEN
+    PERFORM cairn_lock_keys(v_keys);
+    DELETE FROM task_keys WHERE task_id = ANY(v_settled);
+
     -- The first unsettled row of a key, if exclusive, now holds the key alone.
     WITH heads AS (
       SELECT k AS key, (SELECT tk.seq FROM task_keys tk WHERE tk.key = k ORDER BY tk.seq LIMIT 1) AS first_any
@@ -150,8 +150,9 @@ BEGIN
     v_candidates := v_candidates || v_more;
   END IF;
 
-  -- Data release.
-  IF cardinality(v_resolved) > 0 THEN
+  -- Data release (skipped, one index probe, when no task consumes what resolved: a plan driven
+  -- from the blocked tasks would otherwise walk them all).
+  IF cardinality(v_resolved) > 0 AND EXISTS (SELECT 1 FROM task_inputs WHERE future_id = ANY(v_resolved)) THEN
     WITH c AS (
       SELECT ti.task_id, count(*)::int AS n FROM task_inputs ti WHERE ti.future_id = ANY(v_resolved) GROUP BY ti.task_id
     ), dec AS (

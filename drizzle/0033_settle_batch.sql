@@ -1,0 +1,285 @@
+-- Written by `npm run db:functions`: the current definitions of
+--   src/engine/sql/cairn_lock_task_keys.sql
+--   src/engine/sql/cairn_settle_batch.sql
+--   src/engine/sql/cairn_settle_cascade.sql
+-- Read and change them there; this migration is history (drizzle/README.md).
+-- cairn_lock_task_keys: lock ordering, the rule that keeps settlements from deadlocking each other.
+-- A transaction takes the key locks of every task it will settle -- and, when the settlement can
+-- fail or cancel, of every blocked task downstream that it will cascade into -- before it locks or
+-- updates any task or future row. A key's holder updates the rows of tasks queued on that key
+-- (releasing the queue), so rows first and keys second would wait in a cycle.
+-- DESIGN.md §4 "FCFS queues" (Lock order: keys before rows).
+
+CREATE OR REPLACE FUNCTION cairn_lock_task_keys(p_tasks text[], p_downstream boolean) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  v_keys text[];
+BEGIN
+  IF p_downstream THEN
+    PERFORM cairn_lock_keys(array(
+      WITH RECURSIVE cone(task_id) AS (
+        SELECT unnest(p_tasks)
+        UNION
+        SELECT ti.task_id
+        FROM cone c
+        JOIN futures f ON f.producer_task = c.task_id AND f.state = 'pending'
+        JOIN task_inputs ti ON ti.future_id = f.id
+        JOIN tasks t ON t.id = ti.task_id AND t.state = 'blocked'
+      )
+      SELECT tk.key FROM cone JOIN task_keys tk ON tk.task_id = cone.task_id));
+  ELSE
+    -- Most tasks have no keys: then one index probe and no lock call.
+    SELECT array_agg(key) INTO v_keys FROM task_keys WHERE task_id = ANY(p_tasks);
+    IF v_keys IS NOT NULL THEN
+      PERFORM cairn_lock_keys(v_keys);
+    END IF;
+  END IF;
+END $$;
+--> statement-breakpoint
+-- cairn_settle_batch: the settles of one worker generation (p_worker) that its process coalesced
+-- into one statement (src/engine/worker/completer.ts), in one transaction. p_settles is an array of
+--   {"t": task, "a": attempt, "v": output values}                      succeeded (as cairn_resolve)
+--   {"t": task, "a": attempt, "s": 'failed'|'canceled', "c": code, "m": message}  (as cairn_fail)
+-- each with "n": how many tasks to claim for the slot it frees. Every settle is fenced as on its own
+-- (`state = 'running' AND worker_id = p_worker AND attempts = a`): one that matches nothing changes
+-- nothing and its result is NULL. The successes are settled together: one update of their task
+-- rows and of their outputs, one cascade (cairn_settle_cascade), so that their releases and settle
+-- hooks run once for the batch; failures go through cairn_fail one by one. Every key the batch
+-- can release is locked first, in one call (hash order: keys before rows, and no two batches
+-- wait on each other in a cycle). One NOTIFY for the whole batch (cairn_notify).
+-- Returns {"results": [per settle, in order: its changes or NULL], "claim": the sum of "n" of
+-- the settles that matched}, for the claim that follows in the same statement (queries/settle.ts).
+-- DESIGN.md §4 "Settle", "Settle and claim".
+
+CREATE OR REPLACE FUNCTION cairn_settle_batch(p_worker text, p_settles jsonb) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_tasks text[];
+  v_fails boolean;
+  v_resolved text[] := '{}';
+  v_matched text[] := '{}';
+  v_changes jsonb;
+  v_one jsonb;
+  v_results jsonb := '[]'::jsonb;
+  v_claim integer := 0;
+  e record;
+BEGIN
+  SELECT array_agg(x->>'t'), bool_or(x ? 's') INTO v_tasks, v_fails FROM jsonb_array_elements(p_settles) x;
+  IF v_tasks IS NULL THEN
+    RETURN jsonb_build_object('results', '[]'::jsonb, 'claim', 0);
+  END IF;
+  -- A failure can cascade: then the keys of the blocked tasks downstream too (cairn_fail's order).
+  PERFORM cairn_lock_task_keys(v_tasks, v_fails);
+
+  WITH s AS (
+    SELECT x->>'t' AS id, (x->>'a')::integer AS attempt, x->'v' AS v
+    FROM jsonb_array_elements(p_settles) x WHERE NOT x ? 's'
+  ), u AS (
+    UPDATE tasks t SET state = 'succeeded', finished_at = now(), error = NULL
+    FROM s
+    WHERE t.id = s.id AND t.state = 'running' AND t.worker_id = p_worker AND t.attempts = s.attempt
+    RETURNING t.id, s.attempt, s.v
+  ), f AS (
+    UPDATE futures fu SET state = 'resolved', settled_at = now(), value = coalesce(u.v -> fu.output, 'null'::jsonb)
+    FROM u WHERE fu.producer_task = u.id AND fu.state = 'pending'
+  )
+  -- (f runs to completion although nothing reads it: data-modifying CTEs always do.)
+  SELECT coalesce(array_agg(id), '{}'), coalesce(array_agg(id || '/' || attempt), '{}') INTO v_resolved, v_matched FROM u;
+  IF cardinality(v_resolved) > 0 THEN
+    v_changes := cairn_settle_cascade(v_resolved);
+  END IF;
+
+  FOR e IN SELECT x, ord FROM jsonb_array_elements(p_settles) WITH ORDINALITY AS a(x, ord) ORDER BY ord LOOP
+    IF e.x ? 's' THEN
+      v_one := cairn_fail(e.x->>'t', p_worker, (e.x->>'a')::integer, e.x->>'s', e.x->>'c', e.x->>'m');
+      IF v_one IS NOT NULL THEN
+        v_changes := CASE WHEN v_changes IS NULL THEN v_one - 'retry_in_ms' ELSE jsonb_build_object(
+          'ready', (v_changes->>'ready')::integer + (v_one->>'ready')::integer,
+          'tasks', (v_changes->'tasks') || (v_one->'tasks'),
+          'futures', (v_changes->'futures') || (v_one->'futures')) END;
+      END IF;
+    ELSIF (e.x->>'t') || '/' || (e.x->>'a') = ANY(v_matched) THEN
+      -- What it changed is announced below with the batch's; the worker needs only "it was ours".
+      -- A second copy of the same settle in the batch matched nothing (the row was updated once).
+      v_one := jsonb_build_object('ready', 0, 'tasks', '[]'::jsonb, 'futures', '[]'::jsonb);
+      v_matched := array_remove(v_matched, (e.x->>'t') || '/' || (e.x->>'a'));
+    ELSE
+      v_one := NULL;
+    END IF;
+    v_results := v_results || jsonb_build_array(v_one);
+    IF v_one IS NOT NULL THEN
+      v_claim := v_claim + coalesce((e.x->>'n')::integer, 0);
+    END IF;
+  END LOOP;
+
+  PERFORM cairn_notify(v_changes);
+  RETURN jsonb_build_object('results', v_results, 'claim', v_claim);
+END $$;
+--> statement-breakpoint
+-- cairn_settle_cascade: p_tasks have just reached a terminal state in this transaction, and every
+-- future they produce is settled. p_failed_inputs are already-settled failed/canceled futures that
+-- newly submitted tasks consume (a graph that references an earlier failure settles at once).
+-- Settle what that implies and return it as
+--   { "ready": <tasks that became ready>, "tasks": [settled task ids], "futures": [settled future ids] }.
+--
+-- 1. Propagation: every blocked task reachable downstream of a failed/canceled future settles
+--    failed/canceled (upstream_failed/upstream_canceled; cause_future = its own input that settled
+--    that way, preferring a failed one; cause_task = the task where the failure began), its outputs
+--    likewise -- the whole cone in one recursive statement, whose step joins no `tasks` so that it
+--    is driven from the working table whatever the statistics say. A submission that referenced one
+--    of these futures concurrently holds FOR SHARE on it, so our UPDATE of that future waits for its
+--    commit; the next statement then finds its task ("late joiners") and we go round again.
+-- 2. FCFS release: the task_keys rows of every settled task are deleted under the keys' locks; the
+--    new queue heads (the first exclusive row, the shared rows before the first exclusive row) are
+--    marked free and their tasks' blocked_keys decremented.
+-- 3. Data release: consumers of resolved futures get pending_inputs decremented.
+-- 4. What the settled tasks owned is released (cairn_on_settled).
+-- 5. Tasks whose counters reached zero become ready.
+-- DESIGN.md §4 "FCFS queues", "Data dependencies and propagation"; §15 "Failure cascade".
+
+CREATE OR REPLACE FUNCTION cairn_settle_cascade(p_tasks text[], p_failed_inputs text[] DEFAULT '{}') RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  v_settled text[] := p_tasks;
+  v_futures text[];
+  v_frontier text[];
+  v_resolved text[];
+  v_level text[];
+  v_failed_all text[];
+  v_keys text[];
+  v_candidates text[] := '{}';
+  v_more text[];
+  v_at timestamptz;
+  v_one_root boolean;
+  v_root_task text;
+  v_root_message text;
+BEGIN
+  SELECT coalesce(array_agg(id), '{}'),
+         coalesce(array_agg(id) FILTER (WHERE state <> 'resolved'), '{}'),
+         coalesce(array_agg(id) FILTER (WHERE state = 'resolved'), '{}')
+    INTO v_futures, v_frontier, v_resolved
+  FROM futures WHERE producer_task = ANY(p_tasks);
+  v_frontier := v_frontier || p_failed_inputs;
+
+  v_failed_all := v_frontier;
+  WHILE cardinality(v_frontier) > 0 LOOP
+    -- Never stamp an effect before its cause: a submission's transaction may have begun before the
+    -- failure it consumes was committed.
+    SELECT greatest(now(), max(settled_at)) INTO v_at FROM futures WHERE id = ANY(v_frontier);
+    -- Usually one failing task: then every task of the cone has the same root cause.
+    SELECT count(DISTINCT (coalesce(error->>'cause_task', producer_task), coalesce(error->>'message', ''))) = 1,
+           min(coalesce(error->>'cause_task', producer_task)), min(coalesce(error->>'message', ''))
+      INTO v_one_root, v_root_task, v_root_message
+    FROM futures WHERE id = ANY(v_frontier);
+    WITH RECURSIVE cone(task_id, cause_future, cause_producer, how) AS (
+      -- Every (blocked task, failing input, how) edge reachable from the frontier.
+      SELECT ti.task_id, f.id, f.producer_task, f.state
+      FROM futures f
+      JOIN task_inputs ti ON ti.future_id = f.id
+      JOIN tasks t ON t.id = ti.task_id
+      WHERE f.id = ANY(v_frontier) AND t.state = 'blocked'
+      UNION
+      -- No `tasks` here: the step must be driven from the working table whatever the statistics
+      -- say (a state = 'blocked' filter let the planner drive it from every blocked task, once per
+      -- level: quadratic on a chain). Only blocked tasks and already canceled ones consume a
+      -- pending future, and everything downstream of a canceled task is settled already, so the
+      -- extra edges through settled tasks change nothing: `upd` settles blocked tasks only.
+      SELECT ti.task_id, f.id, c.task_id, c.how
+      FROM cone c
+      JOIN futures f ON f.producer_task = c.task_id
+      JOIN task_inputs ti ON ti.future_id = f.id
+    ), pick AS (
+      -- One cause per task: a failed input before a canceled one, then the lowest future id.
+      -- A task has a 'failed' edge exactly when its producer picked 'failed', so how is consistent.
+      SELECT DISTINCT ON (task_id) task_id, cause_future, cause_producer, how FROM cone ORDER BY task_id, (how = 'failed') DESC, cause_future
+    ), chain(task_id, cause_future, how, cause_task, root_message) AS (
+      -- cause_task follows the picked cause links back to the frontier: each task's root is its
+      -- cause_future's producer's root, never some other path's. With one root there is no walk.
+      SELECT p.task_id, p.cause_future, p.how, v_root_task, v_root_message
+      FROM pick p WHERE v_one_root
+      UNION ALL
+      SELECT p.task_id, p.cause_future, p.how,
+             coalesce(f.error->>'cause_task', f.producer_task), coalesce(f.error->>'message', '')
+      FROM pick p JOIN futures f ON f.id = p.cause_future
+      WHERE NOT v_one_root AND f.id = ANY(v_frontier)
+      UNION ALL
+      SELECT p.task_id, p.cause_future, p.how, c.cause_task, c.root_message
+      FROM chain c
+      JOIN pick p ON p.cause_producer = c.task_id
+      WHERE NOT v_one_root
+    ), upd AS (
+      UPDATE tasks t
+      SET state = pick.how, finished_at = v_at,
+          error = jsonb_build_object(
+            'code', CASE pick.how WHEN 'failed' THEN 'upstream_failed' ELSE 'upstream_canceled' END,
+            'message', format('input %s %s upstream: %s', pick.cause_future,
+                              CASE pick.how WHEN 'failed' THEN 'failed' ELSE 'was canceled' END, pick.root_message),
+            'cause_task', pick.cause_task,
+            'cause_future', pick.cause_future)
+      FROM chain AS pick
+      WHERE t.id = pick.task_id AND t.state = 'blocked'
+      RETURNING t.id, t.state, t.error
+    ), fut AS (
+      UPDATE futures f SET state = upd.state, settled_at = v_at, error = upd.error
+      FROM upd
+      WHERE f.producer_task = upd.id AND f.state = 'pending'
+      RETURNING f.id
+    )
+    SELECT (SELECT coalesce(array_agg(id), '{}') FROM upd), (SELECT coalesce(array_agg(id), '{}') FROM fut)
+      INTO v_level, v_more;
+    v_settled := v_settled || v_level;
+    v_futures := v_futures || v_more;
+    v_failed_all := v_failed_all || v_more;
+    -- Late joiners: consumers committed while we waited for their FOR SHARE locks.
+    SELECT coalesce(array_agg(DISTINCT ti.future_id), '{}') INTO v_frontier
+    FROM task_inputs ti JOIN tasks t ON t.id = ti.task_id
+    WHERE ti.future_id = ANY(v_failed_all) AND t.state = 'blocked';
+  END LOOP;
+
+  -- FCFS release (nothing to lock or delete for tasks without keys: one index probe).
+  SELECT coalesce(array_agg(DISTINCT key), '{}') INTO v_keys FROM task_keys WHERE task_id = ANY(v_settled);
+  IF cardinality(v_keys) > 0 THEN
+    PERFORM cairn_lock_keys(v_keys);
+    DELETE FROM task_keys WHERE task_id = ANY(v_settled);
+
+    -- The first unsettled row of a key, if exclusive, now holds the key alone.
+    WITH heads AS (
+      SELECT k AS key, (SELECT tk.seq FROM task_keys tk WHERE tk.key = k ORDER BY tk.seq LIMIT 1) AS first_any
+      FROM unnest(v_keys) AS k
+    ), freed AS (
+      UPDATE task_keys tk SET free = true FROM heads h
+      WHERE tk.key = h.key AND tk.seq = h.first_any AND tk.exclusive AND NOT tk.free
+      RETURNING tk.task_id
+    ), c AS (SELECT task_id, count(*)::int AS n FROM freed GROUP BY task_id),
+    dec AS (UPDATE tasks t SET blocked_keys = t.blocked_keys - c.n FROM c WHERE t.id = c.task_id RETURNING t.id)
+    SELECT coalesce(array_agg(id), '{}') INTO v_more FROM dec;
+    v_candidates := v_candidates || v_more;
+
+    -- Shared rows before the first unsettled exclusive row share the key.
+    WITH heads AS (
+      SELECT k AS key, (SELECT tk.seq FROM task_keys tk WHERE tk.key = k AND tk.exclusive ORDER BY tk.seq LIMIT 1) AS first_x
+      FROM unnest(v_keys) AS k
+    ), freed AS (
+      UPDATE task_keys tk SET free = true FROM heads h
+      WHERE tk.key = h.key AND NOT tk.free AND NOT tk.exclusive AND (h.first_x IS NULL OR tk.seq < h.first_x)
+      RETURNING tk.task_id
+    ), c AS (SELECT task_id, count(*)::int AS n FROM freed GROUP BY task_id),
+    dec AS (UPDATE tasks t SET blocked_keys = t.blocked_keys - c.n FROM c WHERE t.id = c.task_id RETURNING t.id)
+    SELECT coalesce(array_agg(id), '{}') INTO v_more FROM dec;
+    v_candidates := v_candidates || v_more;
+  END IF;
+
+  -- Data release (skipped, one index probe, when no task consumes what resolved: a plan driven
+  -- from the blocked tasks would otherwise walk them all).
+  IF cardinality(v_resolved) > 0 AND EXISTS (SELECT 1 FROM task_inputs WHERE future_id = ANY(v_resolved)) THEN
+    WITH c AS (
+      SELECT ti.task_id, count(*)::int AS n FROM task_inputs ti WHERE ti.future_id = ANY(v_resolved) GROUP BY ti.task_id
+    ), dec AS (
+      UPDATE tasks t SET pending_inputs = t.pending_inputs - c.n FROM c
+      WHERE t.id = c.task_id AND t.state = 'blocked' RETURNING t.id
+    )
+    SELECT coalesce(array_agg(id), '{}') INTO v_more FROM dec;
+    v_candidates := v_candidates || v_more;
+  END IF;
+
+  PERFORM cairn_on_settled(v_settled);
+  RETURN jsonb_build_object('ready', cairn_make_ready(v_candidates), 'tasks', to_jsonb(v_settled), 'futures', to_jsonb(v_futures));
+END $$;
