@@ -76,6 +76,13 @@ export interface CairnConfigShape {
   readonly hostDownloadSlots: number
   /** A remote's download_concurrency when it is created without one. */
   readonly downloadConcurrency: number
+  /**
+   * Download shards a large sync spreads its downloads over (src/content/sync-shards.ts); 0: as
+   * many as the cluster's live worker slots.
+   */
+  readonly syncShards: number
+  /** A sync downloads in shards only if each shard gets at least this many files. */
+  readonly syncShardMinFiles: number
   /** orphans.cleanup keeps orphans younger than this unless its params say otherwise. */
   readonly orphanProtection: Duration.Duration
   /**
@@ -263,6 +270,12 @@ export const cairnConfig: Config.Config<CairnConfigShape> = Config.all({
   ),
   downloadConcurrency: positiveInt("CAIRN_DOWNLOAD_CONCURRENCY", 4).pipe(
     Config.validate({ message: "CAIRN_DOWNLOAD_CONCURRENCY must be from 1 to 64", validation: (n) => n >= 1 && n <= 64 })
+  ),
+  syncShards: positiveInt("CAIRN_SYNC_SHARDS", 0).pipe(
+    Config.validate({ message: "CAIRN_SYNC_SHARDS must be from 0 to 1000", validation: (n) => n <= 1000 })
+  ),
+  syncShardMinFiles: positiveInt("CAIRN_SYNC_SHARD_MIN_FILES", 250).pipe(
+    Config.validate({ message: "CAIRN_SYNC_SHARD_MIN_FILES must be at least 1", validation: (n) => n >= 1 })
   ),
   orphanProtection: positiveInt("CAIRN_ORPHAN_PROTECTION_SECONDS", 86_400).pipe(Config.map(Duration.seconds)),
   historyRetention: Config.option(

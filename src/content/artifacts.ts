@@ -187,9 +187,9 @@ const storedOf = (digests: ReadonlyArray<string>) =>
  * by the protocol above. Answers digest -> artifact id for those adopted, and the digests whose
  * bytes a cleanup took away meanwhile (not adopted: store them again, then retry).
  */
-const adoptStored = (
+const adoptStored = <E = never>(
   stored: ReadonlyArray<{ readonly sha256: string; readonly size: number }>,
-  own: (tx: Tx, ids: ReadonlyArray<string>) => Effect.Effect<void, DbError>
+  own: (tx: Tx, ids: ReadonlyArray<string>) => Effect.Effect<void, DbError | E>
 ) =>
   withDigestSession((s) =>
     Effect.gen(function*() {
@@ -295,3 +295,30 @@ export const adoptExistingForTask = (digests: ReadonlyArray<string>, taskId: str
  */
 export const adoptStoredForTask = (stored: ReadonlyArray<{ readonly sha256: string; readonly size: number }>, taskId: string) =>
   adoptStored(stored, ownedByTaskMany(taskId))
+
+/** The task artifacts were adopted for is no longer running that attempt (`adoptStoredForParent`). */
+export class ParentGone extends Data.TaggedError("ParentGone")<{ readonly task: string }> {
+  override get message() {
+    return `task ${this.task} no longer runs the attempt these files were downloaded for`
+  }
+}
+
+/**
+ * `adoptStoredForTask` on behalf of another task, its attempt still running: a sync's download
+ * shard (src/content/sync-shards.ts) adopts for the sync that spawned it, so that what it stored
+ * stays owned from its adoption until the sync's commit, across the shard's own settle. The
+ * ownership rows are written under FOR SHARE on that task's row, which the task's settle (an
+ * UPDATE of the row) waits for: either they are committed before the settle, whose settle hook
+ * then releases them like the task's own, or the settle came first and nothing is written
+ * (ParentGone: the adoption rolls back, the bytes are left unreferenced, as after a failed store).
+ */
+export const adoptStoredForParent = (
+  stored: ReadonlyArray<{ readonly sha256: string; readonly size: number }>,
+  parent: { readonly task: string; readonly attempt: number }
+) =>
+  adoptStored<ParentGone>(stored, (tx, ids) =>
+    Effect.gen(function*() {
+      const running = yield* txRows(tx, sql`SELECT id FROM tasks WHERE id = ${parent.task} AND state = 'running' AND attempts = ${parent.attempt} FOR SHARE`)
+      if (running.length === 0) return yield* new ParentGone({ task: parent.task })
+      yield* ownedByTaskMany(parent.task)(tx, ids)
+    }))

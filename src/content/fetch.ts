@@ -29,7 +29,7 @@ import { Chunk, Data, Deferred, Duration, Effect, Queue } from "effect"
 import { sql } from "drizzle-orm"
 import { CairnConfig } from "../config/config.js"
 import { Db, type DbError } from "../db/client.js"
-import { adoptStoredForTask } from "./artifacts.js"
+import { adoptStoredForTask, type ParentGone } from "./artifacts.js"
 import { download, DownloadError, type RetryOptions } from "./download.js"
 import { type SlotOwner, takeSlots } from "./slot-locks.js"
 import { ArtifactStorage, type BadDigest, type StorageError } from "./storage.js"
@@ -62,6 +62,11 @@ export interface FetchAllOptions {
   readonly owner: SlotOwner
   /** How to reach the remote (`./remote-access.ts`): its route, timeouts and retries. */
   readonly download: RetryOptions
+  /**
+   * Adopts a batch of stored files; by default for `owner.task` (`adoptStoredForTask`). A download
+   * shard adopts for the sync that spawned it (`adoptStoredForParent`).
+   */
+  readonly adopt?: AdoptBatch | undefined
   /** Called once per file, after its artifact is adopted (owned by the task). */
   readonly onAdopted: (file: StoredFile, artifactId: string) => Effect.Effect<void>
   /**
@@ -71,6 +76,16 @@ export interface FetchAllOptions {
    */
   readonly onMissing?: ((file: RemoteFile) => Effect.Effect<RemoteFile | undefined>) | undefined
 }
+
+/** What an adoption answers: digest -> artifact id, and digests whose bytes were taken away meanwhile. */
+export interface Adoption {
+  readonly adopted: ReadonlyMap<string, string>
+  readonly gone: ReadonlyArray<string>
+}
+
+export type AdoptBatch = (
+  batch: ReadonlyArray<StoredFile>
+) => Effect.Effect<Adoption, DbError | StorageError | BadDigest | ParentGone, Db | ArtifactStorage>
 
 /** The upstream says the file is not there (not a fault a retry could mend). */
 const isMissing = (e: unknown) => e instanceof DownloadError && e.reason === "http" && (e.status === 404 || e.status === 410)
@@ -125,7 +140,7 @@ const fetchFromHost = (host: string, files: ReadonlyArray<RemoteFile>, opts: Fet
     let remaining = todo.length
     if (remaining === 0) return
 
-    const done = yield* Deferred.make<void, FetchFailed | DbError | StorageError | BadDigest>()
+    const done = yield* Deferred.make<void, FetchFailed | DbError | StorageError | BadDigest | ParentGone>()
     const adoptQueue = yield* Queue.unbounded<StoredFile>()
     const lanes = new Set<Lane>()
     const active = () => {
@@ -134,7 +149,7 @@ const fetchFromHost = (host: string, files: ReadonlyArray<RemoteFile>, opts: Fet
       return k
     }
     /** Run in the background; its failure (or defect) ends the whole fetch. */
-    const background = <R>(eff: Effect.Effect<void, FetchFailed | DbError | StorageError | BadDigest, R>) =>
+    const background = <R>(eff: Effect.Effect<void, FetchFailed | DbError | StorageError | BadDigest | ParentGone, R>) =>
       Effect.forkScoped(eff.pipe(Effect.catchAllCause((c) => Deferred.failCause(done, c))))
     const failed = (file: RemoteFile) => (cause: { readonly _tag: string; readonly message: string }) =>
       new FetchFailed({ relativePath: file.relativePath, cause })
@@ -179,9 +194,9 @@ const fetchFromHost = (host: string, files: ReadonlyArray<RemoteFile>, opts: Fet
       })))
     }
 
-    /** The durability the batch's rows will rest on, then the rows. */
-    const adopt = (batch: ReadonlyArray<StoredFile>) =>
-      Effect.zipRight(storage.persist(batch.map((f) => f.sha256)), adoptStoredForTask(batch, opts.owner.task))
+    /** The durability the batch's rows will rest on, then the rows (for the task, or as `opts.adopt` says). */
+    const adoptRows: AdoptBatch = opts.adopt ?? ((batch) => adoptStoredForTask(batch, opts.owner.task))
+    const adopt = (batch: ReadonlyArray<StoredFile>) => Effect.zipRight(storage.persist(batch.map((f) => f.sha256)), adoptRows(batch))
 
     const adopter = Effect.forever(Effect.gen(function*() {
       const batch = Chunk.toReadonlyArray(yield* Queue.takeBetween(adoptQueue, 1, ADOPT_BATCH))

@@ -11,7 +11,8 @@
  *    policy `on_demand` nothing is downloaded (the content app fetches on first request), and every
  *    size must be known. With `skip_missing`, a file the upstream answers 404 or 410 for is left out
  *    (another entry with the same digest is tried first) and listed in the version's value as
- *    `missing`.
+ *    `missing`. Many files to download are spread over the cluster's workers in download shards,
+ *    child tasks that adopt what they store for this task (./sync-shards.ts).
  * 2. One commit: the units (with the plugin's detail rows), their artifacts and sources, and the
  *    version (mirror: exactly the entries, less what is missing; otherwise added on top of the
  *    latest). A sync that changes nothing resolves to the latest version instead of cutting an
@@ -27,7 +28,9 @@ import { ensureUnits, linkArtifacts, recordSources, unitKey } from "./content-un
 import { fetchAll, type RemoteFile } from "./fetch.js"
 import { failWith, NamedRef, orDbFailure } from "./kinds/common.js"
 import type { UnitType } from "./plugin.js"
-import { type RemoteAccess, remoteAccess } from "./remote-access.js"
+import type { RemoteAccess } from "./remote-access.js"
+import { openRemote, syncFailure } from "./sync-failure.js"
+import { downloadInShards, shardCount } from "./sync-shards.js"
 import { cutVersion, versionValue } from "./versions.js"
 
 /** Every sync's params: `{ repository, remote, mirror?, skip_missing? }`. */
@@ -54,21 +57,7 @@ export interface SyncEntry<D> {
   readonly detail?: D | undefined
 }
 
-/** The remote revision the sync was submitted with, as the downloader reaches it. */
-export const openRemote = (revision: string) =>
-  remoteAccess(revision).pipe(
-    Effect.catchTag("RemoteUnavailable", (e) => new TaskFailure({ code: "remote_unavailable", message: e.message }))
-  )
-
-/** A failure below the sync (a download, the store, the database) as the task's error. */
-export const syncFailure = (e: { readonly _tag: string; readonly message: string }, relativePath: string) => {
-  const code = e._tag === "DigestMismatch" ? "digest_mismatch"
-    : e._tag === "SizeMismatch" ? "size_mismatch"
-    : e._tag === "DownloadError" ? "download_failed"
-    : e._tag === "DbError" ? "db_error"
-    : "storage_error"
-  return new TaskFailure({ code, message: relativePath === "" ? e.message : `${relativePath}: ${e.message}` })
-}
+export { openRemote, syncFailure }
 
 /** Sizes by digest: the entries', then those of stored artifacts the entries gave none for. */
 const knownSizes = (entries: ReadonlyArray<SyncEntry<unknown>>, stored: ReadonlyMap<string, string>) =>
@@ -129,7 +118,17 @@ export const syncEntries = <D>(
       }
       const fileOf = (e: SyncEntry<D>): RemoteFile => ({ url: e.url, sha256: e.sha256, size: sizes.get(e.sha256), relativePath: e.relative_path })
       yield* ctx.progress({ done, total, unit: "files" })
-      yield* fetchAll(
+      const shardFiles = [...wanted].map(([sha, list]) => [sha, sizes.get(sha) ?? null, list.map((e) => [e.relative_path, e.url] as const)] as const)
+      const shards = yield* shardCount(shardFiles)
+      if (shards > 1) {
+        const got = yield* downloadInShards(ctx, { revision: p.remote.revision, skipMissing: p.skip_missing === true, downloadConcurrency: remote.downloadConcurrency }, shardFiles, shards)
+        for (const [sha, a] of got.adopted) {
+          stored.set(sha, a.id)
+          sizes.set(sha, a.size)
+        }
+        for (const m of got.missing) missing.add(m)
+        done = total
+      } else yield* fetchAll(
         [...wanted.values()].map((list) => fileOf(list[0]!)),
         {
           concurrency: remote.downloadConcurrency,

@@ -37,11 +37,21 @@ import {
 
 const ts = (name: string) => timestamp(name, { withTimezone: true, precision: 6, mode: "date" })
 
-export const graphs = pgTable("graphs", {
-  id: text("id").primaryKey(),
-  label: text("label"),
-  createdAt: ts("created_at").notNull().defaultNow()
-})
+export const graphs = pgTable(
+  "graphs",
+  {
+    id: text("id").primaryKey(),
+    label: text("label"),
+    createdAt: ts("created_at").notNull().defaultNow(),
+    /**
+     * A child graph (src/engine/children.ts): the task whose handler submitted it, and that task's
+     * attempt then. No foreign key: purging the parent's graph leaves its children standing.
+     */
+    parentTask: text("parent_task"),
+    parentAttempt: integer("parent_attempt")
+  },
+  (t) => [index("graphs_parent_task").on(t.parentTask).where(sql`parent_task IS NOT NULL`)]
+)
 
 export const tasks = pgTable(
   "tasks",

@@ -10,7 +10,8 @@ import { Conflict, NotFound } from "./errors.js"
 import { notifyChanges } from "./notify.js"
 import * as Q from "./queries/cancel.js"
 
-const cancelIds = (ids: ReadonlyArray<string>) =>
+/** Cancels the listed tasks (those settled already are left as they are). */
+export const cancelIds = (ids: ReadonlyArray<string>) =>
   Effect.flatMap(Db, (db) =>
     db.transaction((tx) =>
       Effect.gen(function*() {

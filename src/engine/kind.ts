@@ -10,6 +10,7 @@
 import { Context, Effect, Layer, Schema } from "effect"
 import type { Db, DbError, Tx } from "../db/client.js"
 import type { TaskFailure } from "./errors.js"
+import type { GraphSpec, SubmittedGraph } from "./submit.js"
 
 /** The kind of a plain JSON result. Content kinds (repository_version, publication, ...) add more. */
 export const VALUE = "value"
@@ -47,6 +48,19 @@ export interface TaskContext {
   readonly inputs: ReadonlyMap<string, ResolvedInput>
   /** Report progress; throttled by the worker, so call it as often as convenient. */
   readonly progress: (p: Progress) => Effect.Effect<void>
+  /**
+   * Child tasks (src/engine/children.ts): submits a graph linked to this task, whose tasks any
+   * worker takes. A child graph that does not validate fails with code `bad_child_graph`. Children
+   * still unsettled when the handler ends (whatever its outcome) are canceled, and so are those of
+   * this task's earlier attempts at its first spawn.
+   */
+  readonly spawn: (spec: GraphSpec) => Effect.Effect<SubmittedGraph, TaskFailure>
+  /**
+   * Waits until every future listed has settled, lending this task's slot to other work meanwhile;
+   * answers their values in order, or fails with the first failed (or canceled) one's root cause:
+   * its code and message.
+   */
+  readonly awaitFutures: (futures: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<unknown>, TaskFailure>
 }
 
 export interface ResourceKeys {

@@ -11,6 +11,7 @@ import { historyPurge } from "./history-purge.js"
 import { orphansCleanup } from "./orphans-cleanup.js"
 import { repositoryModify } from "./repository-modify.js"
 import { repositoryPrune } from "./repository-prune.js"
+import { downloadShard } from "../sync-shards.js"
 
 export const contentKinds: ReadonlyArray<TaskKind<any, ContentServices>> = [
   ...plugins.flatMap((p) => [...p.kinds, publishKind(p)]),
@@ -18,5 +19,6 @@ export const contentKinds: ReadonlyArray<TaskKind<any, ContentServices>> = [
   distributionSet,
   orphansCleanup,
   repositoryPrune,
-  historyPurge
+  historyPurge,
+  downloadShard
 ]

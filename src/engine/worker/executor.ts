@@ -7,6 +7,7 @@
  */
 import { Cause, Effect, Exit, Fiber, Option, Runtime, Schema } from "effect"
 import { Db } from "../../db/client.js"
+import { type ChildTasks, makeChildTasksFactory } from "../children.js"
 import { TaskFailure } from "../errors.js"
 import { type HandlerResult, type Progress, type ResolvedInput, TaskKinds } from "../kind.js"
 import * as Metrics from "../metrics.js"
@@ -38,6 +39,7 @@ export const makeExecutor = (
     const db = yield* Db
     const registry = yield* TaskKinds
     const completer = yield* makeCompleter(settled)
+    const childTasks = yield* makeChildTasksFactory
     // Every task's fiber is forked from this runtime, never from the fiber that claimed it: a task
     // whose settle claimed the next one would otherwise be that one's parent, and each fiber's
     // FiberRefs keep one entry per forking ancestor that changed them (annotations, spans), a stack
@@ -45,7 +47,7 @@ export const makeExecutor = (
     const runtime = yield* Effect.runtime<never>()
 
     /** The handler of the task's kind with its params decoded, or the failure saying why it cannot run. */
-    const handlerOf = (task: ClaimedTask, workerId: string, progress: (p: Progress) => Effect.Effect<void>) => {
+    const handlerOf = (task: ClaimedTask, workerId: string, progress: (p: Progress) => Effect.Effect<void>, children: ChildTasks) => {
       const kind = registry.kinds.get(task.kind)
       if (!kind) {
         return Effect.fail(new TaskFailure({ code: "unknown_task_kind", message: `this worker does not know task kind ${task.kind}` }))
@@ -60,9 +62,13 @@ export const makeExecutor = (
             outputs: task.outputs,
             workerId,
             inputs: new Map(Object.entries(task.inputs) as Array<[string, ResolvedInput]>),
-            progress
+            progress,
+            spawn: children.spawn,
+            awaitFutures: children.awaitFutures
           })
         ),
+        // Before the task settles: children do not outlive the attempt that spawned them.
+        Effect.ensuring(children.cancelAll),
         // Handlers' services were captured with the registry; nothing is left to provide.
         (eff) => Effect.provide(eff, registry.context) as Effect.Effect<HandlerResult, TaskFailure>
       )
@@ -74,7 +80,12 @@ export const makeExecutor = (
         const { running: r, finished: leave } = running.add(task, workerId)
         Metrics.claimToStart(task.claimLatencyMs)
         const progress = progressWriter(db.db, task.id, workerId)
-        const handler = handlerOf(task, workerId, progress.report)
+        const children = childTasks({ task: task.id, attempt: task.attempts }, {
+          // A lent slot is free for other work: the producer looks for some.
+          lend: Effect.zipRight(Effect.sync(() => running.lend(r)), finished),
+          reclaim: Effect.sync(() => running.reclaim(r))
+        })
+        const handler = handlerOf(task, workerId, progress.report, children)
         const began = Date.now()
         return Effect.gen(function*() {
           yield* Effect.logDebug(`task ${task.kind} started (attempt ${task.attempts})`)
@@ -92,7 +103,7 @@ export const makeExecutor = (
           yield* logOutcome(task, exit, Date.now() - began)
           yield* progress.flush
           // Its slot, refilled by the settle statement unless the worker is draining.
-          const next = yield* completer.complete(r, exit, running.draining ? 0 : 1)
+          const next = yield* completer.complete(r, exit, running.refill)
           // Started before this task leaves the table: the producer never sees the slot free.
           for (const t of next) yield* start(t, workerId)
           return next.length

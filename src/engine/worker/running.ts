@@ -8,6 +8,11 @@
  * `shutdown` hands it back (cairn_release), `lost` settles nothing: the worker generation that
  * claimed it is gone (its session dropped, or it fenced itself), so the task is no longer ours and
  * the reaper retries or fails it.
+ *
+ * A task awaiting its child tasks lends its slot (`lend`, src/engine/children.ts): it stays in the
+ * table, but does not count against the slots while it waits, so this process may claim other work
+ * meanwhile, its own children included. When it resumes, the process may run more tasks than it has
+ * slots for a while; it claims nothing more until it is back under (`free`, `refill`).
  */
 import { Effect, Fiber } from "effect"
 import type { TaskFailure } from "../errors.js"
@@ -37,6 +42,8 @@ export class RunningTasks {
    * is being lost (completer.ts); they are added stopped, never run, and left to the reaper.
    */
   private readonly lost = new Set<string>()
+  /** Running tasks that lent their slot while they wait for their children. */
+  private readonly lent = new Set<Running>()
 
   constructor(readonly slots: number) {}
 
@@ -44,9 +51,23 @@ export class RunningTasks {
     return this.tasks.size
   }
 
-  /** Slots a claim may fill now: none while draining. */
+  /** Slots a claim may fill now: none while draining; none (or less than none) while over budget. */
   get free() {
-    return this.draining ? 0 : this.slots - this.tasks.size
+    return this.draining ? 0 : this.slots - (this.tasks.size - this.lent.size)
+  }
+
+  /** Tasks a settle may claim for the slot it frees (none while draining or over budget). */
+  get refill() {
+    return !this.draining && this.free >= 0 ? 1 : 0
+  }
+
+  /** `r` waits for its children: its slot is free for other work until `reclaim`. */
+  lend(r: Running) {
+    this.lent.add(r)
+  }
+
+  reclaim(r: Running) {
+    this.lent.delete(r)
   }
 
   values() {
@@ -64,6 +85,7 @@ export class RunningTasks {
       finished: () => {
         // A settle that claims can claim its own task again (a retry), added before this one leaves.
         if (this.tasks.get(task.id) === running) this.tasks.delete(task.id)
+        this.lent.delete(running)
         resolveDone()
       }
     }
