@@ -86,7 +86,10 @@ const settleFrom = (log: string, addr: string, task: string, attempt: number) =>
     const above = lines.slice(Math.max(0, i - 12), i)
     if (!above.some((s) => /duration: .* execute /.test(s))) return false
     const alone = l.includes(`$1 = '${task}'`) && l.includes(`$3 = '${attempt}'`) && above.some((s) => /cairn_notify\(cairn_(resolve|fail|release)\(/.test(s))
-    const batched = l.includes(`"t":"${task}","a":${attempt},`) && above.some((s) => /cairn_settle_batch\(/.test(s))
+    // The batch's jsonb parameter as the server logs it: keys sorted ("a", then the failure's
+    // "c", "m", "n", "s", then "t"), a space after each colon.
+    const element = new RegExp(`\\{"a": ?${attempt},[^{}]*"t": ?"${task}"`)
+    const batched = element.test(l) && above.some((s) => /cairn_settle_batch\(/.test(s))
     return alone || batched
   })
 }

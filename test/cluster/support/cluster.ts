@@ -186,6 +186,9 @@ export const startCluster = async (opts: ClusterOptions): Promise<Cluster> => {
           HOST: h.frontAddr!,
           PORT: "8080",
           CAIRN_WORKERS: "0",
+          // One API process per host, so that a host's connections and its session are one
+          // process's (several processes sharing a port: test/api-processes.test.ts).
+          CAIRN_API_PROCESSES: "1",
           ...env
         })
         procs.push(p)
