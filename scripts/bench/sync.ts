@@ -101,7 +101,8 @@ const cairnRound = async (pg: Postgres, tree: Tree, base: string, round: number,
   const backend = await startBackend(kind)
   const url = await createDatabase(pg, "sync")
   const dataDir = await makeDataDir("sync")
-  const env = { CAIRN_HOST_DOWNLOAD_SLOTS: String(flags.parallel), ...backend.env }
+  // CAIRN_SYNC_SHARDS=0: one download shard per live worker slot (one slot per process here).
+  const env = { CAIRN_HOST_DOWNLOAD_SLOTS: String(flags.parallel), CAIRN_SYNC_SHARDS: "0", ...backend.env }
   const server = await startServer(url, dataDir, env)
   const workers = startWorkers(processes, url, dataDir, env, cpuProfileArgs(flags.profile || undefined))
   try {

@@ -271,7 +271,7 @@ export const cairnConfig: Config.Config<CairnConfigShape> = Config.all({
   downloadConcurrency: positiveInt("CAIRN_DOWNLOAD_CONCURRENCY", 4).pipe(
     Config.validate({ message: "CAIRN_DOWNLOAD_CONCURRENCY must be from 1 to 64", validation: (n) => n >= 1 && n <= 64 })
   ),
-  syncShards: positiveInt("CAIRN_SYNC_SHARDS", 0).pipe(
+  syncShards: positiveInt("CAIRN_SYNC_SHARDS", 1).pipe(
     Config.validate({ message: "CAIRN_SYNC_SHARDS must be from 0 to 1000", validation: (n) => n <= 1000 })
   ),
   syncShardMinFiles: positiveInt("CAIRN_SYNC_SHARD_MIN_FILES", 250).pipe(

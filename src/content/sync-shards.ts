@@ -19,8 +19,8 @@
  * in-process sync does. A shard that fails (after its retry) fails the sync with its cause; a
  * shard whose worker died is retried and skips what its earlier attempt adopted.
  *
- * How many: CAIRN_SYNC_SHARDS, or by default one per live worker slot of the cluster, but no
- * more than leave each shard CAIRN_SYNC_SHARD_MIN_FILES files; one shard means in-process. A
+ * How many: CAIRN_SYNC_SHARDS (default one: in-process; 0: one per live worker slot of the
+ * cluster), but no more than leave each shard CAIRN_SYNC_SHARD_MIN_FILES files. A
  * shard's file list is its params, so there are at least enough shards to keep each list well
  * under the params size limit.
  */
