@@ -5,9 +5,9 @@
  * which cost more than running them. auto_explain (its plans sent to this client as notices)
  * shows the plans of the statements inside the functions at their eighth call, after the five
  * custom plans with which the plan cache starts: a generic plan names its parameters ($1...), a
- * custom one has their values folded in. The claim's plan must also probe `tasks` through its
- * primary key, never scan it: a generic plan for the ids taken from a CTE hash-joined a scan of
- * the whole table.
+ * custom one has their values folded in. The plans must also be driven from the arrays through
+ * indexes: a generic plan for the claim's ids taken from a CTE hash-joined a scan of `tasks`, and
+ * the shared-key release scanned `task_keys`.
  */
 import { Effect } from "effect"
 import pg from "pg"
@@ -39,12 +39,17 @@ afterAll(async () => {
 
 /**
  * The plan of the statement containing `statement`, as auto_explain reported it during the eighth
- * call of `call` (rolled back, like the seven before it).
+ * call of `call` (rolled back, like each of the seven before it).
  */
 const eighthPlan = async (call: string, params: ReadonlyArray<unknown>, statement: string) => {
   await client.query("BEGIN")
   try {
-    for (let i = 0; i < 7; i++) await client.query(call, [...params])
+    // Each call undone before the next (a settle's cascade deletes the keys it releases).
+    for (let i = 0; i < 7; i++) {
+      await client.query("SAVEPOINT call")
+      await client.query(call, [...params])
+      await client.query("ROLLBACK TO SAVEPOINT call")
+    }
     await client.query("SET LOCAL auto_explain.log_min_duration = 0")
     await client.query("SET LOCAL auto_explain.log_nested_statements = on")
     await client.query("SET LOCAL auto_explain.log_level = notice")
@@ -82,5 +87,14 @@ describe("the engine's functions on every task's path", () => {
       .toMatch(/Index Cond: \(task_keys\.task_id = ANY \(\$\d+\)\)/)
     expect(await eighthPlan("SELECT cairn_content_on_settled($1)", [blocked], "DELETE FROM task_holds"))
       .toMatch(/task_holds\.task_id = ANY \(\$\d+\)/)
+  })
+
+  it("release a settled task's keys with generic plans driven from the keys", async () => {
+    // The cascade as a settle of the first queued task would run it (rolled back).
+    const [first] = await someTasks("ready")
+    const plan = await eighthPlan("SELECT cairn_settle_cascade($1)", [[first]], "NOT tk.free AND NOT tk.exclusive")
+    expect(plan).toMatch(/Index Cond: \(tk\.key = ANY \(\$\d+\)\)/)
+    expect(plan).toMatch(/Index Cond: \(t\.id = ANY \(\(InitPlan \d+\)\.col1\)\)/)
+    expect(plan).not.toContain("Seq Scan on public.task_keys")
   })
 })
