@@ -3,9 +3,12 @@
 -- publication own them, in the same transaction), its slot locks, and what it held since its
 -- submission (task_holds: versions, publications, units, artifacts, its repository, its remote's
 -- revision). Registered as the engine's settle hook "content" (src/engine/sql/cairn_on_settled.sql).
--- DESIGN.md §12 "Artifacts and storage layout", "Slot locks"; §19 "Holds".
+-- Generic plans (index probes for the array), as cairn_make_ready: the custom ones were made
+-- afresh at every settle. DESIGN.md §12 "Artifacts and storage layout", "Slot locks"; §19 "Holds";
+-- §15 "Generic plans".
 
-CREATE OR REPLACE FUNCTION cairn_content_on_settled(p_tasks text[]) RETURNS void LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION cairn_content_on_settled(p_tasks text[]) RETURNS void
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
   DELETE FROM task_artifacts WHERE task_id = ANY(p_tasks);
   DELETE FROM slot_locks WHERE owner_task = ANY(p_tasks);

@@ -3,9 +3,11 @@
 -- fail or cancel, of every blocked task downstream that it will cascade into -- before it locks or
 -- updates any task or future row. A key's holder updates the rows of tasks queued on that key
 -- (releasing the queue), so rows first and keys second would wait in a cycle.
--- DESIGN.md §4 "FCFS queues" (Lock order: keys before rows).
+-- A generic plan (index probes for the arrays; §15 "Generic plans"). DESIGN.md §4 "FCFS queues"
+-- (Lock order: keys before rows).
 
-CREATE OR REPLACE FUNCTION cairn_lock_task_keys(p_tasks text[], p_downstream boolean) RETURNS void LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION cairn_lock_task_keys(p_tasks text[], p_downstream boolean) RETURNS void
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
   v_keys text[];
 BEGIN
