@@ -5,7 +5,7 @@
  * progress write, and the settle (completer.ts). The task stays in the table of running tasks, and
  * so holds its slot, until it is settled.
  */
-import { Cause, Effect, Exit, Fiber, Option, Runtime, Schema } from "effect"
+import { Cause, Context, Effect, Exit, Fiber, Option, Runtime, Schema } from "effect"
 import { Db } from "../../db/client.js"
 import { type ChildTasks, makeChildTasksFactory } from "../children.js"
 import { TaskFailure } from "../errors.js"
@@ -14,7 +14,7 @@ import * as Metrics from "../metrics.js"
 import type { Changes } from "../notify.js"
 import type { ClaimedTask } from "../queries/claim.js"
 import { makeCompleter } from "./completer.js"
-import { progressWriter } from "./progress.js"
+import { type ProgressWriter, progressWriter } from "./progress.js"
 import type { RunningTasks } from "./running.js"
 
 /** One line per finished attempt: info for success, warning with the error otherwise. */
@@ -46,13 +46,23 @@ export const makeExecutor = (
     // as deep as the slot's history, copied at every change.
     const runtime = yield* Effect.runtime<never>()
 
+    // Params decoders, made once per kind.
+    const decoders = new Map([...registry.kinds].map(([name, kind]) => [name, Schema.decodeUnknown(kind.params)] as const))
+    // The handlers' services, provided once: every task's fiber runs on a runtime that has them.
+    const taskRuntime = Runtime.make({
+      context: Context.merge(runtime.context, registry.context),
+      fiberRefs: runtime.fiberRefs,
+      runtimeFlags: runtime.runtimeFlags
+    })
+
     /** The handler of the task's kind with its params decoded, or the failure saying why it cannot run. */
-    const handlerOf = (task: ClaimedTask, workerId: string, progress: (p: Progress) => Effect.Effect<void>, children: ChildTasks) => {
+    const handlerOf = (task: ClaimedTask, workerId: string, progress: (p: Progress) => Effect.Effect<void>, children: () => ChildTasks) => {
       const kind = registry.kinds.get(task.kind)
-      if (!kind) {
+      const decode = decoders.get(task.kind)
+      if (!kind || !decode) {
         return Effect.fail(new TaskFailure({ code: "unknown_task_kind", message: `this worker does not know task kind ${task.kind}` }))
       }
-      return Schema.decodeUnknown(kind.params)(task.params).pipe(
+      return decode(task.params).pipe(
         Effect.mapError((e) => new TaskFailure({ code: "bad_params", message: e.message })),
         Effect.flatMap((params) =>
           kind.handler(params, {
@@ -63,14 +73,10 @@ export const makeExecutor = (
             workerId,
             inputs: new Map(Object.entries(task.inputs) as Array<[string, ResolvedInput]>),
             progress,
-            spawn: children.spawn,
-            awaitFutures: children.awaitFutures
-          })
-        ),
-        // Before the task settles: children do not outlive the attempt that spawned them.
-        Effect.ensuring(children.cancelAll),
-        // Handlers' services were captured with the registry; nothing is left to provide.
-        (eff) => Effect.provide(eff, registry.context) as Effect.Effect<HandlerResult, TaskFailure>
+            spawn: (spec) => children().spawn(spec),
+            awaitFutures: (futures) => children().awaitFutures(futures)
+          }) as Effect.Effect<HandlerResult, TaskFailure>
+        )
       )
     }
 
@@ -79,21 +85,28 @@ export const makeExecutor = (
       Effect.suspend(() => {
         const { running: r, finished: leave } = running.add(task, workerId)
         Metrics.claimToStart(task.claimLatencyMs)
-        const progress = progressWriter(db.db, task.id, workerId)
-        const children = childTasks({ task: task.id, attempt: task.attempts }, {
-          // A lent slot is free for other work: the producer looks for some.
-          lend: Effect.zipRight(Effect.sync(() => running.lend(r)), finished),
-          reclaim: Effect.sync(() => running.reclaim(r))
-        })
-        const handler = handlerOf(task, workerId, progress.report, children)
+        // The progress writer and the child-task operations are made when the handler first uses
+        // them: most handlers use neither.
+        let progress: ProgressWriter | undefined
+        const report = (p: Progress) => (progress ??= progressWriter(db.db, task.id, workerId)).report(p)
+        let children: ChildTasks | undefined
+        const childrenOf = () =>
+          (children ??= childTasks({ task: task.id, attempt: task.attempts }, {
+            // A lent slot is free for other work: the producer looks for some.
+            lend: Effect.zipRight(Effect.sync(() => running.lend(r)), finished),
+            reclaim: Effect.sync(() => running.reclaim(r))
+          }))
+        const handler = handlerOf(task, workerId, report, childrenOf).pipe(
+          // Before the task settles: children do not outlive the attempt that spawned them (nor
+          // those of an earlier attempt, which only a later attempt needs to look for).
+          Effect.ensuring(Effect.suspend(() => (children || task.attempts > 1 ? childrenOf().cancelAll : Effect.void)))
+        )
         const began = Date.now()
         return Effect.gen(function*() {
           yield* Effect.logDebug(`task ${task.kind} started (attempt ${task.attempts})`)
+          // Its fiber inherits the log annotations below.
           const fiber = yield* Effect.forkDaemon(
-            handler.pipe(
-              Effect.withSpan("cairn.run", { attributes: { task: task.id, graph: task.graphId, kind: task.kind }, captureStackTrace: false }),
-              Effect.annotateLogs({ task: task.id, graph: task.graphId })
-            )
+            Effect.withSpan(handler, "cairn.run", { attributes: { task: task.id, graph: task.graphId, kind: task.kind }, captureStackTrace: false })
           )
           r.fiber = fiber
           // Stopped before its fiber existed (a cancel or a lost session in between).
@@ -101,7 +114,7 @@ export const makeExecutor = (
           const exit = yield* Fiber.await(fiber)
           Metrics.taskFinished(task.kind, Date.now() - began, exit)
           yield* logOutcome(task, exit, Date.now() - began)
-          yield* progress.flush
+          if (progress) yield* progress.flush
           // Its slot, refilled by the settle statement unless the worker is draining.
           const next = yield* completer.complete(r, exit, running.refill)
           // Started before this task leaves the table: the producer never sees the slot free.
@@ -112,7 +125,7 @@ export const makeExecutor = (
           Effect.ensuring(Effect.sync(leave)),
           // A slot left empty: the producer looks for work.
           Effect.flatMap((refilled) => (refilled > 0 ? Effect.void : finished)),
-          (run) => Effect.sync(() => void Runtime.runFork(runtime)(run))
+          (run) => Effect.sync(() => void Runtime.runFork(taskRuntime)(run))
         )
       })
 
