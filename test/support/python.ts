@@ -21,7 +21,12 @@ export const runProcess = (cmd: string, args: ReadonlyArray<string>, options?: R
     child.stderr.on("data", (d) => (output += d))
     child.on("error", reject)
     child.on("close", (code) => resolve({ code, stdout, output }))
-    child.stdin.end(options?.input ?? "")
+    // A child that exits or closes its stdin before reading it (pip does not read it) fails the
+    // write with EPIPE, which unhandled would crash the test run: its exit code and output say
+    // what happened. Without input nothing is written, stdin is only closed.
+    child.stdin.on("error", () => undefined)
+    if (options?.input !== undefined) child.stdin.end(options.input)
+    else child.stdin.end()
   })
 
 /** Run `python3 -c script args...` with `input` on stdin; its stdout, or an error with its output. */
