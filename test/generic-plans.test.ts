@@ -7,7 +7,7 @@
  * custom plans with which the plan cache starts: a generic plan names its parameters ($1...), a
  * custom one has their values folded in. The plans must also be driven from the arrays through
  * indexes: a generic plan for the claim's ids taken from a CTE hash-joined a scan of `tasks`, and
- * the shared-key release scanned `task_keys`.
+ * the shared-key release scanned `task_keys`. The failure propagation alone keeps custom plans.
  */
 import { Effect } from "effect"
 import pg from "pg"
@@ -96,5 +96,14 @@ describe("the engine's functions on every task's path", () => {
     expect(plan).toMatch(/Index Cond: \(tk\.key = ANY \(\$\d+\)\)/)
     expect(plan).toMatch(/Index Cond: \(t\.id = ANY \(\(InitPlan \d+\)\.col1\)\)/)
     expect(plan).not.toContain("Seq Scan on public.task_keys")
+  })
+
+  it("propagate a failure with custom plans, made for the frontier at hand", async () => {
+    // A generic plan of the cone, made before the statistics knew a chain, took a 998-task chain
+    // cone 1.07 s instead of 70-80 ms; the propagation runs only when something failed.
+    const frontier = (await client.query<{ a: Array<string> }>("SELECT (array_agg(id ORDER BY id))[1:1] AS a FROM futures")).rows[0]!.a
+    const plan = await eighthPlan("SELECT * FROM cairn_settle_cone($1)", [frontier], "WITH RECURSIVE cone")
+    // The frontier's value is folded into the plan, not a parameter.
+    expect(plan).toContain(`'{${frontier[0]}}'::text[]`)
   })
 })
