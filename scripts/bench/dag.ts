@@ -15,7 +15,9 @@
  * settle transaction, so an edge includes that transaction, its commit and NOTIFY, the wake-up
  * and the claim. Failure: the cascade runs inside the failing task's settle transaction (every
  * cone task gets that transaction's timestamp), so its duration is measured as the server-side
- * time of that one cairn_fail call (pg_stat_statements) and end to end as the client sees it:
+ * time of that one settle statement (pg_stat_statements: the slowest settle statement of the run,
+ * a `cairn_settle_batch` since worker settles go in batches, `cairn_fail` before) and end to end
+ * as the client sees it:
  * from the failing task's started_at until a long-poll on the cone's last future answers.
  *
  *   npm run bench:dag                  # 3 rounds, 2 worker processes x 8 slots
@@ -102,7 +104,7 @@ interface Run {
   readonly execMs: number
   readonly cone?: {
     readonly size: number
-    /** The failing task's cairn_fail call, server side (ms). */
+    /** The failing task's settle statement, server side (ms). */
     readonly cascadeStatementMs: number
     /** started_at of the failing task -> the long-poll on the last cone future answered. */
     readonly endToEndMs: number
@@ -163,7 +165,8 @@ const runShape = async (ctx: { url: string; api: string }, shape: Shape, failing
         [g.body.id, failed.id]
       )).rows[0]!)
     const stmts = await topStatements(ctx.url, 30)
-    const fail = stmts.find((s) => /cairn_fail/.test(s.query))
+    // The failing settle: the slowest settle statement of this run (statements are reset per run).
+    const fail = stmts.filter((s) => /cairn_settle_batch|cairn_fail/.test(s.query)).sort((a, b) => b.max_ms - a.max_ms)[0]
     if (settledLast.state !== "failed") throw new Error(`${shape}: the last node is ${settledLast.state}, expected failed`)
     cone = {
       size: coneRows.n,
@@ -266,7 +269,7 @@ const main = async () => {
   }
   const failure: Table = {
     title: "One failure near the root: time to settle its whole downstream cone",
-    headers: ["shape", "cone (tasks settled upstream_failed)", "cascade: the cairn_fail call, server side", "end to end: failing task started -> long-poll on the last cone future answered", "cause_task wrong", "submit"],
+    headers: ["shape", "cone (tasks settled upstream_failed)", "cascade: the failing settle statement, server side", "end to end: failing task started -> long-poll on the last cone future answered", "cause_task wrong", "submit"],
     rows: [...groups.values()].filter((rs) => rs[0]!.failing).map((rs) => [
       rs[0]!.shape,
       String(rs[0]!.cone?.size ?? "–"),
