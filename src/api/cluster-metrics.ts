@@ -33,8 +33,43 @@ const isMessage = (m: unknown): m is Message =>
 
 const snapshot = () => metricsRegistry.getMetricsAsJSON() as Promise<MetricsSnapshot>
 
-let nextId = 0
-const gathering = new Map<number, (snapshots: ReadonlyArray<MetricsSnapshot>) => void>()
+/**
+ * Requests over IPC awaiting their replies by id: `request` sends with a new id and resolves with
+ * the reply `reply` hands over for it, or with undefined after `timeoutMs`; a send that throws
+ * rejects it.
+ */
+const replies = <A>() => {
+  const waiting = new Map<number, (a: A) => void>()
+  let next = 0
+  return {
+    request: (timeoutMs: number, send: (id: number) => void): Promise<A | undefined> =>
+      new Promise((resolve, reject) => {
+        const id = next++
+        const timer = setTimeout(() => {
+          waiting.delete(id)
+          resolve(undefined)
+        }, timeoutMs)
+        waiting.set(id, (a) => {
+          clearTimeout(timer)
+          resolve(a)
+        })
+        try {
+          send(id)
+        } catch (e) {
+          waiting.delete(id)
+          clearTimeout(timer)
+          reject(e)
+        }
+      }),
+    reply: (id: number, a: A) => {
+      waiting.get(id)?.(a)
+      waiting.delete(id)
+    }
+  }
+}
+
+/** This API process's gathers, awaiting the primary's answer. */
+const gathers = replies<ReadonlyArray<MetricsSnapshot>>()
 
 /**
  * In an API process of a cluster: answer the primary's asks with this process's registry, and take
@@ -47,27 +82,16 @@ export const answerMetricsAsks = () => {
     if (m.type === "cairn:metrics:ask") {
       void snapshot().then((s) => process.send?.({ type: "cairn:metrics:answer", id: m.id, snapshot: s } satisfies Message))
     } else if (m.type === "cairn:metrics:gathered") {
-      gathering.get(m.id)?.(m.snapshots)
-      gathering.delete(m.id)
+      gathers.reply(m.id, m.snapshots)
     }
   })
 }
 
 /** The registries of the server's other processes ([] outside a cluster, or if the primary does not answer). */
-const otherProcesses = (): Promise<ReadonlyArray<MetricsSnapshot>> => {
-  if (!cluster.isWorker || process.send === undefined) return Promise.resolve([])
-  const id = nextId++
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      gathering.delete(id)
-      resolve([])
-    }, GATHER_TIMEOUT_MS * 2)
-    gathering.set(id, (s) => {
-      clearTimeout(timer)
-      resolve(s)
-    })
-    process.send!({ type: "cairn:metrics:gather", id } satisfies Message)
-  })
+const otherProcesses = async (): Promise<ReadonlyArray<MetricsSnapshot>> => {
+  if (!cluster.isWorker || process.send === undefined) return []
+  const gathered = await gathers.request(GATHER_TIMEOUT_MS * 2, (id) => process.send!({ type: "cairn:metrics:gather", id } satisfies Message))
+  return gathered ?? []
 }
 
 /**
@@ -89,32 +113,14 @@ export const clusterMetricsText = async (ownFamilies: ReadonlySet<string>): Prom
  * slots' instruments) and every other live API process's answer within the timeout.
  */
 export const serveMetricsGathers = (children: () => Iterable<Worker>) => {
-  const asks = new Map<number, (s: MetricsSnapshot) => void>()
-  let nextAsk = 0
+  const asks = replies<MetricsSnapshot>()
+  /** A child's registry, or undefined if it does not answer in time (or cannot be asked). */
   const ask = (child: Worker): Promise<MetricsSnapshot | undefined> =>
-    new Promise((resolve) => {
-      const id = nextAsk++
-      const timer = setTimeout(() => {
-        asks.delete(id)
-        resolve(undefined)
-      }, GATHER_TIMEOUT_MS)
-      asks.set(id, (s) => {
-        clearTimeout(timer)
-        resolve(s)
-      })
-      try {
-        child.send({ type: "cairn:metrics:ask", id } satisfies Message)
-      } catch {
-        asks.delete(id)
-        clearTimeout(timer)
-        resolve(undefined)
-      }
-    })
+    asks.request(GATHER_TIMEOUT_MS, (id) => child.send({ type: "cairn:metrics:ask", id } satisfies Message)).catch(() => undefined)
   const onMessage = (from: Worker, m: unknown) => {
     if (!isMessage(m)) return
     if (m.type === "cairn:metrics:answer") {
-      asks.get(m.id)?.(m.snapshot)
-      asks.delete(m.id)
+      asks.reply(m.id, m.snapshot)
     } else if (m.type === "cairn:metrics:gather") {
       const others = [...children()].filter((c) => c !== from && c.isConnected())
       void Promise.all([snapshot(), ...others.map(ask)]).then((all) => {

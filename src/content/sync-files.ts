@@ -57,7 +57,8 @@ export interface SyncEntry<D> {
   readonly detail?: D | undefined
 }
 
-export { openRemote, syncFailure }
+/** How a plugin's sync reaches its remote (./sync-failure.ts). */
+export { openRemote }
 
 /** Sizes by digest: the entries', then those of stored artifacts the entries gave none for. */
 const knownSizes = (entries: ReadonlyArray<SyncEntry<unknown>>, stored: ReadonlyMap<string, string>) =>

@@ -55,6 +55,12 @@ export interface SlotLending {
   readonly reclaim: Effect.Effect<void>
 }
 
+/**
+ * Whether an attempt may have unsettled children to cancel when its handler ends: it spawned some,
+ * or an earlier attempt may have (a retry cancels those at its first spawn, or at its end).
+ */
+export const mayHaveChildren = (spawned: boolean, attempt: number) => spawned || attempt > 1
+
 const asFailure = (code: string) => (e: { readonly message: string }) => new TaskFailure({ code, message: e.message })
 
 /** Makes the child-task operations of running tasks, with the worker runtime's services. */
@@ -154,7 +160,7 @@ export const makeChildTasksFactory = Effect.gen(function*() {
       spawn,
       awaitFutures,
       cancelAll: Effect.suspend(() =>
-        !spawned && parent.attempt <= 1 ? Effect.void : cancelChildren(parent.task).pipe(
+        !mayHaveChildren(spawned, parent.attempt) ? Effect.void : cancelChildren(parent.task).pipe(
           Effect.timeout(config.heartbeatTimeout),
           Effect.tapError((e) => Effect.logWarning(`could not cancel the children of task ${parent.task}: ${String(e)}`)),
           Effect.ignore

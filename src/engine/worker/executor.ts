@@ -7,7 +7,7 @@
  */
 import { Cause, Context, Effect, Exit, Fiber, Option, Runtime, Schema } from "effect"
 import { Db } from "../../db/client.js"
-import { type ChildTasks, makeChildTasksFactory } from "../children.js"
+import { type ChildTasks, makeChildTasksFactory, mayHaveChildren } from "../children.js"
 import { TaskFailure } from "../errors.js"
 import { type HandlerResult, type Progress, type ResolvedInput, TaskKinds } from "../kind.js"
 import * as Metrics from "../metrics.js"
@@ -98,8 +98,9 @@ export const makeExecutor = (
           }))
         const handler = handlerOf(task, workerId, report, childrenOf).pipe(
           // Before the task settles: children do not outlive the attempt that spawned them (nor
-          // those of an earlier attempt, which only a later attempt needs to look for).
-          Effect.ensuring(Effect.suspend(() => (children || task.attempts > 1 ? childrenOf().cancelAll : Effect.void)))
+          // those of an earlier attempt, which only a later attempt needs to look for). Only a
+          // handler that used the child-task operations can have spawned.
+          Effect.ensuring(Effect.suspend(() => (mayHaveChildren(children !== undefined, task.attempts) ? childrenOf().cancelAll : Effect.void)))
         )
         const began = Date.now()
         return Effect.gen(function*() {
